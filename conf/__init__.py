@@ -1,0 +1,1 @@
+"""Hydra configs, one group per swappable part. Installed as a package so `pkg://conf` finds them."""

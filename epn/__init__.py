@@ -1,0 +1,1 @@
+"""Edge prediction network (EPN): EdgeConnect-style edge generator and 70×70 PatchGAN."""

@@ -1,0 +1,1 @@
+"""Inpainting network (IPN): DeepFill-v2-style gated convolutions, contextual attention, SN-PatchGAN."""

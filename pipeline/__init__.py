@@ -1,0 +1,1 @@
+"""The whole system: training entry point, joint fine-tuning, inference, evaluation, benchmark."""
