@@ -1,0 +1,1 @@
+"""Data layer: datasets, mask generators, corruption synthesis, the LightningDataModule, previews."""

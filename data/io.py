@@ -1,0 +1,85 @@
+"""Reading images of any common kind into ``(3, H, W)`` float tensors in [0, 1].
+
+Pillow decodes (it knows more modes than any other reader: palette, CMYK, 16-bit, 1-bit,
+EXIF orientation); every failure becomes an :class:`ImageReadError` that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+# Pillow's own decompression-bomb guard stays on; this is its limit, stated here so the
+# message can say it.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read; the message names the file and the reason."""
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> ``(H, W, 3)`` float32 in [0, 1]. Transparency is composited on white."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        scale = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr / scale, 0.0, 1.0)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0)
+        if arr.max(initial=0) > 1.0:
+            arr = arr / 255.0
+        return np.repeat(np.clip(arr, 0.0, 1.0)[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read ``path`` as an RGB tensor ``(3, H, W)``, float32 in [0, 1].
+
+    Grayscale, palette, CMYK, 1-bit, 16-bit and float images are converted; alpha is composited
+    on white; the EXIF orientation is applied. Raises :class:`ImageReadError` (naming the file)
+    for a missing, truncated, corrupt or oversized file.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img = ImageOps.exif_transpose(img)
+                img.load()
+                arr = _to_rgb_array(img)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image Pillow can read (corrupt or unknown format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError(f"{path}: larger than the {MAX_PIXELS:,}-pixel safety limit") from None
+    except (OSError, SyntaxError, ValueError) as err:  # truncated data, bad headers, odd modes
+        raise ImageReadError(f"{path}: cannot decode ({err})") from None
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError(f"{path}: image has no pixels")
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Sorted image files under ``root`` (by extension, case-insensitive); hidden files skipped."""
+    root = Path(root)
+    pattern = root.rglob("*") if recursive else root.glob("*")
+    return sorted(p for p in pattern if p.is_file() and is_image_file(p) and not p.name.startswith("."))

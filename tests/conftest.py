@@ -1,0 +1,37 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_photo(path: Path, width: int = 80, height: int = 60, seed: int = 0, mode: str = "RGB") -> Path:
+    """A smooth random colour image (real-photo-like gradients, so Canny finds some edges)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    arr = np.stack([np.sin(6 * xx + rng.uniform(0, 6)) * 0.5 + 0.5,
+                    np.cos(5 * yy + rng.uniform(0, 6)) * 0.5 + 0.5,
+                    (xx + yy) / 2], axis=-1)
+    arr[height // 3 : height // 2, width // 4 : width // 2] = rng.uniform(0, 1, 3)
+    img = Image.fromarray((arr * 255).astype(np.uint8), "RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.convert(mode).save(path)
+    return path
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """Twelve small photos in nested folders (two extensions)."""
+    root = tmp_path / "photos"
+    for i in range(12):
+        write_photo(root / f"sub{i % 3}" / f"img{i:02d}.{'png' if i % 2 else 'jpg'}", seed=i)
+    return root
+
+
+def run_module(*args, cwd=ROOT, timeout=300):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
