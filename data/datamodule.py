@@ -1,0 +1,195 @@
+"""Training samples per the data contract, and the LightningDataModule that serves them.
+
+A sample is a dict: ``image`` (3, H, W) ground truth, ``corrupted`` (3, H, W), ``mask``
+(1, H, W) the true continuous m (1 = destroyed), and ``edge`` (1, H, W) Canny of the ground
+truth when asked for. Each sample draws its own mask.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from data.datasets import SPLITS, DatasetError, ImageDataset
+from data.edges import image_edges
+from data.io import ImageReadError
+
+log = logging.getLogger(__name__)
+
+MaskGenerator = Callable[[int, int, np.random.Generator], np.ndarray]
+
+
+class InpaintingSamples(Dataset):
+    """Ground-truth images + a mask generator + a corruptor -> contract samples.
+
+    ``train=True`` draws fresh randomness from torch's RNG (seeded per worker by the
+    DataLoader and by ``seed_everything``); otherwise sample ``i`` is a pure function of
+    ``(seed, i)``, so validation and test see identical inputs every epoch and every run.
+    A file that cannot be read is reported once, counted in ``skipped``, and replaced by the
+    next readable one; ``max_skips`` unreadable files in a row stop with a clear error.
+    """
+
+    def __init__(
+        self,
+        images: ImageDataset,
+        masks: MaskGenerator,
+        corruptor: Callable,
+        train: bool,
+        seed: int = 0,
+        edges: bool = False,
+        edge_sigma: float = 2.0,
+        donor_fill: bool = True,
+        max_skips: int = 50,
+    ):
+        if len(images) == 0:
+            raise DatasetError(f"{images.name}: the dataset is empty")
+        self.images, self.masks, self.corruptor = images, masks, corruptor
+        self.train, self.seed, self.edges, self.edge_sigma = train, seed, edges, edge_sigma
+        self.donor_fill, self.max_skips = donor_fill, max_skips
+        self.skipped = multiprocessing.get_context("spawn").Value("i", 0)
+        self._reported: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.train:
+            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        return np.random.default_rng([self.seed, index])
+
+    def _read(self, index: int, rng: np.random.Generator) -> torch.Tensor:
+        for attempt in range(self.max_skips):
+            i = (index + attempt) % len(self.images)
+            try:
+                return self.images.get(i, rng if self.train else None)
+            except ImageReadError as err:
+                name = self.images.describe(i)
+                if name not in self._reported:
+                    self._reported.add(name)
+                    with self.skipped.get_lock():
+                        self.skipped.value += 1
+                    log.warning("skipping unreadable image: %s", err)
+        raise DatasetError(
+            f"{self.images.name}: {self.max_skips} unreadable images in a row from index {index} "
+            f"(last: {self.images.describe(index + self.max_skips - 1)}); check the data folder"
+        )
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self._rng(index)
+        image = self._read(index, rng)
+        donor = None
+        if self.donor_fill and len(self.images) > 1:
+            other = int(rng.integers(0, len(self.images) - 1))
+            donor = self._read(other + (other >= index), rng)
+        h, w = image.shape[-2:]
+        hole = torch.from_numpy(np.ascontiguousarray(self.masks(h, w, rng), dtype=np.float32))[None]
+        corrupted, mask = self.corruptor(image, hole, rng, donor)
+        sample = {"image": image, "corrupted": corrupted, "mask": mask}
+        if self.edges:
+            sigma = self.edge_sigma if self.edge_sigma > 0 else float(rng.uniform(1.0, 4.0))
+            sample["edge"] = image_edges(image, sigma)
+        return sample
+
+
+class InpaintingDataModule(L.LightningDataModule):
+    """Train / val / test loaders of :class:`InpaintingSamples`.
+
+    ``dataset`` is a factory ``f(split=..., size=...) -> ImageDataset`` (a Hydra partial);
+    ``masks`` and ``corruption`` are the mask generator and corruptor. ``edges`` adds the
+    ground-truth Canny (EdgeConnect's sigma 2; 0 draws sigma in [1, 4] per sample).
+    """
+
+    def __init__(
+        self,
+        dataset: Callable[..., ImageDataset],
+        masks: MaskGenerator,
+        corruption: Callable,
+        size: int = 256,
+        batch_size: int = 8,
+        num_workers: int = 4,
+        edges: bool = False,
+        edge_sigma: float = 2.0,
+        donor_fill: bool = True,
+        seed: int = 0,
+        pin_memory: bool | None = None,
+    ):
+        super().__init__()
+        if size % 8:
+            raise ValueError(f"data.size must be a multiple of 8 (the networks downsample by 8), got {size}")
+        self.dataset, self.masks, self.corruption = dataset, masks, corruption
+        self.size, self.batch_size, self.num_workers = size, batch_size, num_workers
+        self.edges, self.edge_sigma, self.donor_fill, self.seed = edges, edge_sigma, donor_fill, seed
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.splits: dict[str, InpaintingSamples] = {}
+
+    def split(self, name: str) -> InpaintingSamples:
+        """The samples of split ``name`` ("train", "val", "test"), built on first use."""
+        if name not in SPLITS:
+            raise DatasetError(f"unknown split {name!r}; expected one of {SPLITS}")
+        if name not in self.splits:
+            images = self.dataset(split=name, size=self.size)
+            self.splits[name] = InpaintingSamples(
+                images, self.masks, self.corruption, train=name == "train",
+                seed=self.seed + SPLITS.index(name), edges=self.edges,
+                edge_sigma=self.edge_sigma, donor_fill=self.donor_fill,
+            )
+        return self.splits[name]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for name in wanted.get(stage, SPLITS):
+            self.split(name)
+
+    @property
+    def skipped_files(self) -> int:
+        """Unreadable files skipped so far, over all splits and workers."""
+        return sum(s.skipped.value for s in self.splits.values())
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.split(name),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def teardown(self, stage: str | None = None) -> None:
+        if self.skipped_files:
+            log.warning("%d unreadable image(s) were skipped; see the warnings above for their names", self.skipped_files)
+
+
+def build_datamodule(cfg) -> InpaintingDataModule:
+    """The DataModule from a composed config with ``data``, ``mask``, ``corruption`` and ``seed``."""
+    from hydra.utils import instantiate
+
+    data = cfg.data
+    return InpaintingDataModule(
+        dataset=instantiate(data.dataset),
+        masks=instantiate(cfg.mask),
+        corruption=instantiate(cfg.corruption),
+        size=data.size,
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        edges=data.edges,
+        edge_sigma=data.edge_sigma,
+        donor_fill=data.donor_fill,
+        seed=cfg.get("seed", 0),
+    )
