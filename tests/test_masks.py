@@ -1,0 +1,565 @@
+"""Tests of data/masks.py: the mask-generator contract, each generator's statistics, the bucketed
+test-mask set and the Hydra configs in conf/mask/."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from data.masks import (
+    BucketedTestMasks,
+    FreeFormMasks,
+    IrregularMaskFolder,
+    LamaMasks,
+    MaskSourceError,
+    MixedMasks,
+    RectMasks,
+    hole_ratio,
+    main,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+MASK_CONF = REPO / "conf" / "mask"
+SIZES = [(256, 256), (32, 48), (48, 32), (97, 200)]
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def assert_valid(mask, height, width):
+    assert isinstance(mask, np.ndarray)
+    assert mask.shape == (height, width)
+    assert mask.dtype == np.float32
+    assert set(np.unique(mask)).issubset({0.0, 1.0})
+
+
+def write_stroke_masks(folder: Path, n: int, size=(96, 128), seed=0, black_holes=False):
+    """n random stroke masks, 255 = hole (or 0 = hole with black_holes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    gen = FreeFormMasks(scale_width=True)
+    r = rng(seed)
+    paths = []
+    for i in range(n):
+        img = (gen(*size, r) * 255).astype(np.uint8)
+        if black_holes:
+            img = 255 - img
+        path = folder / f"mask_{i:02d}.png"
+        assert cv2.imwrite(str(path), img)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def mask_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("irregular")
+    write_stroke_masks(root, 4)
+    write_stroke_masks(root / "sub", 2, seed=1)
+    (root / "notes.txt").write_text("not a mask")
+    return root
+
+
+def make(name, mask_folder):
+    return {
+        "freeform": lambda: FreeFormMasks(),
+        "freeform_scaled": lambda: FreeFormMasks(scale_width=True),
+        "rect": lambda: RectMasks(),
+        "rect_centre": lambda: RectMasks(mode="centre"),
+        "irregular": lambda: IrregularMaskFolder(mask_folder),
+        "lama_thin": lambda: LamaMasks("thin"),
+        "lama_medium": lambda: LamaMasks("medium"),
+        "lama_thick": lambda: LamaMasks("thick"),
+        "mixed": lambda: MixedMasks(
+            {"ff": FreeFormMasks(), "rect": RectMasks(), "lama": LamaMasks("thick")},
+            {"ff": 0.5, "rect": 0.25, "lama": 0.25},
+        ),
+        "bucketed": lambda: BucketedTestMasks(size=64, per_bucket=2),
+    }[name]()
+
+
+GENERATORS = [
+    "freeform", "freeform_scaled", "rect", "rect_centre", "irregular",
+    "lama_thin", "lama_medium", "lama_thick", "mixed", "bucketed",
+]
+
+
+# --- the generator contract ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_contract_shapes(name, mask_folder):
+    gen = make(name, mask_folder)
+    r = rng()
+    for height, width in SIZES:
+        for _ in range(3):
+            assert_valid(gen(height, width, r), height, width)
+    assert_valid(gen(1024, 1024, r), 1024, 1024)
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_contract_deterministic_and_rng_only(name, mask_folder):
+    gen = make(name, mask_folder)
+    np.random.seed(1)
+    random.seed(1)
+    a = [gen(64, 80, rng(7)) for _ in range(3)]
+    np.random.seed(2)  # the global generators must play no part...
+    random.seed(2)
+    before = (np.random.get_state()[1].copy(), random.getstate())
+    b = [gen(64, 80, rng(7)) for _ in range(3)]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    # ...and must not be consumed either.
+    assert np.array_equal(before[0], np.random.get_state()[1]) and before[1] == random.getstate()
+
+
+@pytest.mark.parametrize("name", [g for g in GENERATORS if g != "rect_centre"])
+def test_contract_samples_differ(name, mask_folder):
+    gen = make(name, mask_folder)
+    r = rng(3)
+    samples = [gen(96, 96, r) for _ in range(6)]
+    assert len({s.tobytes() for s in samples}) >= 4
+    assert not np.array_equal(gen(96, 96, rng(10)), gen(96, 96, rng(11)))
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_contract_pickle(name, mask_folder):
+    gen = make(name, mask_folder)
+    clone = pickle.loads(pickle.dumps(gen))
+    np.testing.assert_array_equal(gen(64, 48, rng(5)), clone(64, 48, rng(5)))
+
+
+def test_hole_ratio():
+    mask = np.zeros((10, 20), np.float32)
+    mask[:5, :4] = 1
+    assert hole_ratio(mask) == pytest.approx(0.1)
+    assert hole_ratio(np.ones((3, 3))) == 1.0
+    with pytest.raises(ValueError):
+        hole_ratio(np.zeros((0, 4)))
+
+
+# --- FreeFormMasks ---------------------------------------------------------------------------
+
+
+def test_freeform_mean_ratio():
+    # Measured 0.158 (s.d. 0.08, so the s.e. of 200 samples is 0.006) at 256 x 256: within the
+    # 15-25 % usually quoted for DeepFill v2 strokes. The band is about +-5 s.e.
+    r = rng(0)
+    ratios = [hole_ratio(FreeFormMasks()(256, 256, r)) for _ in range(200)]
+    print(f"FreeFormMasks 256x256: mean ratio {np.mean(ratios):.4f}, s.d. {np.std(ratios):.4f}")
+    assert 0.13 < np.mean(ratios) < 0.19
+    assert min(ratios) > 0 and max(ratios) < 0.7
+
+
+def test_freeform_scale_width_keeps_ratio():
+    r = rng(1)
+    at_256 = np.mean([hole_ratio(FreeFormMasks()(256, 256, r)) for _ in range(100)])
+    at_512 = np.mean([hole_ratio(FreeFormMasks(scale_width=True)(512, 512, r)) for _ in range(100)])
+    fixed_512 = np.mean([hole_ratio(FreeFormMasks()(512, 512, r)) for _ in range(100)])
+    assert abs(at_512 - at_256) < 0.035
+    assert fixed_512 < 0.75 * at_256  # unscaled widths are relatively thinner on large images
+
+
+def test_freeform_flips_happen():
+    # The flip coins are drawn after the strokes, so with one seed the flipped mask is one of the
+    # four flips of the unflipped mask; all four must occur.
+    seen = {"none": 0, "h": 0, "v": 0, "hv": 0}
+    for seed in range(80):
+        base = FreeFormMasks(flip=False)(64, 96, rng(seed))
+        out = FreeFormMasks(flip=True)(64, 96, rng(seed))
+        for key, candidate in (
+            ("none", base), ("h", base[:, ::-1]), ("v", base[::-1]), ("hv", base[::-1, ::-1]),
+        ):
+            if np.array_equal(out, candidate):
+                seen[key] += 1
+                break
+        else:
+            pytest.fail("flipped mask is not a flip of the unflipped one")
+    assert all(count >= 8 for count in seen.values()), seen
+
+
+def test_freeform_single_stroke_is_connected():
+    gen = FreeFormMasks(min_strokes=1, max_strokes=1)
+    for seed in range(20):
+        mask = gen(128, 128, rng(seed)).astype(np.uint8)
+        n_labels, _ = cv2.connectedComponents(mask)
+        assert n_labels == 2  # background + one stroke
+
+
+def test_freeform_validation():
+    with pytest.raises(ValueError):
+        FreeFormMasks(min_num_vertex=5, max_num_vertex=5)
+    with pytest.raises(ValueError):
+        FreeFormMasks(min_width=0)
+    with pytest.raises(ValueError):
+        FreeFormMasks()(0, 10, rng())
+
+
+# --- RectMasks -------------------------------------------------------------------------------
+
+
+def bbox(mask):
+    rows, cols = np.nonzero(mask)
+    return rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+
+
+@pytest.mark.parametrize("height,width", [(256, 256), (32, 48), (101, 60)])
+def test_rect_centre_is_centred(height, width):
+    exact = RectMasks(mode="centre", max_delta_frac=0)(height, width, rng())
+    top, bottom, left, right = bbox(exact)
+    assert abs(top - (height - bottom)) <= 1 and abs(left - (width - right)) <= 1
+    if (height, width) == (256, 256):
+        assert (top, bottom, left, right) == (64, 192, 64, 192)
+    for seed in range(20):
+        mask = RectMasks(mode="centre")(height, width, rng(seed))
+        t, b, l, r = bbox(mask)
+        assert abs(t - (height - b)) <= 1 and abs(l - (width - r)) <= 1
+        assert mask.sum() == (b - t) * (r - l)
+
+
+def test_rect_random_within_bounds():
+    for margin in (0, 20):
+        gen = RectMasks(margin=margin)
+        tops, lefts = [], []
+        for seed in range(200):
+            mask = gen(256, 256, rng(seed))
+            t, b, l, r = bbox(mask)
+            assert mask.sum() == (b - t) * (r - l)  # a full rectangle
+            assert t >= margin and l >= margin and b <= 256 - margin and r <= 256 - margin
+            assert 96 <= b - t <= 128 and 96 <= r - l <= 128  # 128 minus up to 16 px per side
+            tops.append(t)
+            lefts.append(l)
+        assert np.ptp(tops) > 60 and np.ptp(lefts) > 60
+    with pytest.raises(ValueError):
+        RectMasks(margin=70)(256, 256, rng())
+    with pytest.raises(ValueError):
+        RectMasks(mode="middle")
+
+
+# --- IrregularMaskFolder ---------------------------------------------------------------------
+
+
+def test_irregular_lists_files(mask_folder):
+    gen = IrregularMaskFolder(mask_folder)
+    assert len(gen) == 6
+    assert gen.files == sorted(gen.files)
+    assert any(os.sep + "sub" + os.sep in f for f in gen.files)
+    assert all(not f.endswith(".txt") for f in gen.files)
+
+
+def test_irregular_augmentation_binary_and_varied(mask_folder):
+    gen = IrregularMaskFolder(mask_folder)
+    r = rng(0)
+    masks = [gen(64, 80, r) for _ in range(30)]
+    for m in masks:
+        assert_valid(m, 64, 80)
+    # A crop can miss the strokes of a small mask and come out empty, so not all 30 are distinct.
+    assert len({m.tobytes() for m in masks}) >= 25
+    assert sum(m.any() for m in masks) >= 25
+    ratios = [hole_ratio(m) for m in masks]
+    assert np.std(ratios) > 0.01
+
+
+def test_irregular_without_augmentation_reproduces_file(mask_folder):
+    gen = IrregularMaskFolder(mask_folder, max_dilation=1, max_rotation=0, min_crop_scale=1, flip=False)
+    for seed in range(5):
+        r = rng(seed)
+        index = int(rng(seed).integers(len(gen)))
+        out = gen(96, 128, r)
+        expected = (cv2.imread(gen.files[index], cv2.IMREAD_GRAYSCALE) > 127).astype(np.float32)
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_irregular_dilation_grows_holes(mask_folder):
+    plain = IrregularMaskFolder(mask_folder, max_dilation=1, max_rotation=0, min_crop_scale=1, flip=False)
+    dilated = IrregularMaskFolder(mask_folder, max_dilation=9, max_rotation=0, min_crop_scale=1, flip=False)
+    grew = 0
+    for seed in range(10):
+        a, b = plain(96, 128, rng(seed)), dilated(96, 128, rng(seed))
+        assert np.all(b >= a)
+        grew += b.sum() > a.sum()
+    assert grew >= 7
+
+
+def test_irregular_invert(tmp_path):
+    write_stroke_masks(tmp_path / "white", 3)
+    write_stroke_masks(tmp_path / "black", 3, black_holes=True)
+    white = IrregularMaskFolder(tmp_path / "white")
+    black = IrregularMaskFolder(tmp_path / "black", invert=True)
+    for seed in range(5):
+        np.testing.assert_array_equal(white(64, 64, rng(seed)), black(64, 64, rng(seed)))
+
+
+def test_irregular_missing_or_empty_folder(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(MaskSourceError, match="nope"):
+        IrregularMaskFolder(missing)
+    empty = tmp_path / "empty_masks"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no masks here")
+    with pytest.raises(MaskSourceError, match="empty_masks"):
+        IrregularMaskFolder(empty)
+    assert issubclass(MaskSourceError, ValueError)
+
+
+def test_irregular_corrupt_file(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "broken_mask.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    gen = IrregularMaskFolder(folder)
+    with pytest.raises(MaskSourceError, match="broken_mask.png"):
+        gen(64, 64, rng())
+
+
+# --- LamaMasks -------------------------------------------------------------------------------
+
+
+def hole_thickness(mask):
+    """Mean distance (px) from a hole pixel to the nearest known pixel."""
+    m = mask.astype(np.uint8)
+    return float(cv2.distanceTransform(m, cv2.DIST_L2, 5)[m > 0].mean())
+
+
+def test_lama_presets_statistics():
+    stats = {}
+    for preset in ("thin", "medium", "thick"):
+        gen, r = LamaMasks(preset), rng(0)
+        masks = [gen(256, 256, r) for _ in range(200)]
+        ratios = [hole_ratio(m) for m in masks]
+        assert max(ratios) <= 0.5 + 1e-9
+        stats[preset] = (np.mean(ratios), np.mean([hole_thickness(m) for m in masks[:60]]))
+    print("LamaMasks 256x256 (mean ratio, mean hole thickness px):", stats)
+    # Measured 0.29 / 0.22 / 0.26. LaMa's thin masks (up to 50 narrow strokes) are not smaller
+    # on average than its thick ones once the max_area = 0.5 filter has removed a quarter of the
+    # thick draws, so the presets are told apart by stroke thickness (measured 4 / 10 / 19 px).
+    for preset, expected in (("thin", 0.29), ("medium", 0.22), ("thick", 0.26)):
+        assert abs(stats[preset][0] - expected) < 0.04, (preset, stats[preset])
+    assert stats["thin"][1] < 6 < stats["medium"][1] < 14 < stats["thick"][1]
+
+
+def test_lama_small_and_scaled_sizes():
+    for preset in ("thin", "medium", "thick"):
+        gen, r = LamaMasks(preset), rng(1)
+        for _ in range(20):
+            assert hole_ratio(gen(32, 48, r)) <= 0.5
+        at_128 = np.mean([hole_ratio(gen(128, 128, r)) for _ in range(60)])
+        at_256 = np.mean([hole_ratio(gen(256, 256, r)) for _ in range(60)])
+        assert abs(at_128 - at_256) < 0.06, preset
+
+
+def test_lama_validation():
+    with pytest.raises(ValueError):
+        LamaMasks("huge")
+
+
+# --- MixedMasks ------------------------------------------------------------------------------
+
+
+def test_mixed_choice_frequencies():
+    gen = MixedMasks(
+        {"a": RectMasks(), "b": FreeFormMasks(), "c": LamaMasks("thin"), "zero": RectMasks()},
+        {"a": 2.0, "b": 1.0, "c": 1.0, "zero": 0.0},
+    )
+    assert gen.probs == pytest.approx({"a": 0.5, "b": 0.25, "c": 0.25, "zero": 0.0})
+    r = rng(0)
+    picks = [gen.choose(r) for _ in range(4000)]
+    for name, p in gen.probs.items():
+        assert abs(picks.count(name) / 4000 - p) < 0.03
+
+
+def test_mixed_validation():
+    with pytest.raises(ValueError):
+        MixedMasks({"a": RectMasks()}, {"b": 1.0})
+    with pytest.raises(ValueError):
+        MixedMasks({"a": RectMasks()}, {"a": -1.0})
+    with pytest.raises(ValueError):
+        MixedMasks({"a": RectMasks()}, {"a": 0.0})
+    with pytest.raises(ValueError):
+        MixedMasks({}, {})
+
+
+# --- BucketedTestMasks -----------------------------------------------------------------------
+
+
+def test_bucketed_default_set():
+    ms = BucketedTestMasks()
+    assert len(ms) == 6 * 2 * 100 and ms.size == (256, 256) and ms.border_px == 25
+    start = time.perf_counter()
+    counts = {}
+    for k in range(len(ms)):
+        mask, info = ms[k]
+        lo, hi = info["bucket"]
+        assert lo <= info["ratio"] < hi
+        assert info["ratio"] == hole_ratio(mask)
+        if info["border"]:
+            b = ms.border_px
+            assert not mask[:b].any() and not mask[-b:].any()
+            assert not mask[:, :b].any() and not mask[:, -b:].any()
+        counts[(info["bucket"], info["border"])] = counts.get((info["bucket"], info["border"]), 0) + 1
+    elapsed = time.perf_counter() - start
+    print(f"BucketedTestMasks default set: {len(ms)} masks in {elapsed:.2f} s")
+    assert set(counts.values()) == {100} and len(counts) == 12
+
+
+def test_bucketed_masks_look_free_form():
+    ms = BucketedTestMasks(size=128, per_bucket=3)
+    for k in range(len(ms)):
+        mask, _ = ms[k]
+        t, b, l, r = bbox(mask)
+        assert mask.sum() < (b - t) * (r - l)  # not a filled rectangle
+
+
+def test_bucketed_reproducible_and_pure():
+    a = BucketedTestMasks(size=96, per_bucket=3, seed=4)
+    b = BucketedTestMasks(size=96, per_bucket=3, seed=4)
+    c = BucketedTestMasks(size=96, per_bucket=3, seed=5)
+    bigger = BucketedTestMasks(size=96, per_bucket=5, seed=4)
+    for k in range(len(a)):
+        np.testing.assert_array_equal(a[k][0], b[k][0])
+        assert not np.array_equal(a[k][0], c[k][0])
+    # Mask i of (bucket, border) does not depend on how many masks the set has, nor on order.
+    for k in reversed(range(len(a))):
+        bucket, border, i = a.key(k)
+        k_big = (2 * bucket + border) * 5 + i
+        assert bigger.key(k_big) == (bucket, border, i)
+        np.testing.assert_array_equal(a[k][0], bigger[k_big][0])
+
+
+def test_bucketed_indexing_and_info():
+    ms = BucketedTestMasks(size=64, per_bucket=2)
+    assert ms.key(0) == (0, False, 0) and ms.key(2) == (0, True, 0) and ms.key(len(ms) - 1) == (5, True, 1)
+    mask, info = ms[-1]
+    assert info["bucket"] == (0.5, 0.6) and info["border"] is True and info["index"] == 1
+    with pytest.raises(IndexError):
+        ms[len(ms)]
+    assert ms.filename(2) == "0_0.01-0.10_border_0000.png"
+
+
+def test_bucketed_as_generator_resizes():
+    ms = BucketedTestMasks(size=64, per_bucket=2)
+    r = rng(0)
+    assert_valid(ms(64, 64, r), 64, 64)
+    assert_valid(ms(128, 96, r), 128, 96)
+
+
+def test_bucketed_infeasible():
+    with pytest.raises(ValueError):
+        BucketedTestMasks(size=256, border=200)
+
+    def nothing(height, width, rng):
+        return np.zeros((height, width), np.float32)
+
+    with pytest.raises(RuntimeError, match="bucket 0"):
+        BucketedTestMasks(size=32, per_bucket=1, source=nothing)[0]
+
+
+def test_bucketed_save_load_roundtrip(tmp_path):
+    ms = BucketedTestMasks(size=64, per_bucket=3, seed=2)
+    out = ms.save(tmp_path / "set")
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert len(names) == len(ms) and "5_0.50-0.60_noborder_0002.png" in names
+    png = cv2.imread(str(out / names[0]), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint8 and set(np.unique(png)) <= {0, 255}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"]["seed"] == 2 and manifest["params"]["size"] == [64, 64]
+    assert len(manifest["files"]) == len(ms)
+
+    loaded = BucketedTestMasks.load(out)
+    assert len(loaded) == len(ms)
+    for k in range(len(ms)):
+        (m1, i1), (m2, i2) = ms[k], loaded[k]
+        np.testing.assert_array_equal(m1, m2)
+        assert i1 == i2
+        assert manifest["files"][k]["ratio"] == i1["ratio"]
+    clone = pickle.loads(pickle.dumps(loaded))
+    np.testing.assert_array_equal(clone[5][0], ms[5][0])
+
+
+def test_bucketed_load_errors(tmp_path):
+    with pytest.raises(MaskSourceError, match="manifest"):
+        BucketedTestMasks.load(tmp_path)
+    out = BucketedTestMasks(size=64, per_bucket=2).save(tmp_path / "set")
+    victim = out / "3_0.30-0.40_border_0001.png"
+
+    cv2.imwrite(str(victim), np.zeros((64, 64), np.uint8))
+    loaded = BucketedTestMasks.load(out)
+    k = [loaded.filename(j) for j in range(len(loaded))].index(victim.name)
+    with pytest.raises(MaskSourceError, match="ratio"):
+        loaded[k]
+
+    victim.unlink()
+    with pytest.raises(MaskSourceError, match="missing"):
+        BucketedTestMasks.load(out)
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "masks"
+    assert main(["--out", str(out), "--size", "64", "--per-bucket", "2", "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "0.50-0.60" in printed and "noborder" in printed
+    assert len(list(out.glob("*.png"))) == 24
+    assert main(["--out", str(out), "--size", "64", "--per-bucket", "2"]) == 2  # not empty
+    assert main(["--out", str(out), "--size", "64", "--per-bucket", "2", "--overwrite"]) == 0
+
+
+def test_cli_module_entry_point(tmp_path):
+    out = tmp_path / "set"
+    proc = subprocess.run(
+        [sys.executable, "-m", "data.masks", "--out", str(out), "--size", "48", "--per-bucket", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "manifest.json").is_file()
+
+
+# --- Hydra configs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["freeform", "rect", "mixed", "lama_thin", "lama_medium", "lama_thick"]
+)
+def test_yaml_instantiates(name):
+    gen = instantiate(OmegaConf.load(MASK_CONF / f"{name}.yaml"))
+    for height, width in ((64, 80), (256, 256)):
+        assert_valid(gen(height, width, rng()), height, width)
+    pickle.loads(pickle.dumps(gen))
+
+
+@pytest.mark.parametrize(
+    "name,default",
+    [("freeform", FreeFormMasks), ("rect", RectMasks), ("lama_medium", LamaMasks)],
+)
+def test_yaml_matches_published_defaults(name, default):
+    assert vars(instantiate(OmegaConf.load(MASK_CONF / f"{name}.yaml"))) == vars(default())
+
+
+def test_yaml_mixed_probs():
+    gen = instantiate(OmegaConf.load(MASK_CONF / "mixed.yaml"))
+    assert gen.probs == pytest.approx(
+        {"freeform": 0.5, "rect": 0.2, "lama_medium": 0.15, "lama_thick": 0.15}
+    )
+    assert isinstance(gen.generators["lama_thick"], LamaMasks)
+    assert gen.generators["lama_thick"].preset == "thick"
+
+
+def test_yaml_irregular(mask_folder):
+    cfg = OmegaConf.load(MASK_CONF / "irregular.yaml")
+    with pytest.raises(MissingMandatoryValue):
+        instantiate(cfg)
+    cfg.root = str(mask_folder)
+    gen = instantiate(cfg)
+    assert isinstance(gen, IrregularMaskFolder)
+    assert_valid(gen(64, 80, rng()), 64, 80)
