@@ -132,7 +132,8 @@ def read_flist(path: str | os.PathLike) -> list[Path]:
 
 def hash_split(files: Sequence[Path], split: str, root: Path, fractions=(0.9, 0.05, 0.05)) -> list[Path]:
     """A split that never changes as files are added: by a CRC of the path relative to ``root``."""
-    bounds = np.cumsum(fractions) / np.sum(fractions) * 1000
+    fractions = np.asarray(list(fractions), dtype=np.float64)
+    bounds = np.cumsum(fractions) / fractions.sum() * 1000
     index = SPLITS.index(split)
     lo, hi = (0 if index == 0 else bounds[index - 1]), bounds[index]
     chosen = []
