@@ -42,10 +42,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from data.io import IMAGE_EXTENSIONS, list_images
+
 __all__ = [
     "DEFAULT_BUCKETS",
     "LAMA_PRESETS",
-    "MASK_EXTENSIONS",
     "BucketedTestMasks",
     "FreeFormMasks",
     "IrregularMaskFolder",
@@ -58,8 +59,6 @@ __all__ = [
 ]
 
 MaskGenerator = Callable[[int, int, np.random.Generator], np.ndarray]
-
-MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 DEFAULT_BUCKETS = ((0.01, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
 
@@ -285,15 +284,11 @@ class RectMasks:
 def _list_mask_files(root: Path) -> list[str]:
     if not root.is_dir():
         raise MaskSourceError(f"mask folder {str(root)!r} does not exist or is not a directory")
-    files = sorted(
-        str(p)
-        for p in root.rglob("*")
-        if p.suffix.lower() in MASK_EXTENSIONS and p.is_file()
-    )
+    files = [str(p) for p in list_images(root)]
     if not files:
         raise MaskSourceError(
             f"mask folder {str(root)!r} contains no mask images "
-            f"(looked recursively for {', '.join(MASK_EXTENSIONS)})"
+            f"(looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
         )
     return files
 
