@@ -12,33 +12,21 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig
-from PIL import Image, ImageDraw
-from torchvision.utils import make_grid
 
+from common.images import labelled_grid, save_grid
 from data.datamodule import build_datamodule
 from data.datasets import DatasetError
 from data.edges import image_edges
 
 log = logging.getLogger("data.preview")
-COLUMNS = ("image", "mask", "corrupted", "edges")
 
 
-def preview_grid(samples: list[dict[str, torch.Tensor]], edge_sigma: float = 2.0, padding: int = 2) -> Image.Image:
-    """Rows of image / mask / corrupted / edges (each ``(3, H, W)``) with a labelled header."""
-    tiles = []
-    for s in samples:
-        edges = s["edge"] if "edge" in s else image_edges(s["image"], edge_sigma)
-        tiles += [s["image"], s["mask"].expand(3, -1, -1), s["corrupted"], edges.expand(3, -1, -1)]
-    grid = make_grid(torch.stack(tiles), nrow=len(COLUMNS), padding=padding, pad_value=1.0)
-    body = Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy())
-    header_h = 14
-    page = Image.new("RGB", (body.width, body.height + header_h), "white")
-    page.paste(body, (0, header_h))
-    draw = ImageDraw.Draw(page)
-    tile_w = samples[0]["image"].shape[-1] + padding
-    for i, name in enumerate(COLUMNS):
-        draw.text((padding + i * tile_w + 2, 1), name, fill="black")
-    return page
+def preview_grid(samples: list[dict[str, torch.Tensor]], edge_sigma: float = 2.0) -> torch.Tensor:
+    """Rows of image / mask / corrupted / edges under a labelled header: ``(3, H', W')``."""
+    edges = [s["edge"] if "edge" in s else image_edges(s["image"], edge_sigma) for s in samples]
+    columns = {"image": [s["image"] for s in samples], "mask": [s["mask"] for s in samples],
+               "corrupted": [s["corrupted"] for s in samples], "edges": edges}
+    return labelled_grid({k: torch.stack(v) for k, v in columns.items()}, max_rows=len(samples))
 
 
 @hydra.main(config_path="pkg://conf", config_name="preview", version_base="1.3")
@@ -57,7 +45,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(f"error: {err}")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "preview.png"
-    preview_grid(batch, cfg.edge_sigma).save(path)
+    save_grid(preview_grid(batch, cfg.edge_sigma), path)
     ratios = ", ".join(f"{s['mask'].mean().item():.2f}" for s in batch)
     log.info("wrote %s (%d samples of %s/%s; mean m per sample: %s)", path, count, cfg.data.dataset._target_, cfg.split, ratios)
 

@@ -1,0 +1,153 @@
+"""Metrics shared by the stages: image quality (PSNR, SSIM, L1), masks (IoU, BCE, MAE), edges.
+
+Images are ``(B, C, H, W)`` in [0, 1]; masks ``(B, 1, H, W)`` in [0, 1] with 1 = destroyed. Each
+metric is computed per image and averaged over the batch into a 0-d tensor; ``reduction="none"``
+returns the per-image values ``(B,)`` instead (except for the edge metrics, pooled over the batch
+as EdgeConnect pools them). Inputs are computed in at least float32, so half-precision outputs of
+an autocast model are measured exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+Reduction = Literal["mean", "none"]
+
+_BCE_EPS = 1e-6
+
+
+def _as_float(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return tuple(t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors)
+
+
+def _reduce(per_image: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+    if reduction == "none":
+        return per_image
+    if reduction == "mean":
+        return per_image.nanmean()
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image mean of ``values`` ``(B, C, H, W)`` weighted by ``mask`` ``(B, 1 or C, H, W)``.
+
+    sum(values · m) / sum(m over C channels): the hole's pixels × channels. NaN for an empty mask.
+    """
+    mask = mask.expand_as(values)
+    return (values * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
+
+
+def psnr(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    data_range: float = 1.0,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """PSNR in dB of ``pred`` vs ``target`` ``(B, C, H, W)``, per image, then the batch mean.
+
+    With ``mask`` ``(B, 1, H, W)`` only the hole counts: the MSE is over the masked pixels ×
+    channels (weighted by a soft mask). An image with an empty hole gives NaN and is left out of
+    the mean; a perfect image gives ``inf``.
+    """
+    pred, target = _as_float(pred, target)
+    if mask is None:
+        per_image = peak_signal_noise_ratio(pred, target, data_range=data_range, reduction="none", dim=(1, 2, 3))
+    else:
+        mse = _masked_mean((pred - target) ** 2, _as_float(mask)[0])
+        per_image = 10 * torch.log10(data_range**2 / mse)
+    return _reduce(per_image, reduction)
+
+
+def ssim(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    data_range: float = 1.0,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """SSIM of ``pred`` vs ``target`` ``(B, C, H, W)`` (Gaussian window 11, sigma 1.5), per image,
+    then the batch mean. Sides must be at least 11 pixels."""
+    pred, target = _as_float(pred, target)
+    per_image = structural_similarity_index_measure(
+        pred, target, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=data_range, reduction="none"
+    )
+    return _reduce(per_image, reduction)
+
+
+def l1(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Mean absolute error of ``pred`` vs ``target`` ``(B, C, H, W)``, per image, then the batch mean.
+
+    With ``mask`` ``(B, 1, H, W)``: sum(|pred − target| · m) / (sum(m) · C) per image, i.e. the
+    mean inside the hole. An image with an empty hole gives NaN and is left out of the mean.
+    """
+    pred, target = _as_float(pred, target)
+    diff = (pred - target).abs()
+    per_image = diff.flatten(1).mean(1) if mask is None else _masked_mean(diff, _as_float(mask)[0])
+    return _reduce(per_image, reduction)
+
+
+def mask_mae(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
+    """Mean absolute error of a predicted mask vs the true one, both ``(B, 1, H, W)``."""
+    return l1(pred, target, reduction=reduction)
+
+
+def mask_bce(pred_prob: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
+    """Binary cross-entropy of mask probabilities ``pred_prob`` vs a (continuous) ``target``,
+    both ``(B, 1, H, W)`` in [0, 1]; per-image mean, then the batch mean.
+
+    Probabilities are clamped to [1e-6, 1 − 1e-6] so a confident wrong pixel costs ~13.8, not inf.
+    Written out rather than ``F.binary_cross_entropy``, which autocast refuses.
+    """
+    pred_prob, target = _as_float(pred_prob, target)
+    p = pred_prob.clamp(_BCE_EPS, 1 - _BCE_EPS)
+    bce = -(target * p.log() + (1 - target) * (1 - p).log())
+    return _reduce(bce.flatten(1).mean(1), reduction)
+
+
+def mask_iou(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    threshold: float = 0.5,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """IoU of ``pred > threshold`` vs ``target > threshold`` ``(B, 1, H, W)``, per image, then the
+    batch mean. An image where both are empty has IoU 1 (nothing to find, nothing found)."""
+    pred, target = (pred > threshold).flatten(1), (target > threshold).flatten(1)
+    intersection = (pred & target).sum(1)
+    union = (pred | target).sum(1)
+    per_image = torch.where(union > 0, intersection / union.clamp_min(1), 1.0)
+    return _reduce(per_image.float(), reduction)
+
+
+def edge_precision_recall(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    threshold: float = 0.5,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Precision and recall of predicted edges vs true edges ``(B, 1, H, W)``, EdgeConnect's
+    ``EdgeAccuracy``: both are binarised at ``threshold`` and counted over the whole batch.
+
+    precision = TP / #predicted edges, recall = TP / #true edges; where ``mask`` is given only
+    pixels with ``mask > 0`` count. With no predicted and no true edges both are 1; with only one
+    of the two empty, both are 0. Returns two 0-d tensors.
+    """
+    pred, target = pred > threshold, target > threshold
+    if mask is not None:
+        inside = (mask > 0).expand_as(pred)
+        pred, target = pred & inside, target & inside
+    selected, relevant = pred.sum(), target.sum()
+    true_positive = (pred & target).sum()
+    nothing_at_all = (selected == 0) & (relevant == 0)
+    # torch.where rather than EdgeConnect's `if`: no host sync on a GPU.
+    precision = torch.where(nothing_at_all, 1.0, true_positive / selected.clamp_min(1))
+    recall = torch.where(nothing_at_all, 1.0, true_positive / relevant.clamp_min(1))
+    return precision, recall

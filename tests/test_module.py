@@ -1,0 +1,130 @@
+"""The shared Lightning machinery: the GAN step, the non-finite guard, sample grids."""
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from common.images import labelled_grid, log_grid
+from common.module import GANModule, NonFiniteLossError, StageModule
+
+
+class ToyGAN(GANModule):
+    """Generator maps noise to 2-D points; the real points sit at (2, 2)."""
+
+    stage_name = "toy"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = nn.Linear(2, 2)
+        self.discriminator = nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+        self.steps = []
+
+    def generate(self, batch):
+        return {"fake": self.generator(batch["z"])}
+
+    def discriminator_loss(self, batch, outputs):
+        self.steps.append("D")
+        real = self.discriminator(torch.full_like(outputs["fake"], 2.0))
+        return self.adversarial.discriminator(real, self.discriminator(outputs["fake"])), {}
+
+    def generator_loss(self, batch, outputs):
+        self.steps.append("G")
+        assert all(not p.requires_grad for p in self.discriminator.parameters())  # D frozen in the G step
+        return self.adversarial.generator(self.discriminator(outputs["fake"])), {"mean": outputs["fake"].mean()}
+
+
+def _loader(n=64):
+    return DataLoader([{"z": torch.randn(2)} for _ in range(n)], batch_size=8)
+
+
+def _fit(module, steps):
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")
+    trainer.fit(module, _loader())
+    return trainer
+
+
+def test_gan_step_is_d_then_g_with_per_network_learning_rates():
+    torch.manual_seed(0)
+    gan = ToyGAN(gan_loss="hinge", lr=1e-2, d2g_lr=0.1, betas=(0.5, 0.999))
+    opt_g, opt_d = gan.configure_optimizers()
+    assert opt_g.param_groups[0]["lr"] == 1e-2 and opt_d.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert opt_g.param_groups[0]["betas"] == (0.5, 0.999)
+    before = gan.generator(torch.zeros(1, 2)).detach()
+    trainer = _fit(gan, 40)
+    # Lightning counts every optimizer step in manual mode: 40 global steps = 20 D+G iterations
+    assert trainer.global_step == 40
+    assert gan.steps == ["D", "G"] * 20
+    after = gan.generator(torch.zeros(1, 2)).detach()
+    assert (after - 2).abs().mean() < (before - 2).abs().mean()  # the generator moved towards the data
+
+
+def test_gradient_clipping_is_applied_by_hand():
+    torch.manual_seed(0)
+    gan = ToyGAN(lr=1.0, betas=(0.0, 0.0), grad_clip=1e-3)
+    seen = []
+    original = gan._optimise
+
+    def spy(optimizer, loss):
+        original(optimizer, loss)
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        seen.append(torch.norm(torch.stack([p.grad.norm() for p in params])).item())
+
+    gan._optimise = spy
+    _fit(gan, 4)
+    assert seen and max(seen) <= 1e-3 * 1.01
+
+
+class NaNModule(StageModule):
+    stage_name = "nan"
+
+    def __init__(self, bad_steps):
+        super().__init__(max_nonfinite=3)
+        self.layer, self.bad_steps, self.calls = nn.Linear(2, 1), bad_steps, 0
+
+    def training_step(self, batch, batch_idx):
+        self.calls += 1
+        loss = self.layer(batch["z"]).pow(2).mean()
+        if self.calls in self.bad_steps:
+            loss = loss * float("nan")
+        return loss if self.check_finite(loss) else None
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_isolated_nan_steps_are_skipped_and_weights_stay_finite():
+    module = NaNModule(bad_steps={2, 5})
+    _fit(module, 6)
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_persistent_nan_stops_with_a_clear_error():
+    with pytest.raises(NonFiniteLossError, match="NaN/inf for 3 steps in a row"):
+        _fit(NaNModule(bad_steps=set(range(2, 100))), 20)
+
+
+def test_labelled_grid_and_logging(tmp_path):
+    cols = {"a": torch.rand(5, 3, 16, 16), "mask": torch.rand(5, 1, 16, 16)}
+    grid = labelled_grid(cols, max_rows=3)
+    assert grid.shape == (3, 3 * 18 + 2 + 14, 2 * 18 + 2)
+
+    class FakeTB:
+        def __init__(self):
+            self.images = []
+            self.experiment = self
+
+        def add_image(self, tag, img, step):
+            self.images.append((tag, tuple(img.shape), step))
+
+    FakeTB.__name__ = "TensorBoardLogger"
+    tb = FakeTB()
+
+    class Trainer:
+        is_global_zero, global_step, default_root_dir, loggers = True, 7, str(tmp_path), [tb]
+
+    path = log_grid(Trainer(), "val/x", grid)
+    assert path == tmp_path / "samples" / "val_x_0000007.png" and path.exists()
+    assert tb.images == [("val/x", tuple(grid.shape), 7)]
