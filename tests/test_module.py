@@ -128,3 +128,40 @@ def test_labelled_grid_and_logging(tmp_path):
     path = log_grid(Trainer(), "val/x", grid)
     assert path == tmp_path / "samples" / "val_x_0000007.png" and path.exists()
     assert tb.images == [("val/x", tuple(grid.shape), 7)]
+
+
+def test_grids_reach_real_tensorboard_and_offline_wandb_loggers(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    loggers = [CSVLogger(tmp_path, name="csv"), TensorBoardLogger(tmp_path, name="tb"),
+               WandbLogger(project="blindfill-test", save_dir=str(tmp_path), offline=True)]
+
+    class Trainer:
+        is_global_zero, global_step, default_root_dir = True, 3, str(tmp_path)
+
+    Trainer.loggers = loggers
+    grid = labelled_grid({"a": torch.rand(2, 3, 16, 16)})
+    assert log_grid(Trainer(), "val/grid", grid).exists()  # the PNG the CSV logger relies on
+    loggers[1].experiment.flush()
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    loggers[2].experiment.finish()
+    assert list(tmp_path.rglob("media/images/val/grid_*.png"))
+
+
+def test_spectral_norm_helpers():
+    from common.layers import init_normal, sn_conv2d, sn_conv_transpose2d
+
+    conv = sn_conv2d(3, 8, 4, stride=2, padding=1)
+    assert conv.bias is None and hasattr(conv, "parametrizations")
+    plain = sn_conv2d(3, 8, 3, use_sn=False)
+    assert plain.bias is not None and not hasattr(plain, "parametrizations")
+    up = sn_conv_transpose2d(8, 4, 4, stride=2, padding=1)
+    assert up(conv(torch.rand(1, 3, 16, 16))).shape == (1, 4, 16, 16)
+    # the normalised weight has spectral norm ~1 after a few power iterations
+    for _ in range(20):
+        conv(torch.rand(1, 3, 16, 16))
+    sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+    assert sigma.item() == pytest.approx(1.0, rel=0.05)
+    init_normal(conv, std=0.02)
+    assert conv.parametrizations.weight.original.std().item() == pytest.approx(0.02, rel=0.3)
