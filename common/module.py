@@ -4,6 +4,8 @@ optimisation, per-network Adam settings, gradient clipping by hand)."""
 
 from __future__ import annotations
 
+import abc
+
 from collections.abc import Mapping
 
 import lightning as L
@@ -56,7 +58,7 @@ class StageModule(L.LightningModule):
         log_grid(self._trainer, tag, labelled_grid(dict(columns), max_rows=self.grid_rows))
 
 
-class GANModule(StageModule):
+class GANModule(StageModule, abc.ABC):
     """A generator trained against a discriminator: subclasses set ``self.generator`` and
     ``self.discriminator`` and implement
 
@@ -96,14 +98,17 @@ class GANModule(StageModule):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr * self.d2g_lr, betas=self.betas)
         return [opt_g, opt_d]
 
-    def generate(self, batch: dict) -> dict:  # abstract
-        raise NotImplementedError(f"{type(self).__name__} must implement generate()")
+    @abc.abstractmethod
+    def generate(self, batch: dict) -> dict:
+        """Generator outputs for ``batch`` (with gradients)."""
 
-    def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:  # abstract
-        raise NotImplementedError(f"{type(self).__name__} must implement discriminator_loss()")
+    @abc.abstractmethod
+    def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
+        """D's loss on real data vs the detached ``outputs``, and extra values to log."""
 
-    def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:  # abstract
-        raise NotImplementedError(f"{type(self).__name__} must implement generator_loss()")
+    @abc.abstractmethod
+    def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
+        """G's loss (adversarial and reconstruction terms), and extra values to log."""
 
     def _optimise(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)

@@ -78,7 +78,7 @@ def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     if checkpoint is not None and not trainer.interrupted:
         # Lightning skips this write when a validation already saved a last.ckpt; the steps
         # after that validation must not be lost.
-        trainer.save_checkpoint(Path(checkpoint.dirpath) / "last.ckpt", weights_only=False)  # full state
+        trainer.save_checkpoint(Path(checkpoint.dirpath) / "last.ckpt")
     log.info("run folder: %s", run_dir)
     log.info("best checkpoint (%s = %s): %s", cfg.stage.monitor, checkpoint.best_model_score, checkpoint.best_model_path)
     return trainer

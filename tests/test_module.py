@@ -165,3 +165,12 @@ def test_spectral_norm_helpers():
     assert sigma.item() == pytest.approx(1.0, rel=0.05)
     init_normal(conv, std=0.02)
     assert conv.parametrizations.weight.original.std().item() == pytest.approx(0.02, rel=0.3)
+
+
+def test_a_gan_module_must_define_its_losses():
+    class Incomplete(GANModule):
+        def generate(self, batch):
+            return {}
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
