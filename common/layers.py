@@ -1,7 +1,10 @@
-"""Spectral-norm convolution helpers (``torch.nn.utils.parametrizations.spectral_norm``)."""
+"""Layer helpers shared by the stages: spectral-norm convolutions
+(``torch.nn.utils.parametrizations.spectral_norm``), initialisation, and padding to a multiple."""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -35,3 +38,24 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Pad ``x`` ``(B, C, H, W)`` on all sides to a multiple of ``multiple`` that is >= ``min_size``.
+
+    Reflect padding where every pad is smaller than its side (reflection needs that), else
+    replicate (tiny inputs). Returns the padded tensor and the ``(left, right, top, bottom)`` pads.
+    """
+    h, w = x.shape[-2:]
+    target_h = _round_up(max(h, min_size), multiple)
+    target_w = _round_up(max(w, min_size), multiple)
+    top, left = (target_h - h) // 2, (target_w - w) // 2
+    pads = (left, target_w - w - left, top, target_h - h - top)
+    if not any(pads):
+        return x, pads
+    reflectable = max(pads[:2]) < w and max(pads[2:]) < h
+    return F.pad(x, pads, mode="reflect" if reflectable else "replicate"), pads

@@ -1,8 +1,9 @@
 """Training samples per the data contract, and the LightningDataModule that serves them.
 
 A sample is a dict: ``image`` (3, H, W) ground truth, ``corrupted`` (3, H, W), ``mask``
-(1, H, W) the true continuous m (1 = destroyed), and ``edge`` (1, H, W) Canny of the ground
-truth when asked for. Each sample draws its own mask.
+(1, H, W) the true continuous m (1 = destroyed), and when edges are asked for ``edge`` (1, H, W),
+Canny of the ground truth, and ``corrupted_edge`` (1, H, W), Canny of the corrupted image with the
+same sigma (the EPN's known-region edges before masking). Each sample draws its own mask.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class InpaintingSamples(Dataset):
         if self.edges:
             sigma = self.edge_sigma if self.edge_sigma > 0 else float(rng.uniform(1.0, 4.0))
             sample["edge"] = image_edges(image, sigma)
+            sample["corrupted_edge"] = image_edges(corrupted, sigma)
         return sample
 
 

@@ -9,8 +9,9 @@ checkerboard artefacts), skip connections by concatenation and a 1×1 head.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from common.layers import pad_to_multiple
 
 NORMS = ("batch", "instance", "none")
 
@@ -59,27 +60,6 @@ class Up(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.reduce(self.upsample(x))
         return self.fuse(torch.cat([skip, x], dim=1))
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Pad ``x`` ``(B, C, H, W)`` on all sides to a multiple of ``multiple`` that is >= ``min_size``.
-
-    Reflect padding where every pad is smaller than its side (reflection needs that), else
-    replicate (tiny inputs). Returns the padded tensor and the ``(left, right, top, bottom)`` pads.
-    """
-    h, w = x.shape[-2:]
-    target_h = _round_up(max(h, min_size), multiple)
-    target_w = _round_up(max(w, min_size), multiple)
-    top, left = (target_h - h) // 2, (target_w - w) // 2
-    pads = (left, target_w - w - left, top, target_h - h - top)
-    if not any(pads):
-        return x, pads
-    reflectable = max(pads[:2]) < w and max(pads[2:]) < h
-    return F.pad(x, pads, mode="reflect" if reflectable else "replicate"), pads
 
 
 class UNet(nn.Module):

@@ -27,6 +27,7 @@ from data.datamodule import build_datamodule
 from data.datasets import DatasetError
 from data.io import ImageReadError
 from data.masks import MaskSourceError
+from pipeline.stages import load_stage
 
 log = logging.getLogger("pipeline.train")
 
@@ -57,6 +58,20 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     return L.Trainer(**cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks)
 
 
+def build_module(stage: DictConfig) -> L.LightningModule:
+    """The stage's LightningModule; with ``mask_source=mpn`` a frozen MPN from
+    ``stage.mpn_checkpoint`` predicts the masks it trains on."""
+    extra = {}
+    source = stage.get("mask_source", "truth")
+    if source == "mpn":
+        if not stage.get("mpn_checkpoint"):
+            raise CheckpointError("stage.mask_source=mpn needs stage.mpn_checkpoint=path/to/mpn.ckpt")
+        extra["mask_predictor"] = load_stage("mpn", stage.mpn_checkpoint)
+    elif source != "truth":
+        raise CheckpointError(f"stage.mask_source must be 'truth' or 'mpn', got {source!r}")
+    return instantiate(stage.module, **extra)
+
+
 def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """Train ``cfg.stage`` and return the finished Trainer."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -66,8 +81,10 @@ def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     stage_name = cfg.stage.name
     if cfg.ckpt_path:
         load_checkpoint(cfg.ckpt_path, stage_name)  # clear errors before Lightning touches it
+    module = build_module(cfg.stage)
+    if getattr(module, "needs_edges", False):
+        cfg.data.edges = True
     datamodule = build_datamodule(cfg)
-    module = instantiate(cfg.stage.module)
     if cfg.init_from:
         load_weights(module, cfg.init_from, stage_name)
         log.info("initialised %s weights from %s", stage_name, cfg.init_from)

@@ -83,7 +83,7 @@ def test_every_logger_option_instantiates_offline(name, tmp_path, monkeypatch):
 
 def test_smoke_trainer_shrinks_the_data_and_a_batch_comes_out():
     cfg = _compose("trainer=smoke")
-    assert cfg.data.size == 32 and cfg.trainer.max_steps == 4
+    assert cfg.data.size == 32 and cfg.trainer.limit_train_batches == 4 and cfg.trainer.max_epochs == 1
     dm = build_datamodule(cfg)
     batch = next(iter(dm.val_dataloader()))
     assert batch["image"].shape == (2, 3, 32, 32)

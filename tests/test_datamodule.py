@@ -29,12 +29,13 @@ def test_batches_follow_the_contract():
     dm = _module()
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"image", "corrupted", "mask", "edge"}
+    assert set(batch) == {"image", "corrupted", "mask", "edge", "corrupted_edge"}
     assert batch["image"].shape == batch["corrupted"].shape == (4, 3, SIZE, SIZE)
-    assert batch["mask"].shape == batch["edge"].shape == (4, 1, SIZE, SIZE)
+    assert batch["mask"].shape == batch["edge"].shape == batch["corrupted_edge"].shape == (4, 1, SIZE, SIZE)
     for key in batch:
         assert batch[key].dtype == torch.float32 and 0 <= batch[key].min() and batch[key].max() <= 1
     assert set(torch.unique(batch["edge"]).tolist()) <= {0.0, 1.0}
+    assert set(torch.unique(batch["corrupted_edge"]).tolist()) <= {0.0, 1.0}
     # one mask per sample, not per batch
     masks = batch["mask"].flatten(1)
     assert len({tuple(m.tolist()) for m in masks}) == 4

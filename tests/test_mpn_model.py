@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mpn.model import UNet, pad_to_multiple
+from common.layers import pad_to_multiple
+from mpn.model import UNet
 
 
 def tiny(norm: str = "batch") -> UNet:
