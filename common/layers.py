@@ -59,3 +59,13 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[
         return x, pads
     reflectable = max(pads[:2]) < w and max(pads[2:]) < h
     return F.pad(x, pads, mode="reflect" if reflectable else "replicate"), pads
+
+
+def scale_widths(widths: dict | None, mult: float, **defaults: int) -> dict:
+    """Copy of ``widths`` (constructor arguments) with each channel count named in ``defaults``
+    (taken from ``widths`` or the default) multiplied by ``mult``, at least 1. The stages use it
+    for ``model_width``: tests and smoke runs build the same networks tiny."""
+    scaled = dict(widths or {})
+    for key, default in defaults.items():
+        scaled[key] = max(1, round(scaled.get(key, default) * mult))
+    return scaled

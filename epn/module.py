@@ -5,17 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common.layers import scale_widths
 from common.losses import feature_matching_loss
 from common.metrics import edge_precision_recall
 from common.module import GANModule
 from epn.edges import epn_inputs, hard_mask, to_gray
 from epn.model import EdgeGenerator, PatchDiscriminator
-
-
-def _scaled(widths: dict | None, key: str, default: int, mult: float) -> dict:
-    widths = dict(widths or {})
-    widths[key] = max(1, round(widths.get(key, default) * mult))
-    return widths
 
 
 def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
@@ -59,8 +54,8 @@ class EPNModule(GANModule):
         super().__init__(gan_loss=gan_loss, lr=lr, d2g_lr=d2g_lr, betas=betas, grad_clip=grad_clip,
                          max_nonfinite=max_nonfinite, grid_rows=grid_rows)
         self.save_hyperparameters(ignore=["mask_predictor"])
-        self.generator = EdgeGenerator(**_scaled(generator, "base_channels", 64, width_mult))
-        self.discriminator = PatchDiscriminator(**_scaled(discriminator, "base_channels", 64, width_mult))
+        self.generator = EdgeGenerator(**scale_widths(generator, width_mult, base_channels=64))
+        self.discriminator = PatchDiscriminator(**scale_widths(discriminator, width_mult, base_channels=64))
         self._mask_predictor = [mask_predictor.eval().requires_grad_(False)] if mask_predictor is not None else []
 
     def mask_for(self, batch: dict) -> torch.Tensor:

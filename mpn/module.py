@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from common.layers import scale_widths
 from common.losses import self_adaptive_bce
 from common.metrics import mask_bce, mask_iou, mask_mae
 from common.module import StageModule
@@ -35,10 +36,7 @@ class MPNModule(StageModule):
     ):
         super().__init__(max_nonfinite=max_nonfinite, grid_rows=grid_rows)
         self.save_hyperparameters()
-        model = dict(model or {})
-        model["base_channels"] = max(1, round(model.get("base_channels", 64) * width_mult))
-        model["max_channels"] = max(1, round(model.get("max_channels", 512) * width_mult))
-        self.net = UNet(**model)
+        self.net = UNet(**scale_widths(model, width_mult, base_channels=64, max_channels=512))
 
     def forward(self, corrupted: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> predicted mask m̂ ``(B, 1, H, W)`` in [0, 1]."""

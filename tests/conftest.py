@@ -35,3 +35,12 @@ def run_module(*args, cwd=ROOT, timeout=300):
     import subprocess
 
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def compose_train(run_dir, stage, *overrides):
+    """The training config of ``stage`` with the smoke trainer, logging into ``run_dir``."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose("train", [f"stage={stage}", "trainer=smoke", f"logger.save_dir={run_dir}",
+                                 "trainer.enable_progress_bar=false", *overrides])

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from common.checkpoint import CheckpointError, load_checkpoint
 from epn.module import EPNModule
 from pipeline.stages import load_stage
 from pipeline.train import build_module, train
-from tests.conftest import run_module
+from tests.conftest import compose_train, run_module
 
 
 def _batch(b=2, size=32):
@@ -34,19 +33,13 @@ def test_losses_are_edgeconnects_and_the_generator_learns_from_them():
     assert opt_g.param_groups[0]["betas"] == (0.0, 0.9) and opt_d.param_groups[0]["lr"] == pytest.approx(1e-5)
 
 
-def _cfg(run_dir, stage, *overrides):
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        return compose("train", [f"stage={stage}", "trainer=smoke", f"logger.save_dir={run_dir}",
-                                 "trainer.enable_progress_bar=false", *overrides])
-
-
 def test_fast_dev_run_through_hydra(tmp_path):
     proc = run_module("pipeline.train", "stage=epn", "trainer=smoke", "+trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_smoke_run_validates_and_writes_a_grid(tmp_path):
-    trainer = train(_cfg(tmp_path, "epn"), tmp_path)
+    trainer = train(compose_train(tmp_path, "epn"), tmp_path)
     metrics = trainer.callback_metrics
     for key in ("val/precision", "val/recall", "val/precision_hole", "val/recall_hole", "val/f1_hole"):
         assert key in metrics and 0 <= metrics[key] <= 1
@@ -56,9 +49,9 @@ def test_smoke_run_validates_and_writes_a_grid(tmp_path):
 
 def test_mask_source_mpn_uses_a_frozen_mpn_from_a_smoke_run(tmp_path):
     mpn_dir, epn_dir = tmp_path / "mpn", tmp_path / "epn"
-    train(_cfg(mpn_dir, "mpn"), mpn_dir)
+    train(compose_train(mpn_dir, "mpn"), mpn_dir)
     mpn_ckpt = mpn_dir / "checkpoints" / "last.ckpt"
-    cfg = _cfg(epn_dir, "epn", "stage.mask_source=mpn", f"stage.mpn_checkpoint={mpn_ckpt}")
+    cfg = compose_train(epn_dir, "epn", "stage.mask_source=mpn", f"stage.mpn_checkpoint={mpn_ckpt}")
 
     module = build_module(cfg.stage)
     batch = _batch()
@@ -76,8 +69,8 @@ def test_mask_source_mpn_uses_a_frozen_mpn_from_a_smoke_run(tmp_path):
 
 def test_mask_source_mpn_errors(tmp_path):
     with pytest.raises(CheckpointError, match="needs stage.mpn_checkpoint"):
-        build_module(_cfg(tmp_path, "epn", "stage.mask_source=mpn").stage)
+        build_module(compose_train(tmp_path, "epn", "stage.mask_source=mpn").stage)
     epn_dir = tmp_path / "epn"
-    train(_cfg(epn_dir, "epn"), epn_dir)
+    train(compose_train(epn_dir, "epn"), epn_dir)
     with pytest.raises(CheckpointError, match="stage 'epn', not 'mpn'"):
-        build_module(_cfg(tmp_path, "epn", "stage.mask_source=mpn", f"stage.mpn_checkpoint={epn_dir / 'checkpoints' / 'last.ckpt'}").stage)
+        build_module(compose_train(tmp_path, "epn", "stage.mask_source=mpn", f"stage.mpn_checkpoint={epn_dir / 'checkpoints' / 'last.ckpt'}").stage)

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from lightning import seed_everything
 
 from common.checkpoint import CheckpointError, load_checkpoint
@@ -16,7 +15,7 @@ from data.masks import FreeFormMasks
 from data.sample import sample
 from mpn.module import MPNModule
 from pipeline.train import train
-from tests.conftest import run_module
+from tests.conftest import compose_train, run_module
 from tests.test_checkpoint import Exploit
 
 
@@ -57,9 +56,7 @@ def test_fast_dev_run_through_hydra(tmp_path):
 
 
 def _cfg(run_dir, *overrides):
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        return compose("train", ["stage=mpn", "trainer=smoke", f"logger.save_dir={run_dir}",
-                                 "trainer.enable_progress_bar=false", *overrides])
+    return compose_train(run_dir, "mpn", *overrides)
 
 
 def _logged_steps(run_dir):
@@ -104,3 +101,17 @@ def test_no_stage_is_a_clear_error(tmp_path):
     assert env_free.returncode != 0 and "choose a stage" in env_free.stderr
     wrong = run_module("pipeline.train", "stage=nope", f"hydra.run.dir={tmp_path}")
     assert "Could not find 'stage/nope'" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_bf16_on_a_cpu_without_fast_kernels_is_warned_about(caplog, monkeypatch):
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from pipeline.train import warn_if_slow_precision
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        warn_if_slow_precision(OmegaConf.create({"accelerator": "cpu", "precision": "bf16-mixed"}))
+        warn_if_slow_precision(OmegaConf.create({"accelerator": "cpu", "precision": "32-true"}))
+    assert len(caplog.records) == 1 and "32-true" in caplog.records[0].getMessage()
