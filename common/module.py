@@ -35,6 +35,25 @@ class StageModule(L.LightningModule):
         super().__init__()
         self.max_nonfinite, self.grid_rows = max_nonfinite, grid_rows
         self._nonfinite_in_a_row = 0
+        self._frozen: dict[str, nn.Module] = {}
+
+    def attach_frozen(self, name: str, module: nn.Module | None) -> None:
+        """Keep a trained, frozen network (an earlier stage) beside this one. It is not a
+        submodule: it is never trained and not saved in this stage's checkpoints."""
+        if module is not None:
+            self._frozen[name] = module.eval().requires_grad_(False)
+
+    def frozen(self, name: str) -> nn.Module | None:
+        """The frozen network ``name`` on this module's device and in eval mode, or None."""
+        module = self._frozen.get(name)
+        return None if module is None else module.to(self.device).eval()
+
+    @torch.no_grad()
+    def predicted_mask(self, batch: dict) -> torch.Tensor:
+        """The mask this stage works with ``(B, 1, H, W)``: a frozen MPN's m̂ when one is attached
+        (``mask_source=mpn``), else the true m of the batch."""
+        mpn = self.frozen("mask_predictor")
+        return batch["mask"] if mpn is None else mpn(batch["corrupted"])
 
     def check_finite(self, loss: torch.Tensor, what: str = "loss") -> bool:
         if torch.isfinite(loss).all():

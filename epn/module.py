@@ -56,15 +56,7 @@ class EPNModule(GANModule):
         self.save_hyperparameters(ignore=["mask_predictor"])
         self.generator = EdgeGenerator(**scale_widths(generator, width_mult, base_channels=64))
         self.discriminator = PatchDiscriminator(**scale_widths(discriminator, width_mult, base_channels=64))
-        self._mask_predictor = [mask_predictor.eval().requires_grad_(False)] if mask_predictor is not None else []
-
-    def mask_for(self, batch: dict) -> torch.Tensor:
-        """The mask the generator sees: the true m, or the frozen MPN's m̂ ``(B, 1, H, W)``."""
-        if not self._mask_predictor:
-            return batch["mask"]
-        predictor = self._mask_predictor[0].to(self.device).eval()
-        with torch.no_grad():
-            return predictor(batch["corrupted"])
+        self.attach_frozen("mask_predictor", mask_predictor)
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor, known_edges: torch.Tensor) -> torch.Tensor:
         """Edge map ``(B, 1, H, W)`` in [0, 1] from the corrupted image ``(B, 3, H, W)``, its mask
@@ -72,7 +64,7 @@ class EPNModule(GANModule):
         return self.generator(epn_inputs(to_gray(corrupted), known_edges, mask, self.hparams.mask_threshold))
 
     def generate(self, batch: dict) -> dict:
-        mask = self.mask_for(batch)
+        mask = self.predicted_mask(batch)
         return {"edges": self(batch["corrupted"], mask, batch["corrupted_edge"]), "mask": mask}
 
     def _discriminate(self, batch: dict, edges: torch.Tensor):

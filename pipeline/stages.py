@@ -10,6 +10,7 @@ from common.module import StageModule
 STAGE_CLASSES = {
     "mpn": "mpn.module.MPNModule",
     "epn": "epn.module.EPNModule",
+    "ipn": "ipn.module.IPNModule",
 }
 
 

@@ -69,17 +69,26 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     return L.Trainer(**cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks)
 
 
+def _frozen_stage(stage: DictConfig, role: str, name: str):
+    """The frozen ``name`` network for ``<role>_source=<name>``, from ``stage.<name>_checkpoint``."""
+    source = stage.get(f"{role}_source", "truth")
+    if source == "truth":
+        return None
+    if source != name:
+        raise CheckpointError(f"stage.{role}_source must be 'truth' or '{name}', got {source!r}")
+    if not stage.get(f"{name}_checkpoint"):
+        raise CheckpointError(f"stage.{role}_source={name} needs stage.{name}_checkpoint=path/to/{name}.ckpt")
+    return load_stage(name, stage[f"{name}_checkpoint"])
+
+
 def build_module(stage: DictConfig) -> L.LightningModule:
-    """The stage's LightningModule; with ``mask_source=mpn`` a frozen MPN from
-    ``stage.mpn_checkpoint`` predicts the masks it trains on."""
+    """The stage's LightningModule. ``mask_source=mpn`` / ``edge_source=epn`` attach frozen
+    earlier stages from their checkpoints, so a stage learns on the inputs it will really see."""
     extra = {}
-    source = stage.get("mask_source", "truth")
-    if source == "mpn":
-        if not stage.get("mpn_checkpoint"):
-            raise CheckpointError("stage.mask_source=mpn needs stage.mpn_checkpoint=path/to/mpn.ckpt")
-        extra["mask_predictor"] = load_stage("mpn", stage.mpn_checkpoint)
-    elif source != "truth":
-        raise CheckpointError(f"stage.mask_source must be 'truth' or 'mpn', got {source!r}")
+    if "mask_source" in stage:
+        extra["mask_predictor"] = _frozen_stage(stage, "mask", "mpn")
+    if "edge_source" in stage:
+        extra["edge_predictor"] = _frozen_stage(stage, "edge", "epn")
     return instantiate(stage.module, **extra)
 
 

@@ -55,14 +55,14 @@ def test_mask_source_mpn_uses_a_frozen_mpn_from_a_smoke_run(tmp_path):
 
     module = build_module(cfg.stage)
     batch = _batch()
-    predicted = module.mask_for(batch)
+    predicted = module.predicted_mask(batch)
     expected = load_stage("mpn", mpn_ckpt)(batch["corrupted"])
     assert torch.allclose(predicted, expected) and not torch.equal(predicted, batch["mask"])
 
     trainer = train(cfg, epn_dir)
     state = load_checkpoint(epn_dir / "checkpoints" / "last.ckpt", "epn")["state_dict"]
-    assert not any(k.startswith(("net.", "_mask_predictor")) for k in state)  # EPN weights only
-    used = trainer.lightning_module._mask_predictor[0]
+    assert not any(k.startswith(("net.", "_frozen")) for k in state)  # EPN weights only
+    used = trainer.lightning_module.frozen("mask_predictor")
     saved = load_checkpoint(mpn_ckpt)["state_dict"]
     assert all(torch.equal(v, saved[f"net.{k}"]) for k, v in used.net.state_dict().items())  # the MPN stayed frozen
 

@@ -1,0 +1,108 @@
+"""IPN: inputs and composition, DeepFill v2 losses, optional VGG losses, training through Hydra."""
+
+import pytest
+import torch
+
+from common.checkpoint import CheckpointError, load_checkpoint
+from ipn.module import IPNModule, compose, generator_input
+from pipeline.train import build_module, train
+from tests.conftest import compose_train, run_module
+from tests.test_checkpoint import Exploit
+
+TINY = dict(generator={"cnum": 8}, discriminator={"cnum": 8})
+
+
+def _batch(b=2, size=32):
+    torch.manual_seed(0)
+    image = torch.rand(b, 3, size, size)
+    mask = torch.zeros(b, 1, size, size)
+    mask[0, :, 8:20, 10:24] = 1
+    mask[1, :, 4:12, 4:30] = 0.7
+    edge = (torch.rand(b, 1, size, size) > 0.9).float()
+    return {"image": image, "corrupted": image * (1 - mask) + mask * 0.5, "mask": mask, "edge": edge,
+            "corrupted_edge": edge}
+
+
+def test_generator_input_and_composition():
+    batch = _batch()
+    x = generator_input(batch["corrupted"], batch["mask"], batch["edge"])
+    assert x.shape == (2, 6, 32, 32)
+    assert torch.all(x[0, :3, 8:20, 10:24] == 0)  # the hole is mid-gray (0 in [-1, 1])
+    assert torch.allclose(x[:, :3, 0, 0], batch["corrupted"][:, :, 0, 0] * 2 - 1)
+    assert torch.equal(x[:, 3:4], torch.ones_like(batch["mask"])) and torch.equal(x[:, 4:5], batch["mask"])
+    generated = torch.zeros_like(batch["image"])
+    out = compose(batch["corrupted"], generated, batch["mask"])
+    known = batch["mask"] == 0
+    assert torch.equal(out[known.expand_as(out)], batch["corrupted"][known.expand_as(out)])
+    assert torch.allclose(out[1, :, 5, 5], batch["corrupted"][1, :, 5, 5] * 0.3)  # soft mask blends
+
+
+def test_losses_are_deepfill_v2s():
+    module = IPNModule(**TINY)
+    batch = _batch()
+    outputs = module.generate(batch)
+    for key in ("coarse", "refined", "output"):
+        assert outputs[key].shape == (2, 3, 32, 32) and 0 <= outputs[key].min() and outputs[key].max() <= 1
+    g_loss, parts = module.generator_loss(batch, outputs)
+    assert g_loss.item() == pytest.approx((parts["g_adv"] + parts["l1_coarse"] + parts["l1_refine"]).item(), rel=1e-5)
+    d_loss, _ = module.discriminator_loss(batch, {k: v.detach() for k, v in outputs.items()})
+    assert torch.isfinite(d_loss)
+    opt_g, opt_d = module.configure_optimizers()
+    assert opt_g.param_groups[0]["betas"] == (0.5, 0.999) and opt_d.param_groups[0]["lr"] == opt_g.param_groups[0]["lr"] == 1e-4
+    assert module.adversarial.kind == "hinge"
+
+
+def test_vgg_losses_from_a_weights_path_only(tmp_path):
+    from torchvision.models import vgg19
+
+    path = tmp_path / "vgg19.pth"
+    torch.save(vgg19(weights=None).state_dict(), path)
+    module = IPNModule(**TINY, vgg_weights=str(path))
+    batch = _batch(size=32)
+    loss, parts = module.generator_loss(batch, module.generate(batch))
+    assert parts["perceptual"] > 0 and parts["style"] >= 0
+    expected = parts["g_adv"] + parts["l1_coarse"] + parts["l1_refine"] + 0.1 * parts["perceptual"] + 250 * parts["style"]
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert not any(p.requires_grad for p in module.vgg.parameters())
+    with pytest.raises(CheckpointError, match="never downloads"):
+        IPNModule(**TINY, vgg_weights=str(tmp_path / "missing.pth"))
+    marker = tmp_path / "pwned"
+    torch.save({"features.0.weight": Exploit(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="cannot load VGG-19 weights"):
+        IPNModule(**TINY, vgg_weights=str(tmp_path / "evil.pth"))
+    assert not marker.exists()
+
+
+def test_smoke_run_through_hydra(tmp_path):
+    proc = run_module("pipeline.train", "stage=ipn", "trainer=smoke", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list((tmp_path / "samples").glob("val_ipn_*.png"))
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", "ipn")["global_step"] == 8
+
+
+def test_trains_on_a_frozen_mpn_and_epn(tmp_path):
+    mpn_dir, epn_dir, ipn_dir = tmp_path / "mpn", tmp_path / "epn", tmp_path / "ipn"
+    train(compose_train(mpn_dir, "mpn"), mpn_dir)
+    train(compose_train(epn_dir, "epn"), epn_dir)
+    cfg = compose_train(ipn_dir, "ipn", "stage.mask_source=mpn", f"stage.mpn_checkpoint={mpn_dir}/checkpoints/last.ckpt",
+                        "stage.edge_source=epn", f"stage.epn_checkpoint={epn_dir}/checkpoints/last.ckpt")
+    module = build_module(cfg.stage)
+    batch = _batch()
+    mask = module.predicted_mask(batch)
+    edges = module.edges_for(batch, mask)
+    assert not torch.equal(mask, batch["mask"]) and not torch.equal(edges, batch["edge"])
+    hole = mask > 0.5
+    assert torch.equal(edges[~hole], batch["corrupted_edge"][~hole])  # known-region edges kept outside the hole
+    trainer = train(cfg, ipn_dir)
+    metrics = trainer.callback_metrics
+    for key in ("val/psnr", "val/ssim", "val/l1", "val/psnr_hole", "val/l1_hole"):
+        assert key in metrics and torch.isfinite(metrics[key])
+    state = load_checkpoint(ipn_dir / "checkpoints" / "last.ckpt", "ipn")["state_dict"]
+    assert all(k.startswith(("generator.", "discriminator.")) for k in state)
+
+
+def test_edge_source_needs_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="needs stage.epn_checkpoint"):
+        build_module(compose_train(tmp_path, "ipn", "stage.edge_source=epn").stage)
+    with pytest.raises(CheckpointError, match="must be 'truth' or 'epn'"):
+        build_module(compose_train(tmp_path, "ipn", "stage.edge_source=canny").stage)
