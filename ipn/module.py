@@ -107,8 +107,10 @@ class IPNModule(GANModule):
     def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         hp, target = self.hparams, batch["image"]
         adversarial = self.adversarial.generator(self._discriminate(outputs["output"], outputs["mask"]))
-        l1_coarse = F.l1_loss(outputs["coarse"], target)
-        l1_refine = F.l1_loss(outputs["refined"], target)
+        # DeepFill v2 takes L1 on [-1, 1] images: twice the [0, 1] value. Halving it would halve
+        # reconstruction against the adversarial term (measured: the hole then drifts to one colour).
+        l1_coarse = 2 * F.l1_loss(outputs["coarse"], target)
+        l1_refine = 2 * F.l1_loss(outputs["refined"], target)
         loss = hp.adv_weight * adversarial + hp.l1_coarse_weight * l1_coarse + hp.l1_refine_weight * l1_refine
         parts = {"g_adv": adversarial, "l1_coarse": l1_coarse, "l1_refine": l1_refine}
         if self.vgg is not None:

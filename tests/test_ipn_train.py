@@ -106,3 +106,33 @@ def test_edge_source_needs_a_checkpoint(tmp_path):
         build_module(compose_train(tmp_path, "ipn", "stage.edge_source=epn").stage)
     with pytest.raises(CheckpointError, match="must be 'truth' or 'epn'"):
         build_module(compose_train(tmp_path, "ipn", "stage.edge_source=canny").stage)
+
+
+def test_generator_learns_to_fill_a_fixed_batch():
+    """Reconstruction alone (adv_weight 0) must fill holes. Measured (seed 0, 4 samples 64²,
+    cnum 8, lr 1e-3): hole L1 0.239 -> 0.150 (0.63×) in 100 steps; asserted: below 0.75× the start."""
+    from lightning import seed_everything
+
+    from common.metrics import l1
+    from data.corruption import Corruptor
+    from data.datamodule import InpaintingSamples
+    from data.masks import FreeFormMasks
+    from data.sample import sample
+
+    seed_everything(0)
+    samples = InpaintingSamples(sample("val", 64, crops_per_photo=2), FreeFormMasks(), Corruptor(), train=False, edges=True)
+    batch = {k: torch.stack([samples[i][k] for i in range(4)]) for k in ("image", "corrupted", "mask", "edge")}
+    module = IPNModule(generator={"cnum": 8}, discriminator={"cnum": 8}, adv_weight=0.0, lr=1e-3)
+    optimizer, _ = module.configure_optimizers()
+
+    def hole_l1():
+        with torch.no_grad():
+            return l1(module.generate(batch)["output"], batch["image"], mask=batch["mask"]).item()
+
+    start = hole_l1()
+    for _ in range(100):
+        loss, _ = module.generator_loss(batch, module.generate(batch))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert hole_l1() < 0.75 * start
