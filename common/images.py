@@ -12,6 +12,11 @@ from torchvision.utils import make_grid
 HEADER_PX = 14
 
 
+def _to_pil(grid: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` in [0, 1] -> an 8-bit RGB Pillow image."""
+    return Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy())
+
+
 def labelled_grid(columns: dict[str, torch.Tensor], max_rows: int = 8, padding: int = 2) -> torch.Tensor:
     """One row per sample, one column per entry of ``columns`` (each ``(B, C, H, W)``, C = 1 or 3,
     values in [0, 1]) under a header with the column names. Returns ``(3, H', W')`` in [0, 1]."""
@@ -23,7 +28,7 @@ def labelled_grid(columns: dict[str, torch.Tensor], max_rows: int = 8, padding: 
             tile = columns[name][i].detach().float().cpu().clamp(0, 1)
             tiles.append(tile.expand(3, -1, -1) if tile.shape[0] == 1 else tile)
     grid = make_grid(torch.stack(tiles), nrow=len(names), padding=padding, pad_value=1.0)
-    body = Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy())
+    body = _to_pil(grid)
     page = Image.new("RGB", (body.width, body.height + HEADER_PX), "white")
     page.paste(body, (0, HEADER_PX))
     draw = ImageDraw.Draw(page)
@@ -37,7 +42,7 @@ def save_grid(grid: torch.Tensor, path: str | Path) -> Path:
     """Write a ``(3, H, W)`` grid as PNG, creating the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy()).save(path)
+    _to_pil(grid).save(path)
     return path
 
 

@@ -61,6 +61,12 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[
     return F.pad(x, pads, mode="reflect" if reflectable else "replicate"), pads
 
 
+def hard_mask(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """A continuous mask ``(B, 1, H, W)`` -> {0, 1} (1 = destroyed) at ``threshold``, same dtype.
+    Every place that needs a yes/no hole (attention, edge cutting) thresholds with this."""
+    return (mask > threshold).to(mask.dtype)
+
+
 def scale_widths(widths: dict | None, mult: float, **defaults: int) -> dict:
     """Copy of ``widths`` (constructor arguments) with each channel count named in ``defaults``
     (taken from ``widths`` or the default) multiplied by ``mult``, at least 1. The stages use it

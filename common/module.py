@@ -5,7 +5,6 @@ optimisation, per-network Adam settings, gradient clipping by hand)."""
 from __future__ import annotations
 
 import abc
-
 from collections.abc import Mapping
 
 import lightning as L
@@ -151,10 +150,10 @@ class GANModule(StageModule, abc.ABC):
             self._optimise(opt_g, g_loss)
         self.untoggle_optimizer(opt_g)
 
+        size = _batch_size(batch)
         logs = {"d_loss": d_loss, "g_loss": g_loss, **d_logs, **g_logs}
-        self.log_dict({f"train/{k}": torch.as_tensor(v).detach().float() for k, v in logs.items()},
-                      batch_size=_batch_size(batch))
-        self.log("g", g_loss.detach(), prog_bar=True, logger=False, batch_size=_batch_size(batch))
+        self.log_dict({f"train/{k}": torch.as_tensor(v).detach().float() for k, v in logs.items()}, batch_size=size)
+        self.log("g", g_loss.detach(), prog_bar=True, logger=False, batch_size=size)
 
 
 def _batch_size(batch: dict) -> int:

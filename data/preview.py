@@ -32,8 +32,9 @@ def preview_grid(samples: list[dict[str, torch.Tensor]], edge_sigma: float = 2.0
 @hydra.main(config_path="pkg://conf", config_name="preview", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.out).expanduser().resolve()
-    roots = [Path(str(r)).expanduser().resolve() for r in [cfg.data.dataset.get("root")] if r]
-    if any(out == r or r in out.parents for r in roots if r.is_dir()):
+    root = cfg.data.dataset.get("root")
+    root = Path(str(root)).expanduser().resolve() if root else None
+    if root is not None and root.is_dir() and (out == root or root in out.parents):
         sys.exit(f"error: out={out} is inside the data root; choose a folder outside it")
     try:
         datamodule = build_datamodule(cfg)

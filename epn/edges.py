@@ -15,6 +15,7 @@ import kornia
 import numpy as np
 import torch
 
+from common.layers import hard_mask
 from data.edges import canny as canny_opencv
 from data.edges import to_gray
 
@@ -39,11 +40,6 @@ def canny(gray: torch.Tensor, sigma: float = 2.0, low: float = 0.1, high: float 
     edges[..., [0, -1], :] = 0  # skimage never marks the outermost pixels
     edges[..., :, [0, -1]] = 0
     return (edges > 0).float()
-
-
-def hard_mask(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """``(B, 1, H, W)`` continuous mask -> {0, 1} (1 = destroyed) at ``threshold``."""
-    return (mask > threshold).to(mask.dtype)
 
 
 def epn_inputs(corrupted_gray: torch.Tensor, known_edges: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

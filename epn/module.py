@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from common.layers import scale_widths
+from common.layers import hard_mask, scale_widths
 from common.losses import feature_matching_loss
 from common.metrics import edge_precision_recall
 from common.module import GANModule
-from epn.edges import epn_inputs, hard_mask, to_gray
+from epn.edges import epn_inputs, to_gray
 from epn.model import EdgeGenerator, PatchDiscriminator
 
 

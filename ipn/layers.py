@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.layers import hard_mask
+
 _ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "none": nn.Identity}
 
 
@@ -279,7 +281,7 @@ class ContextualAttention(nn.Module):
         r, k, pad = self.rate, self.ksize, (self.ksize - 1) // 2
 
         mask = F.interpolate(mask.to(background), size=(height_b, width_b), mode="nearest")
-        mask = (mask > 0.5).to(background.dtype).expand(batch, -1, -1, -1)
+        mask = hard_mask(mask.to(background.dtype)).expand(batch, -1, -1, -1)
         # Downsampling by r with nearest, as the reference's resize(scale=1/r), keeps pixel r·j;
         # the replicate padding is never sampled, it only completes the last raw patches.
         foreground, background, mask = (_pad_to_rate(x, r) for x in (foreground, background, mask))

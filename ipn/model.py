@@ -26,7 +26,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from common.layers import pad_to_multiple, sn
+from common.layers import hard_mask, pad_to_multiple, sn
 from ipn.layers import ContextualAttention, GatedConv2d, GatedUpConv2d
 
 
@@ -193,7 +193,7 @@ class DeepFillGenerator(nn.Module):
 
         coarse = self.coarse(x)
         pasted = paste(coarse, x[:, :3], mask)
-        refined = self.refine(pasted, (mask > 0.5).to(x.dtype))
+        refined = self.refine(pasted, hard_mask(mask))
         return coarse[..., top : top + h, left : left + w], refined[..., top : top + h, left : left + w]
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.layers import scale_widths
+from common.layers import hard_mask, scale_widths
 from common.metrics import l1, psnr, ssim
 from common.module import GANModule
 from common.vgg import VGGFeatures, perceptual_loss, style_loss
@@ -81,7 +81,7 @@ class IPNModule(GANModule):
         if epn is None:
             return batch["edge"]
         known = batch["corrupted_edge"]
-        hole = (mask > self.hparams.mask_threshold).to(mask.dtype)
+        hole = hard_mask(mask, self.hparams.mask_threshold)
         return epn(batch["corrupted"], mask, known) * hole + known * (1 - hole)
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -40,7 +40,7 @@ class MPNModule(StageModule):
 
     def forward(self, corrupted: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> predicted mask m̂ ``(B, 1, H, W)`` in [0, 1]."""
-        return torch.sigmoid(self.net(corrupted))
+        return self.net.predict_mask(corrupted)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
         bce = self_adaptive_bce(logits, target, self.hparams.max_pos_weight)
