@@ -16,6 +16,10 @@ from common.images import labelled_grid, log_grid
 from common.losses import AdversarialLoss
 
 
+class ConfigError(ValueError):
+    """A configuration value that cannot work (reported in one line by the CLIs)."""
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss was NaN or infinite for too many steps in a row."""
 

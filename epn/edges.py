@@ -54,4 +54,12 @@ def epn_inputs(corrupted_gray: torch.Tensor, known_edges: torch.Tensor, mask: to
     return torch.cat([gray_in, edges_in, mask], dim=1)
 
 
-__all__ = ["BACKENDS", "canny", "epn_inputs", "hard_mask", "to_gray"]
+def merge_edges(predicted: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """EdgeConnect's edge map for the inpainting network: the EPN's ``predicted`` edges inside the
+    hole and the ``known`` (Canny) edges outside it, all ``(B, 1, H, W)``. Gradients flow into
+    ``predicted`` (joint training)."""
+    hole = hard_mask(mask, threshold)
+    return predicted * hole + known * (1 - hole)
+
+
+__all__ = ["BACKENDS", "canny", "epn_inputs", "hard_mask", "merge_edges", "to_gray"]

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.layers import hard_mask, scale_widths
+from common.layers import scale_widths
 from common.metrics import l1, psnr, ssim
 from common.module import GANModule
 from common.vgg import VGGFeatures, perceptual_loss, style_loss
+from epn.edges import merge_edges
 from ipn.model import DeepFillGenerator, SNPatchDiscriminator
 
 
@@ -81,8 +82,7 @@ class IPNModule(GANModule):
         if epn is None:
             return batch["edge"]
         known = batch["corrupted_edge"]
-        hole = hard_mask(mask, self.hparams.mask_threshold)
-        return epn(batch["corrupted"], mask, known) * hole + known * (1 - hole)
+        return merge_edges(epn(batch["corrupted"], mask, known), known, mask, self.hparams.mask_threshold)
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor) -> dict[str, torch.Tensor]:
         """Fill the hole: ``coarse`` and ``refined`` generator outputs and the composed ``output``,

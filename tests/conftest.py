@@ -44,3 +44,14 @@ def compose_train(run_dir, stage, *overrides):
     with initialize_config_module(config_module="conf", version_base="1.3"):
         return compose("train", [f"stage={stage}", "trainer=smoke", f"logger.save_dir={run_dir}",
                                  "trainer.enable_progress_bar=false", *overrides])
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One tiny ``stage=all`` run (mpn → epn → ipn → joint, smoke trainer), shared by the tests of
+    joint training, inference and export: ``{"dir", "mpn", "epn", "ipn", "joint", "model"}``."""
+    from pipeline.train import train_all
+
+    run_dir = tmp_path_factory.mktemp("smoke_all")
+    checkpoints = train_all(compose_train(run_dir, "all", "stage.demo_rows=2"), run_dir)
+    return {"dir": run_dir, **checkpoints, "model": run_dir / "model.safetensors"}

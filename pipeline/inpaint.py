@@ -1,0 +1,253 @@
+"""``python -m pipeline.inpaint input=FILE_OR_DIR output=DIR checkpoint=MODEL [mode=blind|masked|denoise]``
+
+Repairs photos with a trained model (:class:`~pipeline.inference.BlindInpainter`) and writes
+``<output>/<name>.png`` (and ``<name>_mask.png``, ``<name>_edges.png`` with
+``save_intermediates=true``). Folders are searched recursively and mirrored; same-size images go
+through the networks together, with a progress bar.
+
+- ``mode=blind`` (default): the MPN finds the damage. ``mode=denoise``: the MPN's soft mask is used
+  as it is (noise is damage spread thinly over the whole photo). ``mode=masked``: ``mask=`` is a
+  mask (white = hole) or a copy of the photo with the damage painted pure green (0, 255, 0); without
+  ``mask=``, pure-green paint in the photo itself is the hole.
+- Any size: images larger than ``working_size`` are repaired at that size and only the fill is pasted
+  back into the full-resolution original. 16-bit inputs give 16-bit outputs.
+- Safe: the output folder may not be the input folder or inside it; existing outputs are skipped
+  unless ``overwrite=true``; every file is written to a temporary name and renamed when complete;
+  an unreadable image is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+from tqdm import tqdm
+
+from common.checkpoint import CheckpointError
+from data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, load_image
+from pipeline.inference import MODES, BlindInpainter, InpaintSettings, grow
+
+log = logging.getLogger("pipeline.inpaint")
+
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+GREEN_TOLERANCE = 40 / 255  # real photos almost never hold (≤40, ≥215, ≤40)
+GREEN_GROW = 2  # JPEG's chroma subsampling smears the paint's border over ~2 px: cover it too
+
+
+class InpaintError(ValueError):
+    """A problem with the command's inputs, reported in one line."""
+
+
+@dataclass
+class Job:
+    """One image to repair: its file, its mask file (or None) and where its results go."""
+
+    source: Path
+    mask: Path | None
+    target: Path
+
+
+def green_mask(image: torch.Tensor) -> torch.Tensor:
+    """Pixels painted pure green (0, 255, 0) in ``image`` ``(3, H, W)``, grown by ``GREEN_GROW``
+    pixels -> ``(1, H, W)`` in {0, 1}."""
+    r, g, b = image
+    painted = ((r <= GREEN_TOLERANCE) & (g >= 1 - GREEN_TOLERANCE) & (b <= GREEN_TOLERANCE)).float()[None]
+    return grow(painted[None], GREEN_GROW)[0]
+
+
+def read_mask(path: Path) -> torch.Tensor:
+    """A mask file -> ``(1, H, W)`` in {0, 1}: a grayscale mask (white = hole, thresholded at
+    half), or a colour photo whose hole is painted pure green."""
+    image = load_image(path)
+    is_gray = bool((image.max(0).values - image.min(0).values).max() < 0.05)
+    if not is_gray:
+        painted = green_mask(image)
+        if painted.sum() == 0:
+            raise ImageReadError(f"{path}: a colour mask must mark the hole in pure green (0, 255, 0); none found")
+        return painted
+    return (image[:1] > 0.5).float()
+
+
+def is_16bit(path: Path) -> bool:
+    with Image.open(path) as img:
+        return img.mode in SIXTEEN_BIT_MODES
+
+
+def write_png(tensor: torch.Tensor, path: Path, sixteen_bit: bool = False) -> None:
+    """Write ``(C, H, W)`` in [0, 1] as PNG (8 or 16 bit), through a temporary file renamed when
+    complete, so an interrupted run never leaves a half-written result."""
+    arr = tensor.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    scale, dtype = (65535, np.uint16) if sixteen_bit else (255, np.uint8)
+    arr = (arr * scale).round().astype(dtype)
+    if arr.shape[-1] == 3:
+        arr = arr[..., ::-1]  # OpenCV writes BGR
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial.png")
+    if not cv2.imwrite(str(partial), np.ascontiguousarray(arr)):
+        raise OSError(f"could not write {path}")
+    os.replace(partial, path)
+
+
+def _find_mask(mask_root: Path, relative: Path) -> Path | None:
+    for name in (relative.stem, f"{relative.stem}_mask"):
+        for ext in IMAGE_EXTENSIONS:
+            for candidate in (mask_root / relative.parent / f"{name}{ext}", mask_root / relative.parent / f"{name}{ext.upper()}"):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> list[Job]:
+    """The images under ``input_path`` with their masks and result paths; refuses an output
+    folder that is the input folder or inside it."""
+    if not input_path.exists():
+        raise InpaintError(f"input {input_path} does not exist")
+    input_root = input_path if input_path.is_dir() else input_path.parent
+    out, root = output.resolve(), input_root.resolve()
+    if out == root or (input_path.is_dir() and out.is_relative_to(root)):
+        raise InpaintError(f"output {output} is {'the input folder' if out == root else 'inside the input folder'}: "
+                           "choose another folder (inputs are never written to)")
+    if mask is not None and not mask.exists():
+        raise InpaintError(f"mask {mask} does not exist")
+    if input_path.is_dir():
+        files = list_images(input_path)
+        if not files:
+            raise InpaintError(f"input folder {input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    else:
+        files = [input_path]
+
+    jobs, targets = [], {}
+    for source in files:
+        relative = source.relative_to(input_root)
+        target = output / relative.parent / f"{relative.stem}.png"
+        if target in targets:  # photo.jpg and photo.png: keep both
+            target = output / relative.parent / f"{relative.stem}_{source.suffix.lstrip('.').lower()}.png"
+        targets[target] = source
+        mask_file = None
+        if mode == "masked" and mask is not None:
+            mask_file = mask if mask.is_file() else _find_mask(mask, relative)
+            if mask_file is None:
+                raise InpaintError(f"no mask for {source} in {mask} (looked for {relative.stem}.* and {relative.stem}_mask.*)")
+        jobs.append(Job(source, mask_file, target))
+    return jobs
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def batches(jobs: list[Job], batch_size: int) -> Iterator[list[Job]]:
+    """Same-size images together (sizes read from the headers, nothing decoded); unreadable
+    headers come alone, to fail with their own message."""
+    by_size: dict = {}
+    for job in jobs:
+        by_size.setdefault(_image_size(job.source) or ("unreadable", job.source), []).append(job)
+    for group in by_size.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start : start + batch_size]
+
+
+def load_job(job: Job, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    image = load_image(job.source)
+    if mode != "masked":
+        return image, None
+    mask = read_mask(job.mask) if job.mask is not None else green_mask(image)
+    if job.mask is None and mask.sum() == 0:
+        raise ImageReadError(f"{job.source}: mode=masked needs mask= or a hole painted pure green (0, 255, 0)")
+    if mask.shape[-2:] != image.shape[-2:]:
+        raise ImageReadError(f"{job.mask}: mask is {tuple(mask.shape[-2:])}, image {tuple(image.shape[-2:])}")
+    return image, mask
+
+
+def run(inpainter: BlindInpainter, jobs: list[Job], mode: str, batch_size: int = 4,
+        save_intermediates: bool = False, overwrite: bool = False, progress: bool = True) -> dict[str, list[Path]]:
+    """Repair ``jobs``; returns the files ``written``, ``skipped`` (output exists) and ``failed``."""
+    report: dict[str, list[Path]] = {"written": [], "skipped": [], "failed": []}
+    todo = []
+    for job in jobs:
+        if job.target.exists() and not overwrite:
+            report["skipped"].append(job.target)
+        else:
+            todo.append(job)
+    bar = tqdm(total=len(todo), unit="img", desc=f"inpaint ({mode})", disable=not progress)
+    for group in batches(todo, batch_size):
+        loaded = []
+        for job in group:
+            try:
+                loaded.append((job, *load_job(job, mode)))
+            except ImageReadError as err:
+                log.warning("skipped: %s", err)
+                report["failed"].append(job.source)
+                bar.update(1)
+        if not loaded:
+            continue
+        images = torch.stack([image for _, image, _ in loaded])
+        masks = torch.stack([mask for *_, mask in loaded]) if mode == "masked" else None
+        result = inpainter.inpaint(images, masks, mode)
+        for i, (job, _, _) in enumerate(loaded):
+            write_png(result["output"][i], job.target, sixteen_bit=is_16bit(job.source))
+            if save_intermediates:
+                write_png(result["mask"][i], job.target.with_name(f"{job.target.stem}_mask.png"))
+                write_png(result["edges"][i], job.target.with_name(f"{job.target.stem}_edges.png"))
+            report["written"].append(job.target)
+            bar.update(1)
+    bar.close()
+    return report
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InpaintError("device=cuda but no CUDA device is available")
+    return name
+
+
+def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
+    if cfg.mode not in MODES:
+        raise InpaintError(f"mode must be one of {list(MODES)}, got {cfg.mode!r}")
+    if not cfg.checkpoint:
+        raise InpaintError("give the model: checkpoint=runs/quickstart/<time>/model.safetensors "
+                           "(written by `python -m pipeline.train experiment=quickstart` or `python -m pipeline.export`)")
+    if cfg.batch_size < 1:
+        raise InpaintError(f"batch_size must be at least 1, got {cfg.batch_size}")
+    if cfg.working_size < 16:
+        raise InpaintError(f"working_size must be at least 16, got {cfg.working_size}")
+    if cfg.mask and cfg.mode != "masked":
+        raise InpaintError(f"mask= is used with mode=masked (mode is {cfg.mode})")
+    settings = InpaintSettings(mode=cfg.mode, hole_threshold=cfg.hole_threshold, dilate=cfg.dilate,
+                               working_size=cfg.working_size, canny_sigma=cfg.canny_sigma)
+    jobs = plan_jobs(Path(cfg.input), Path(cfg.output), Path(cfg.mask) if cfg.mask else None, cfg.mode)
+    inpainter = BlindInpainter.from_pretrained(cfg.checkpoint, settings=settings, map_location=_device(cfg.device))
+    report = run(inpainter, jobs, cfg.mode, cfg.batch_size, cfg.save_intermediates, cfg.overwrite)
+    log.info("%d written to %s, %d skipped (already there; overwrite=true replaces them), %d unreadable",
+             len(report["written"]), cfg.output, len(report["skipped"]), len(report["failed"]))
+    return report
+
+
+@hydra.main(config_path="pkg://conf.inference", config_name="inpaint", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        report = inpaint_cli(cfg)
+    except (InpaintError, CheckpointError, ImageReadError) as err:
+        sys.exit(f"error: {err}")
+    if report["failed"] and not report["written"]:
+        sys.exit(f"error: none of the {len(report['failed'])} images could be read")
+
+
+if __name__ == "__main__":
+    main()

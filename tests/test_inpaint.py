@@ -1,0 +1,292 @@
+"""Inference: BlindInpainter, the pipeline.inpaint CLI and pipeline.export."""
+
+import hashlib
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, run_module, write_photo
+from hydra import compose, initialize_config_module
+from PIL import Image
+
+from common.checkpoint import CheckpointError
+from pipeline import BlindInpainter
+from pipeline.export import export_torchscript
+from pipeline.inference import InpaintSettings, read_safetensors, working_shape, write_safetensors
+from pipeline.inpaint import InpaintError, green_mask, inpaint_cli, read_mask
+
+
+def _digests(root):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _inpaint(*overrides):
+    with initialize_config_module(config_module="conf.inference", version_base="1.3"):
+        cfg = compose("inpaint", list(overrides))
+    return inpaint_cli(cfg)
+
+
+@pytest.fixture(scope="module")
+def inpainter(smoke_run):
+    return BlindInpainter.from_pretrained(smoke_run["model"])
+
+
+@pytest.fixture
+def odd_folder(tmp_path):
+    """Odd sizes and kinds: grayscale, RGBA, 16-bit, palette, a 1-pixel-wide strip, nested folders."""
+    root = tmp_path / "in"
+    write_photo(root / "odd.jpg", 37, 23)
+    write_photo(root / "gray.png", 40, 40, seed=1, mode="L")
+    write_photo(root / "alpha.png", 33, 45, seed=2, mode="RGBA")
+    write_photo(root / "palette.png", 48, 20, seed=3, mode="P")
+    write_photo(root / "nested" / "deep" / "tiny.png", 1, 9, seed=4)
+    sixteen = (np.linspace(0, 65535, 50 * 30).reshape(30, 50)).astype(np.uint16)
+    Image.fromarray(sixteen).save(root / "sixteen.png")
+    return root
+
+
+def test_cli_blind_on_a_folder_writes_every_result_and_never_touches_the_inputs(smoke_run, odd_folder, tmp_path):
+    before = _digests(odd_folder)
+    out = tmp_path / "out"
+    result = run_module("pipeline.inpaint", f"input={odd_folder}", f"output={out}", f"checkpoint={smoke_run['model']}",
+                        "save_intermediates=true", "batch_size=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _digests(odd_folder) == before  # byte-identical, and nothing new in the input folder
+    for source in (p for p in odd_folder.rglob("*") if p.is_file()):
+        relative = source.relative_to(odd_folder)
+        target = out / relative.parent / f"{relative.stem}.png"
+        with Image.open(source) as a, Image.open(target) as b:
+            assert a.size == b.size
+        assert (target.with_name(f"{relative.stem}_mask.png")).is_file()
+        assert (target.with_name(f"{relative.stem}_edges.png")).is_file()
+    assert cv2.imread(str(out / "sixteen.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16  # 16 bit in, 16 bit out
+    assert cv2.imread(str(out / "odd.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+    assert not list(out.rglob(".*partial*"))
+
+
+@pytest.mark.parametrize("mode", ["blind", "denoise"])
+def test_single_file_blind_and_denoise(smoke_run, tmp_path, mode):
+    photo = write_photo(tmp_path / "in" / "photo.jpg", 50, 34)
+    report = _inpaint(f"input={photo}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}", f"mode={mode}")
+    assert report["written"] == [tmp_path / "out" / "photo.png"]
+
+
+def test_denoise_keeps_the_soft_mask_and_blind_hardens_it(inpainter):
+    x = torch.rand(1, 3, 48, 48)
+    soft = inpainter.inpaint(x, mode="denoise")["mask"]
+    hard = inpainter.inpaint(x, mode="blind")["mask"]
+    s = inpainter.settings
+    assert torch.equal(soft, inpainter.mpn(x))  # denoise: the MPN's continuous m̂ as it is
+    assert (hard >= soft).all()
+    confident = torch.nn.functional.max_pool2d((soft > s.hole_threshold).float(), 2 * s.dilate + 1, 1, s.dilate)
+    assert torch.equal(hard == 1, (confident == 1) | (soft == 1))
+
+
+def test_masked_with_a_mask_file_keeps_every_known_pixel(smoke_run, tmp_path):
+    photo = write_photo(tmp_path / "in" / "photo.png", 64, 48)
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 20:40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    _inpaint(f"input={photo}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}", "mode=masked",
+             f"mask={tmp_path / 'mask.png'}")
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    repaired = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    known = mask == 0
+    assert np.array_equal(repaired[known], original[known])
+    assert not np.array_equal(repaired[~known], original[~known])
+
+
+@pytest.mark.parametrize("where", ["mask_file", "input_itself"])
+def test_masked_with_a_green_painted_photo(smoke_run, tmp_path, where):
+    photo = write_photo(tmp_path / "in" / "photo.png", 64, 48)
+    painted = np.asarray(Image.open(photo)).copy()
+    painted[5:25, 30:50] = (0, 255, 0)
+    out = tmp_path / "out"
+    if where == "mask_file":
+        Image.fromarray(painted).save(tmp_path / "painted.jpg", quality=90)  # JPEG blurs the green a little
+        _inpaint(f"input={photo}", f"output={out}", f"checkpoint={smoke_run['model']}", "mode=masked",
+                 f"mask={tmp_path / 'painted.jpg'}", "save_intermediates=true")
+    else:
+        Image.fromarray(painted).save(photo)
+        _inpaint(f"input={photo}", f"output={out}", f"checkpoint={smoke_run['model']}", "mode=masked", "save_intermediates=true")
+    used = np.asarray(Image.open(out / "photo_mask.png")) > 127
+    painted, grown = np.zeros((48, 64), bool), np.zeros((48, 64), bool)
+    painted[5:25, 30:50], grown[3:27, 28:52] = True, True
+    assert used[painted].all() and not used[~grown].any()  # the paint, and its JPEG-smeared rim
+
+
+def test_a_masks_folder_is_matched_by_name(smoke_run, tmp_path):
+    (tmp_path / "masks").mkdir()
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:16, 8:16] = 255
+    for name in ("a", "b"):
+        write_photo(tmp_path / "in" / f"{name}.png", 32, 32)
+        Image.fromarray(mask).save(tmp_path / "masks" / f"{name}_mask.png")
+    report = _inpaint(f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}",
+                      "mode=masked", f"mask={tmp_path / 'masks'}")
+    assert len(report["written"]) == 2
+
+
+def test_existing_outputs_are_kept_unless_overwrite(smoke_run, tmp_path):
+    photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "photo.png").write_bytes(b"mine")
+    args = (f"input={photo}", f"output={out}", f"checkpoint={smoke_run['model']}")
+    report = _inpaint(*args)
+    assert report["skipped"] == [out / "photo.png"] and (out / "photo.png").read_bytes() == b"mine"
+    report = _inpaint(*args, "overwrite=true")
+    assert report["written"] == [out / "photo.png"] and Image.open(out / "photo.png").size == (32, 32)
+
+
+@pytest.mark.parametrize("inside", [True, False])
+def test_output_in_the_input_folder_is_refused(smoke_run, tmp_path, inside):
+    photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
+    source = tmp_path / "in" if inside else photo
+    output = tmp_path / "in" / "results" if inside else tmp_path / "in"
+    with pytest.raises(InpaintError, match="input folder"):
+        _inpaint(f"input={source}", f"output={output}", f"checkpoint={smoke_run['model']}")
+    assert not (tmp_path / "in" / "results").exists()
+
+
+def test_unreadable_images_are_reported_and_the_rest_repaired(smoke_run, tmp_path):
+    write_photo(tmp_path / "in" / "good.png", 32, 32)
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    report = _inpaint(f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}")
+    assert report["written"] == [tmp_path / "out" / "good.png"]
+    assert report["failed"] == [tmp_path / "in" / "broken.jpg"]
+
+
+@pytest.mark.parametrize("args, error", [
+    (("checkpoint=null",), "give the model"),
+    (("input={tmp}/missing.png",), "does not exist"),
+    (("checkpoint={tmp}/nope.safetensors",), "does not exist"),
+    (("checkpoint={mpn}",), "not 'joint'"),  # a stage checkpoint is not a whole model
+    (("mode=fancy",), "mode must be one of"),
+    (("batch_size=0",), "batch_size"),
+])
+def test_bad_arguments_are_explained(smoke_run, tmp_path, args, error):
+    photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
+    base = {"input": str(photo), "output": str(tmp_path / "out"), "checkpoint": str(smoke_run["model"])}
+    base.update(a.format(tmp=tmp_path, mpn=smoke_run["mpn"]).split("=", 1) for a in args)
+    with pytest.raises((InpaintError, CheckpointError), match=error):
+        _inpaint(*(f"{k}={v}" for k, v in base.items()))
+
+
+def test_masked_without_mask_or_paint_reports_the_image(smoke_run, tmp_path):
+    photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
+    report = _inpaint(f"input={photo}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}", "mode=masked")
+    assert report["failed"] == [photo] and not report["written"]
+
+
+def test_cli_errors_are_one_line(smoke_run, tmp_path):
+    photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
+    result = run_module("pipeline.inpaint", f"input={photo}", f"output={tmp_path}/o", f"checkpoint={smoke_run['mpn']}")
+    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_large_image_is_repaired_at_working_size_with_known_pixels_exact(inpainter):
+    big = torch.rand(1, 3, 2000, 3000)
+    mask = torch.zeros(1, 1, 2000, 3000)
+    mask[..., 900:1100, 1400:1700] = 1
+    out = inpainter.inpaint(big, mask, mode="masked")
+    assert out["output"].shape == big.shape and out["mask"].shape == mask.shape
+    assert torch.equal(out["output"][..., :800, :], big[..., :800, :])  # pasted into the untouched original
+    assert not torch.equal(out["output"][..., 900:1100, 1400:1700], big[..., 900:1100, 1400:1700])
+    assert working_shape(2000, 3000, inpainter.settings.working_size) == (341, 512)
+
+
+def test_a_3000x2000_photo_through_the_cli_stays_within_memory(smoke_run, tmp_path):
+    photo = write_photo(tmp_path / "in" / "large.jpg", 3000, 2000)
+    code = (
+        "import resource, sys; from pipeline.inpaint import main; sys.argv = ['x', 'input=%s', 'output=%s', 'checkpoint=%s'];"
+        "\ntry:\n    main()\nexcept SystemExit:\n    pass\nprint('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    ) % (photo, tmp_path / "out", smoke_run["model"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    peak_mib = int(result.stdout.split("MAXRSS")[-1]) / 1024
+    assert Image.open(tmp_path / "out" / "large.png").size == (3000, 2000)
+    assert peak_mib < 3000, peak_mib
+
+
+def test_python_api_takes_paths_pillow_numpy_and_tensors(inpainter, tmp_path):
+    photo = write_photo(tmp_path / "photo.png", 40, 30)
+    pil = Image.open(photo)
+    for image in (photo, pil, np.asarray(pil), torch.rand(3, 30, 40)):
+        result = inpainter(image)
+        assert result.output.shape == (3, 30, 40) and result.mask.shape == (1, 30, 40)
+        assert result.to_pil().size == (40, 30)
+    masked = inpainter(photo, mask=np.pad(np.ones((10, 10), np.uint8) * 255, ((5, 15), (5, 25))))
+    assert masked.mask.sum() == 100
+
+
+def test_safetensors_round_trip_gives_identical_outputs(smoke_run, tmp_path):
+    from_checkpoint = BlindInpainter.from_pretrained(smoke_run["joint"])
+    path = write_safetensors(from_checkpoint, tmp_path / "model.safetensors")
+    from_file = BlindInpainter.from_pretrained(path)
+    x = torch.rand(2, 3, 40, 56)
+    a, b = from_checkpoint.inpaint(x), from_file.inpaint(x)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    config, state = read_safetensors(path)
+    assert set(config) == {"mpn", "epn", "ipn"} and not any("discriminator" in k for k in state)
+
+
+def test_export_cli_writes_safetensors_and_a_checked_torchscript_graph(smoke_run, tmp_path):
+    out, graph = tmp_path / "model.safetensors", tmp_path / "graph.pt"
+    result = run_module("pipeline.export", f"checkpoint={smoke_run['dir']}", f"out={out}", f"torchscript={graph}", "trace_size=48")
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = BlindInpainter.from_pretrained(out)
+    traced = torch.jit.load(str(graph))
+    from epn.edges import canny, to_gray
+    from pipeline.export import InferenceGraph
+
+    x = torch.rand(1, 3, 64, 32)
+    with torch.no_grad():
+        expected = InferenceGraph(model)(x, canny(to_gray(x)))
+        got = traced(x, canny(to_gray(x)))
+    assert all(torch.allclose(e, g, atol=1e-5) for e, g in zip(expected, got))
+    again = run_module("pipeline.export", f"checkpoint={smoke_run['dir']}", f"out={out}")
+    assert again.returncode != 0 and "overwrite=true" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_foreign_safetensors_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not a blindfill model"):
+        BlindInpainter.from_pretrained(tmp_path / "other.safetensors")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError):
+        BlindInpainter.from_pretrained(tmp_path / "garbage.safetensors")
+
+
+def test_export_torchscript_refuses_a_bad_trace_size(inpainter, tmp_path):
+    with pytest.raises(CheckpointError, match="multiple of 16"):
+        export_torchscript(inpainter, tmp_path / "g.pt", size=50)
+
+
+def test_green_and_gray_masks():
+    image = torch.rand(3, 8, 8) * 0.5 + 0.25
+    image[:, 3:5, 3:5] = torch.tensor([0.0, 1.0, 0.0])[:, None, None]
+    assert green_mask(image)[0, 1:7, 1:7].all() and green_mask(image).sum() == 36  # grown by 2 px
+
+
+def test_read_mask_thresholds_gray_and_rejects_colour_without_green(tmp_path):
+    gray = np.zeros((10, 10), np.uint8)
+    gray[:3] = 200
+    Image.fromarray(gray).save(tmp_path / "m.png")
+    assert read_mask(tmp_path / "m.png").sum() == 30
+    write_photo(tmp_path / "colour.png", 10, 10)
+    from data.io import ImageReadError
+
+    with pytest.raises(ImageReadError, match="pure green"):
+        read_mask(tmp_path / "colour.png")
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="mode"):
+        InpaintSettings(mode="magic")

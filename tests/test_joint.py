@@ -1,0 +1,130 @@
+"""Joint fine-tuning (pipeline.joint, stage=joint) and the stage=all sequence."""
+
+import copy
+
+import lightning as L
+import pytest
+import torch
+from conftest import compose_train, run_module
+
+from common.checkpoint import CheckpointError, load_checkpoint
+from common.module import ConfigError
+from pipeline.joint import JointModule
+from pipeline.train import build_datamodule, train, train_all
+
+
+def _joint(smoke_run, **kwargs) -> JointModule:
+    return JointModule.from_stage_checkpoints({n: smoke_run[n] for n in ("mpn", "epn", "ipn")}, **kwargs)
+
+
+def _batch(module: JointModule, run_dir) -> dict:
+    cfg = compose_train(run_dir, "joint")
+    cfg.data.edges = True
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    return next(iter(datamodule.train_dataloader()))
+
+
+def test_stage_all_writes_every_step_the_model_and_the_grid(smoke_run):
+    run = smoke_run["dir"]
+    for step in ("mpn", "epn", "ipn", "joint"):
+        assert (run / step / "DONE").is_file()
+        assert load_checkpoint(smoke_run[step], step)  # each step's checkpoint is of its own stage
+    assert smoke_run["model"].is_file()
+    assert (run / "blind_inpainting.png").is_file()
+
+
+def test_stage_all_rerun_skips_finished_steps(smoke_run, tmp_path):
+    cfg = compose_train(smoke_run["dir"], "all", "stage.demo_rows=0")
+    before = {p: p.stat().st_mtime_ns for p in smoke_run["dir"].rglob("*.ckpt")}
+    checkpoints = train_all(cfg, smoke_run["dir"])
+    assert checkpoints["joint"] == smoke_run["joint"]
+    assert {p: p.stat().st_mtime_ns for p in smoke_run["dir"].rglob("*.ckpt")} == before
+
+
+def test_joint_loads_the_three_stage_weights(smoke_run):
+    module = _joint(smoke_run)
+    for name in ("mpn", "epn", "ipn"):
+        trained = load_checkpoint(smoke_run[name], name)["state_dict"]
+        own = getattr(module, name).state_dict()
+        assert all(torch.equal(own[k], v) for k, v in trained.items())
+
+
+def test_joint_fast_dev_run_from_three_smoke_checkpoints(smoke_run, tmp_path):
+    cfg = compose_train(tmp_path, "joint", "+trainer.fast_dev_run=true",
+                        *(f"stage.{n}_checkpoint={smoke_run[n]}" for n in ("mpn", "epn", "ipn")))
+    trainer = train(cfg, tmp_path)
+    assert trainer.state.finished and trainer.global_step == 2  # one D and one G step
+    assert torch.isfinite(trainer.callback_metrics["train/g_loss"])
+    assert torch.isfinite(trainer.callback_metrics["train/d_epn"]) and torch.isfinite(trainer.callback_metrics["train/d_ipn"])
+
+
+def test_ipn_loss_reaches_the_mask_network_through_the_soft_mask(smoke_run, tmp_path):
+    module = _joint(smoke_run, loss_weights={"mpn": 0.0, "epn": 0.0, "ipn": 1.0})
+    batch = _batch(module, tmp_path)
+    loss, _ = module.generator_loss(batch, module.generate(batch))
+    loss.backward()
+    grads = [p.grad for p in module.mpn.net.parameters() if p.grad is not None]
+    assert grads and sum(g.abs().sum() for g in grads) > 0
+
+
+def test_freeze_keeps_a_stage_fixed_while_the_rest_and_both_discriminators_train(smoke_run, tmp_path):
+    module = _joint(smoke_run, freeze=["mpn"], lr_scale=10.0)
+    before = copy.deepcopy(module.state_dict())
+    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
+    cfg = compose_train(tmp_path, "joint")
+    cfg.data.edges = True
+    trainer.fit(module, datamodule=build_datamodule(cfg))
+    after = module.state_dict()
+
+    def changed(prefix):
+        return any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix) and after[k].is_floating_point())
+
+    mpn_params = {k for k, _ in module.named_parameters() if k.startswith("mpn.")}
+    assert not any(not torch.equal(before[k], after[k]) for k in mpn_params)
+    assert not module.mpn.net.training  # frozen batch-norm statistics stay as trained
+    assert changed("epn.generator.") and changed("ipn.generator.")
+    assert changed("epn.discriminator.") and changed("ipn.discriminator.")
+
+
+def test_learning_rates_are_each_stages_own_times_lr_scale(smoke_run):
+    module = _joint(smoke_run, lr_scale=0.1, freeze=["epn"])
+    opt_g, opt_d = module.configure_optimizers()
+    assert [g["lr"] for g in opt_g.param_groups] == pytest.approx([1e-5, 1e-5])  # mpn, ipn (epn frozen)
+    assert [g["lr"] for g in opt_d.param_groups] == pytest.approx([1e-6, 1e-5])  # EPN D ×0.1, IPN D ×1
+    assert opt_g.param_groups[0]["betas"] == (0.5, 0.9) and opt_g.param_groups[1]["betas"] == (0.5, 0.999)
+
+
+@pytest.mark.parametrize("freeze", [["gan"], ["mpn", "epn", "ipn"]])
+def test_bad_freeze_lists_are_refused(smoke_run, freeze):
+    with pytest.raises(ConfigError):
+        _joint(smoke_run, freeze=freeze)
+
+
+def test_joint_checkpoint_rebuilds_without_the_stage_checkpoints(smoke_run):
+    checkpoint = load_checkpoint(smoke_run["joint"], "joint")
+    module = JointModule(**{k: v for k, v in checkpoint["hyper_parameters"].items()})
+    module.load_state_dict(checkpoint["state_dict"])
+
+
+def test_joint_resumes_from_its_last_checkpoint(smoke_run, tmp_path):
+    last = smoke_run["dir"] / "joint" / "checkpoints" / "last.ckpt"
+    cfg = compose_train(tmp_path, "joint", f"ckpt_path={last}", "trainer.max_epochs=2")
+    trainer = train(cfg, tmp_path)
+    assert trainer.current_epoch == 2 and trainer.global_step > load_checkpoint(last)["global_step"]
+
+
+def test_joint_cli_reports_a_missing_or_foreign_checkpoint(smoke_run, tmp_path):
+    result = run_module("pipeline.train", "stage=joint", "trainer=smoke", f"hydra.run.dir={tmp_path}/a",
+                        f"stage.mpn_checkpoint={smoke_run['mpn']}", f"stage.epn_checkpoint={smoke_run['epn']}")
+    assert result.returncode != 0 and "stage.ipn_checkpoint" in result.stderr and "Traceback" not in result.stderr
+    result = run_module("pipeline.train", "stage=joint", "trainer=smoke", f"hydra.run.dir={tmp_path}/b",
+                        f"stage.mpn_checkpoint={smoke_run['epn']}", f"stage.epn_checkpoint={smoke_run['epn']}",
+                        f"stage.ipn_checkpoint={smoke_run['ipn']}")
+    assert result.returncode != 0 and "not 'mpn'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_from_stage_checkpoints_needs_all_three(smoke_run):
+    with pytest.raises(CheckpointError, match="ipn"):
+        JointModule.from_stage_checkpoints({"mpn": smoke_run["mpn"], "epn": smoke_run["epn"]})
