@@ -1,0 +1,106 @@
+"""`python -m pipeline.benchmark`: FLOP counting, peak memory, and the CLI end to end at tiny widths."""
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from pipeline.benchmark import PARTS, STAGES, BenchmarkError, PeakMemory, Timing, _names, count_flops, resolve_device
+from tests.conftest import run_module
+
+# Tiny everything; one thread, so the test stays fast while another process shares the CPU.
+TINY = ["model_width=0.125", "sizes=[32]", "train.size=32", "train.batch_size=2", "warmup=1", "repeats=2",
+        "peak.matmul_size=128", "threads=1"]
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_flops_are_the_hand_count(stride):
+    """A k×k convolution costs 2·Cin·Cout·k² FLOPs per output pixel (a multiply and an add)."""
+    c_in, c_out, k, size = 3, 8, 3, 16
+    conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=1, bias=False)
+    x = torch.rand(1, c_in, size, size)
+    flops, out = count_flops(lambda: conv(x))
+    h, w = out.shape[-2:]
+    assert (h, w) == (size // stride, size // stride)
+    assert flops == 2 * c_in * c_out * k * k * h * w
+
+
+def test_timing_summary():
+    t = Timing.of([3.0, 1.0, 2.0, 5.0, 4.0])
+    assert (t.median, t.min, t.max, t.q1, t.q3, t.repeats) == (3.0, 1.0, 5.0, 2.0, 4.0, 5)
+    assert Timing.of([0.5]).q1 == Timing.of([0.5]).q3 == 0.5
+
+
+def test_cpu_peak_memory_sees_a_temporary_allocation():
+    with PeakMemory(torch.device("cpu")) as memory:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written so it is resident
+        del block
+    assert memory.peak_bytes > 0
+    if memory.increase_bytes is not None:  # None where /proc/self/clear_refs is refused
+        assert memory.increase_bytes > 48 * 2**20
+
+
+def test_cli_measures_every_stage_and_the_pipeline(tmp_path):
+    out = tmp_path / "b.json"
+    result = run_module("pipeline.benchmark", *TINY, "variants=[fp32,bf16,channels_last]", f"out={out}",
+                        f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+
+    machine = report["machine"]
+    assert machine["device"] in ("cpu", "cuda") and machine["threads"] == 1 and machine["torch"] == torch.__version__
+    assert report["peak"]["fp32"]["flops_per_s"] > 0
+    variants = report["settings"]["variants_run"]
+    if not machine["bf16_fast"]:
+        assert variants == ["fp32", "channels_last"] and "skipping bf16" in result.stderr
+    assert {"fp32", "channels_last"} <= set(variants)
+
+    trained = {(r["stage"], r["network"], r["variant"]) for r in report["train"]}
+    expected = {("mpn", "net")} | {(s, n) for s in ("epn", "ipn") for n in ("generator", "discriminator")}
+    assert trained == {(s, n, v) for s, n in expected for v in variants}
+    for row in report["train"]:
+        assert row["batch_size"] == 2 and row["size"] == 32
+        assert row["images_per_s"] > 0 and row["flops_per_image"] > 0 and row["time_s"]["median"] > 0
+
+    inferred = {(r["stage"], r["variant"]) for r in report["inference"] + report["pipeline"]}
+    assert inferred == {(s, v) for s in (*STAGES, "pipeline") for v in variants}
+    for row in report["inference"] + report["pipeline"]:
+        assert row["size"] == 32 and row["latency_s"] > 0 and row["flops_per_image"] > 0 and row["flops_per_s"] > 0
+        assert row["peak_memory_bytes"] > 0
+        if row["variant"] == "channels_last":  # same arithmetic, other memory order
+            assert row["max_abs_diff_vs_fp32"] < 1e-3
+    assert set(report["networks"]) == set(STAGES)
+    assert "Training step" in result.stdout and "Inference" in result.stdout
+
+
+def test_parts_can_be_skipped(tmp_path):
+    out = tmp_path / "b.json"
+    result = run_module("pipeline.benchmark", *TINY, "stages=[mpn]", "variants=[fp32]", "skip=[train,pipeline]",
+                        f"out={out}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["train"] == [] and report["pipeline"] == []
+    assert [(r["stage"], r["variant"]) for r in report["inference"]] == [("mpn", "fp32")]
+
+
+def test_an_unknown_variant_is_a_one_line_error(tmp_path):
+    result = run_module("pipeline.benchmark", "variants=[fp32,fp16]", f"out={tmp_path / 'b.json'}",
+                        f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown variant 'fp16'")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("stages", ["mpn", "gan"], "unknown stage 'gan'"),
+    ("skip", "everything", "unknown part 'everything'"),
+    ("device", "tpu", "unknown device 'tpu'"),
+])
+def test_unknown_names_are_reported(key, value, message):
+    cfg = OmegaConf.create({"device": "cpu", "stages": ["mpn"], "skip": [], key: value})
+    with pytest.raises(BenchmarkError, match=message):
+        resolve_device(cfg.device)
+        _names(cfg, "stages", STAGES, "stage")
+        _names(cfg, "skip", PARTS, "part")
