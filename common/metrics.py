@@ -65,15 +65,23 @@ def psnr(
 def ssim(
     pred: torch.Tensor,
     target: torch.Tensor,
+    mask: torch.Tensor | None = None,
     data_range: float = 1.0,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """SSIM of ``pred`` vs ``target`` ``(B, C, H, W)`` (Gaussian window 11, sigma 1.5), per image,
-    then the batch mean. Sides must be at least 11 pixels."""
+    then the batch mean. Sides must be at least 11 pixels.
+
+    With ``mask`` ``(B, 1, H, W)`` the SSIM map is averaged over the hole only (weighted by a soft
+    mask); an image with an empty hole gives NaN and is left out of the mean.
+    """
     pred, target = _as_float(pred, target)
-    per_image = structural_similarity_index_measure(
-        pred, target, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=data_range, reduction="none"
+    per_image, full = structural_similarity_index_measure(
+        pred, target, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=data_range, reduction="none",
+        return_full_image=True,
     )
+    if mask is not None:
+        per_image = _masked_mean(full, _as_float(mask)[0])
     return _reduce(per_image, reduction)
 
 
@@ -127,6 +135,23 @@ def mask_iou(
     return _reduce(per_image.float(), reduction)
 
 
+def edge_counts(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    threshold: float = 0.5,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image edge counts of predicted vs true edges ``(B, 1, H, W)``, both binarised at
+    ``threshold``: ``(true positives, predicted edges, true edges)``, each ``(B,)``; where ``mask``
+    is given only pixels with ``mask > 0`` count. Sums of these over any set of images give that
+    set's pooled precision and recall (:func:`edge_precision_recall`)."""
+    pred, target = pred > threshold, target > threshold
+    if mask is not None:
+        inside = (mask > 0).expand_as(pred)
+        pred, target = pred & inside, target & inside
+    return (pred & target).flatten(1).sum(1), pred.flatten(1).sum(1), target.flatten(1).sum(1)
+
+
 def edge_precision_recall(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -140,12 +165,15 @@ def edge_precision_recall(
     pixels with ``mask > 0`` count. With no predicted and no true edges both are 1; with only one
     of the two empty, both are 0. Returns two 0-d tensors.
     """
-    pred, target = pred > threshold, target > threshold
-    if mask is not None:
-        inside = (mask > 0).expand_as(pred)
-        pred, target = pred & inside, target & inside
-    selected, relevant = pred.sum(), target.sum()
-    true_positive = (pred & target).sum()
+    return pooled_precision_recall(*(c.sum() for c in edge_counts(pred, target, threshold, mask)))
+
+
+def pooled_precision_recall(
+    true_positive: torch.Tensor, selected: torch.Tensor, relevant: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Precision TP / selected and recall TP / relevant from pooled counts (0-d tensors, e.g. sums
+    of :func:`edge_counts`): both 1 when nothing was selected and nothing is relevant, both 0 when
+    only one of the two is empty."""
     nothing_at_all = (selected == 0) & (relevant == 0)
     # torch.where rather than EdgeConnect's `if`: no host sync on a GPU.
     precision = torch.where(nothing_at_all, 1.0, true_positive / selected.clamp_min(1))

@@ -46,12 +46,16 @@ class InpaintSettings:
     working_size: int = 512  # longer sides are processed at this size; the fill is pasted back
     canny_sigma: float = 2.0  # EdgeConnect's SIGMA for the known-region edges
     edge_threshold: float = 0.5  # m above this counts as hole when merging edges (EPN/IPN training value)
+    channels_last: tuple[str, ...] = ()  # stages whose weights are kept channels-last (see pipeline.benchmark)
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {MODES}")
         if self.working_size < 16:
             raise ValueError(f"working_size must be at least 16, got {self.working_size}")
+        unknown = set(self.channels_last) - set(STAGES)
+        if unknown:
+            raise ValueError(f"channels_last: unknown stage(s) {sorted(unknown)}; choose from {STAGES}")
 
 
 @dataclass
@@ -118,6 +122,17 @@ class BlindInpainter:
         self.mpn, self.epn, self.ipn = (m.eval().requires_grad_(False) for m in (mpn, epn, ipn))
         self.settings = settings or InpaintSettings()
         self.device = next(self.ipn.parameters()).device
+
+    @property
+    def settings(self) -> InpaintSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: InpaintSettings) -> None:
+        self._settings = value
+        for name in STAGES:
+            fmt = torch.channels_last if name in value.channels_last else torch.contiguous_format
+            getattr(self, name).to(memory_format=fmt)
 
     # -- building -------------------------------------------------------------------------------
 
