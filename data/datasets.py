@@ -151,7 +151,7 @@ def _check_split(split: str) -> None:
 
 def _require_root(root, name: str, env: str | None = None) -> Path:
     if root in (None, "", "???"):
-        hint = f"set the {env} environment variable or pass data.root=/path" if env else "pass data.root=/path"
+        hint = f"set the {env} environment variable or pass data.dataset.root=/path" if env else "pass data.dataset.root=/path"
         raise DatasetError(f"the {name} root folder is not set: {hint}")
     root = Path(os.path.expanduser(str(root)))
     if not root.exists():
