@@ -46,7 +46,10 @@ class InpaintSettings:
     working_size: int = 512  # longer sides are processed at this size; the fill is pasted back
     canny_sigma: float = 2.0  # EdgeConnect's SIGMA for the known-region edges
     edge_threshold: float = 0.5  # m above this counts as hole when merging edges (EPN/IPN training value)
-    channels_last: tuple[str, ...] = ()  # stages whose weights are kept channels-last (see pipeline.benchmark)
+    # Stages run channels-last: measured with pipeline.benchmark on a 2-core CPU, the blind pipeline
+    # at 512² takes 9.76 s instead of 11.20 s (MPN 3.85 vs 4.81 s, IPN 2.94 vs 3.53 s) with outputs
+    # within 1.1e-5 of contiguous fp32; the EPN is slower channels-last (0.95 vs 0.72 s at 256²).
+    channels_last: tuple[str, ...] = ("mpn", "ipn")
 
     def __post_init__(self):
         if self.mode not in MODES:

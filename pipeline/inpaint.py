@@ -230,7 +230,8 @@ def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
     if cfg.mask and cfg.mode != "masked":
         raise InpaintError(f"mask= is used with mode=masked (mode is {cfg.mode})")
     settings = InpaintSettings(mode=cfg.mode, hole_threshold=cfg.hole_threshold, dilate=cfg.dilate,
-                               working_size=cfg.working_size, canny_sigma=cfg.canny_sigma)
+                               working_size=cfg.working_size, canny_sigma=cfg.canny_sigma,
+                               channels_last=tuple(cfg.channels_last))
     jobs = plan_jobs(Path(cfg.input), Path(cfg.output), Path(cfg.mask) if cfg.mask else None, cfg.mode)
     inpainter = BlindInpainter.from_pretrained(cfg.checkpoint, settings=settings, map_location=_device(cfg.device))
     report = run(inpainter, jobs, cfg.mode, cfg.batch_size, cfg.save_intermediates, cfg.overwrite)

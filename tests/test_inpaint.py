@@ -290,3 +290,11 @@ def test_read_mask_thresholds_gray_and_rejects_colour_without_green(tmp_path):
 def test_settings_are_validated():
     with pytest.raises(ValueError, match="mode"):
         InpaintSettings(mode="magic")
+
+
+def test_channels_last_default_gives_the_contiguous_outputs(inpainter):
+    x = torch.rand(1, 3, 48, 64)
+    fast = inpainter.inpaint(x)
+    plain = inpainter.with_settings(channels_last=()).inpaint(x)
+    inpainter.with_settings(channels_last=InpaintSettings().channels_last)
+    assert all(torch.allclose(fast[k], plain[k], atol=1e-5) for k in fast)
