@@ -12,9 +12,10 @@ from torchvision.utils import make_grid
 HEADER_PX = 14
 
 
-def _to_pil(grid: torch.Tensor) -> Image.Image:
-    """``(3, H, W)`` in [0, 1] -> an 8-bit RGB Pillow image."""
-    return Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy())
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` or ``(1, H, W)`` in [0, 1] -> an 8-bit RGB or grayscale Pillow image."""
+    arr = image.detach().float().cpu().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
 
 
 def labelled_grid(columns: dict[str, torch.Tensor], max_rows: int = 8, padding: int = 2) -> torch.Tensor:
@@ -28,7 +29,7 @@ def labelled_grid(columns: dict[str, torch.Tensor], max_rows: int = 8, padding: 
             tile = columns[name][i].detach().float().cpu().clamp(0, 1)
             tiles.append(tile.expand(3, -1, -1) if tile.shape[0] == 1 else tile)
     grid = make_grid(torch.stack(tiles), nrow=len(names), padding=padding, pad_value=1.0)
-    body = _to_pil(grid)
+    body = to_pil(grid)
     page = Image.new("RGB", (body.width, body.height + HEADER_PX), "white")
     page.paste(body, (0, HEADER_PX))
     draw = ImageDraw.Draw(page)
@@ -42,7 +43,7 @@ def save_grid(grid: torch.Tensor, path: str | Path) -> Path:
     """Write a ``(3, H, W)`` grid as PNG, creating the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _to_pil(grid).save(path)
+    to_pil(grid).save(path)
     return path
 
 

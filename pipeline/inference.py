@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from common.checkpoint import CheckpointError, load_checkpoint
+from common.images import to_pil
 from common.layers import hard_mask
 from epn.edges import canny, merge_edges, to_gray
 from epn.module import EPNModule
@@ -71,9 +72,7 @@ class InpaintResult:
     edges: torch.Tensor
 
     def to_pil(self, name: str = "output") -> Image.Image:
-        t = getattr(self, name).detach().float().cpu().clamp(0, 1)
-        arr = t.mul(255).round().byte().permute(1, 2, 0).numpy()
-        return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+        return to_pil(getattr(self, name))
 
 
 def _as_image_tensor(image) -> torch.Tensor:
@@ -143,15 +142,7 @@ class BlindInpainter:
     def from_stage_modules(cls, modules: dict, settings: InpaintSettings | None = None) -> BlindInpainter:
         """From trained stage modules ``{"mpn": ..., "epn": ..., "ipn": ...}`` (their discriminators,
         if any, are dropped: inference never needs them)."""
-        parts = []
-        for name in STAGES:
-            module = modules[name]
-            if hasattr(module, "discriminator"):
-                module.discriminator = None
-            if getattr(module, "vgg", None) is not None:
-                module.vgg = None
-            parts.append(module)
-        return cls(*parts, settings=settings)
+        return cls(*(_inference_only(modules[name]) for name in STAGES), settings=settings)
 
     @staticmethod
     def _build_stages(hparams: dict) -> dict:
@@ -162,9 +153,7 @@ class BlindInpainter:
             kwargs = dict(hparams[name])
             if name == "ipn":
                 kwargs["vgg_weights"] = None  # a training-only loss network
-            stages[name] = stage_class(name)(**kwargs)
-            stages[name].discriminator = None
-            stages[name].vgg = None
+            stages[name] = _inference_only(stage_class(name)(**kwargs))
         return stages
 
     @classmethod
@@ -271,6 +260,14 @@ class BlindInpainter:
     def with_settings(self, **changes) -> BlindInpainter:
         self.settings = replace(self.settings, **changes)
         return self
+
+
+def _inference_only(module):
+    """``module`` without its training-only parts (discriminator, VGG loss network)."""
+    for part in ("discriminator", "vgg"):
+        if getattr(module, part, None) is not None:
+            setattr(module, part, None)
+    return module
 
 
 def _model_in_run_folder(folder: Path) -> Path:
