@@ -14,15 +14,23 @@ def sn(module: nn.Module, enabled: bool = True) -> nn.Module:
     return spectral_norm(module) if enabled else module
 
 
-def sn_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-              dilation: int = 1, use_sn: bool = True) -> nn.Module:
+def sn_conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    use_sn: bool = True,
+) -> nn.Module:
     """A Conv2d with spectral norm; the bias is dropped when SN is on, as in EdgeConnect."""
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=not use_sn)
     return sn(conv, use_sn)
 
 
-def sn_conv_transpose2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                        padding: int = 0, use_sn: bool = True) -> nn.Module:
+def sn_conv_transpose2d(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, use_sn: bool = True
+) -> nn.Module:
     conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, bias=not use_sn)
     return sn(conv, use_sn)
 
@@ -44,7 +52,9 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+def pad_to_multiple(
+    x: torch.Tensor, multiple: int, min_size: int = 1
+) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """Pad ``x`` ``(B, C, H, W)`` on all sides to a multiple of ``multiple`` that is >= ``min_size``.
 
     Reflect padding where every pad is smaller than its side (reflection needs that), else

@@ -77,7 +77,13 @@ def ssim(
     """
     pred, target = _as_float(pred, target)
     per_image, full = structural_similarity_index_measure(
-        pred, target, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=data_range, reduction="none",
+        pred,
+        target,
+        gaussian_kernel=True,
+        sigma=1.5,
+        kernel_size=11,
+        data_range=data_range,
+        reduction="none",
         return_full_image=True,
     )
     if mask is not None:

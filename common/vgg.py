@@ -16,8 +16,20 @@ from common.checkpoint import CheckpointError
 
 # Index of each ReLU in torchvision's vgg19().features.
 RELU_INDEX = {
-    "relu1_1": 1, "relu1_2": 3, "relu2_1": 6, "relu2_2": 8, "relu3_1": 11, "relu3_2": 13, "relu3_3": 15,
-    "relu3_4": 17, "relu4_1": 20, "relu4_2": 22, "relu4_3": 24, "relu4_4": 26, "relu5_1": 29, "relu5_2": 31,
+    "relu1_1": 1,
+    "relu1_2": 3,
+    "relu2_1": 6,
+    "relu2_2": 8,
+    "relu3_1": 11,
+    "relu3_2": 13,
+    "relu3_3": 15,
+    "relu3_4": 17,
+    "relu4_1": 20,
+    "relu4_2": 22,
+    "relu4_3": 24,
+    "relu4_4": 26,
+    "relu5_1": 29,
+    "relu5_2": 31,
 }
 PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["FILL_KINDS", "Corruptor", "soften_mask", "smooth_random_field"]
+__all__ = ["FILL_KINDS", "Corruptor", "smooth_random_field", "soften_mask"]
 
 FILL_KINDS: tuple[str, ...] = ("image", "constant", "gaussian", "uniform", "graffiti", "text")
 
@@ -118,7 +118,7 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
 def _saturated_colour(rng: np.random.Generator) -> tuple[int, int, int]:
     """Vivid paint colour as a uint8 RGB tuple (high saturation and value)."""
     r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.7, 1.0), rng.uniform(0.6, 1.0))
-    return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
+    return round(r * 255), round(g * 255), round(b * 255)
 
 
 def _text_colour(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -183,7 +183,7 @@ def _graffiti_fill(size: tuple[int, int], rng: np.random.Generator, stroke_scale
         walk = rng.normal(0.0, 0.25 * short, size=(n - 1, 2))
         pts = np.vstack([start, start + np.cumsum(walk, axis=0)])
         pts = np.round(pts).astype(np.int32).reshape(-1, 1, 2)
-        thickness = max(1, int(round(short * rng.uniform(0.03, 0.1))))
+        thickness = max(1, round(short * rng.uniform(0.03, 0.1)))
         colour = palette[int(rng.integers(len(palette)))]
         cv2.polylines(canvas, [pts], False, colour, thickness, cv2.LINE_AA)
     return canvas.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
@@ -212,18 +212,18 @@ def _text_fill(size: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndar
         if rng.random() < 0.2:
             font |= cv2.FONT_ITALIC
         target_h = h * rng.uniform(0.06, 0.18)
-        thickness = max(1, int(round(target_h * rng.uniform(0.06, 0.15))))
+        thickness = max(1, round(target_h * rng.uniform(0.06, 0.15)))
         (_, base_h), _ = cv2.getTextSize(text, font, 1.0, thickness)
         scale = max(target_h / max(base_h, 1), 0.1)
         (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
         x_lo, x_hi = -0.25 * tw, w - 0.75 * tw
         if x_hi < x_lo:  # line wider than the image: keep it covering the image
             x_lo, x_hi = w - tw, 0.0
-        x = int(round(rng.uniform(x_lo, x_hi)))
+        x = round(rng.uniform(x_lo, x_hi))
         y_lo, y_hi = 0.75 * th, h + 0.25 * th
         if y_hi < y_lo:  # line taller than the image (tiny images)
             y_lo, y_hi = float(h), float(th)
-        y = int(round(rng.uniform(y_lo, y_hi)))
+        y = round(rng.uniform(y_lo, y_hi))
         colour = _text_colour(rng)
         cv2.putText(glyphs, text, (x, y), font, scale, 255, thickness, cv2.LINE_8)
         cv2.putText(canvas, text, (x, y), font, scale, colour, thickness, cv2.LINE_8)

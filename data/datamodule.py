@@ -137,9 +137,14 @@ class InpaintingDataModule(L.LightningDataModule):
         if name not in self.splits:
             images = self.dataset(split=name, size=self.size)
             self.splits[name] = InpaintingSamples(
-                images, self.masks, self.corruption, train=name == "train",
-                seed=self.seed + SPLITS.index(name), edges=self.edges,
-                edge_sigma=self.edge_sigma, donor_fill=self.donor_fill,
+                images,
+                self.masks,
+                self.corruption,
+                train=name == "train",
+                seed=self.seed + SPLITS.index(name),
+                edges=self.edges,
+                edge_sigma=self.edge_sigma,
+                donor_fill=self.donor_fill,
             )
         return self.splits[name]
 
@@ -175,7 +180,9 @@ class InpaintingDataModule(L.LightningDataModule):
 
     def teardown(self, stage: str | None = None) -> None:
         if self.skipped_files:
-            log.warning("%d unreadable image(s) were skipped; see the warnings above for their names", self.skipped_files)
+            log.warning(
+                "%d unreadable image(s) were skipped; see the warnings above for their names", self.skipped_files
+            )
 
 
 def build_datamodule(cfg) -> InpaintingDataModule:

@@ -63,7 +63,7 @@ class SquareCrop:
         if short < self.min_side:
             raise ImageReadError(f"{name}: {w}×{h} px is too small for {self.size}-px training crops")
         if self.mode == "random" and rng is not None:
-            side = max(1, int(round(short * rng.uniform(*self.scale))))
+            side = max(1, round(short * rng.uniform(*self.scale)))
             top = int(rng.integers(0, h - side + 1))
             left = int(rng.integers(0, w - side + 1))
         else:
@@ -151,7 +151,11 @@ def _check_split(split: str) -> None:
 
 def _require_root(root, name: str, env: str | None = None) -> Path:
     if root in (None, "", "???"):
-        hint = f"set the {env} environment variable or pass data.dataset.root=/path" if env else "pass data.dataset.root=/path"
+        hint = (
+            f"set the {env} environment variable or pass data.dataset.root=/path"
+            if env
+            else "pass data.dataset.root=/path"
+        )
         raise DatasetError(f"the {name} root folder is not set: {hint}")
     root = Path(os.path.expanduser(str(root)))
     if not root.exists():
@@ -224,10 +228,14 @@ def celeba(root, split: str, size: int) -> ImageDataset:
     _check_split(split)
     root = _require_root(root, "CelebA", "CELEBA_ROOT")
     image_dir = _first_dir(root, ["img_align_celeba"]) or root
-    partition = next((p for p in (root / "list_eval_partition.txt", root / "Eval" / "list_eval_partition.txt") if p.is_file()), None)
+    partition = next(
+        (p for p in (root / "list_eval_partition.txt", root / "Eval" / "list_eval_partition.txt") if p.is_file()), None
+    )
     if partition is not None:
         code = str(SPLITS.index(split))
-        names = [ln.split()[0] for ln in partition.read_text().splitlines() if len(ln.split()) == 2 and ln.split()[1] == code]
+        names = [
+            ln.split()[0] for ln in partition.read_text().splitlines() if len(ln.split()) == 2 and ln.split()[1] == code
+        ]
         files = [image_dir / n for n in names]
     else:
         files = hash_split(_images_in(image_dir, "CelebA"), split, image_dir)
@@ -251,7 +259,9 @@ def paris_streetview(root, split: str, size: int, scale: tuple[float, float] = (
     folder = _first_dir(root, names)
     if folder is None:
         raise DatasetError(f"Paris StreetView at {root}: none of {names} exists for the {split} split")
-    return ImageDataset(_images_in(folder, f"Paris StreetView {split}"), _crop_for(split, size, scale), name=f"psv:{split}")
+    return ImageDataset(
+        _images_in(folder, f"Paris StreetView {split}"), _crop_for(split, size, scale), name=f"psv:{split}"
+    )
 
 
 def places2(root, split: str, size: int, scale: tuple[float, float] = (0.5, 1.0)) -> ImageDataset:
@@ -260,7 +270,9 @@ def places2(root, split: str, size: int, scale: tuple[float, float] = (0.5, 1.0)
     unpublished, so papers evaluate on val). Without the list files the folders are scanned."""
     _check_split(split)
     root = _require_root(root, "Places2", "PLACES2_ROOT")
-    folder_name, list_name = ("data_256", "places365_train_standard.txt") if split == "train" else ("val_256", "places365_val.txt")
+    folder_name, list_name = (
+        ("data_256", "places365_train_standard.txt") if split == "train" else ("val_256", "places365_val.txt")
+    )
     folder = root / folder_name
     split_file = next((p for p in (root / list_name, root / "filelist" / list_name) if p.is_file()), None)
     if split_file is not None:

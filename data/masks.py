@@ -257,10 +257,7 @@ class RectMasks:
         box_w = max(1, round(self.width_frac * width))
         if self.mode == "random":
             if box_h + 2 * self.margin > height or box_w + 2 * self.margin > width:
-                raise ValueError(
-                    f"a {box_h}x{box_w} box with margin {self.margin} does not fit in "
-                    f"{height}x{width}"
-                )
+                raise ValueError(f"a {box_h}x{box_w} box with margin {self.margin} does not fit in {height}x{width}")
             top = int(rng.integers(self.margin, height - self.margin - box_h + 1))
             left = int(rng.integers(self.margin, width - self.margin - box_w + 1))
         else:
@@ -287,8 +284,7 @@ def _list_mask_files(root: Path) -> list[str]:
     files = [str(p) for p in list_images(root)]
     if not files:
         raise MaskSourceError(
-            f"mask folder {str(root)!r} contains no mask images "
-            f"(looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
+            f"mask folder {str(root)!r} contains no mask images (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
         )
     return files
 
@@ -374,8 +370,12 @@ class IrregularMaskFolder:
         if angle != 0.0:
             rot = cv2.getRotationMatrix2D(((src_w - 1) / 2, (src_h - 1) / 2), angle, 1.0)
             mask = cv2.warpAffine(
-                mask, rot, (src_w, src_h), flags=cv2.INTER_NEAREST,
-                borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+                mask,
+                rot,
+                (src_w, src_h),
+                flags=cv2.INTER_NEAREST,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0,
             )
 
         aspect = height / width
@@ -557,8 +557,7 @@ class MixedMasks:
             raise ValueError("MixedMasks needs at least one generator")
         if set(generators) != set(probs):
             raise ValueError(
-                f"generators and probs must have the same names, got {sorted(generators)} "
-                f"and {sorted(probs)}"
+                f"generators and probs must have the same names, got {sorted(generators)} and {sorted(probs)}"
             )
         weights = np.array([probs[k] for k in generators], np.float64)
         if (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
@@ -705,10 +704,7 @@ class BucketedTestMasks:
 
     def __getitem__(self, k: int) -> tuple[np.ndarray, dict[str, Any]]:
         b, f, i = self.key(k)
-        if self._records is None:
-            mask = self._generate(b, f, i)
-        else:
-            mask = self._read(k)
+        mask = self._generate(b, f, i) if self._records is None else self._read(k)
         info = {"bucket": self.buckets[b], "border": f, "ratio": hole_ratio(mask), "index": i}
         return mask, info
 
@@ -801,14 +797,11 @@ class BucketedTestMasks:
         path = os.path.join(self._root, self._records[k]["file"])
         mask = (_read_gray(path) > 127).astype(np.float32)
         if mask.shape != self.size:
-            raise MaskSourceError(
-                f"mask file {path!r} is {mask.shape}, the manifest says {self.size}"
-            )
+            raise MaskSourceError(f"mask file {path!r} is {mask.shape}, the manifest says {self.size}")
         expected = float(self._records[k]["ratio"])
         if abs(hole_ratio(mask) - expected) > 0.5 / mask.size:
             raise MaskSourceError(
-                f"mask file {path!r} has hole ratio {hole_ratio(mask):.6f}, "
-                f"the manifest says {expected:.6f}"
+                f"mask file {path!r} has hole ratio {hole_ratio(mask):.6f}, the manifest says {expected:.6f}"
             )
         return mask
 
@@ -845,9 +838,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--size", type=int, default=256, help="mask side in px (default 256)")
-    parser.add_argument(
-        "--per-bucket", type=int, default=100, help="masks per bucket and border flag"
-    )
+    parser.add_argument("--per-bucket", type=int, default=100, help="masks per bucket and border flag")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     args = parser.parse_args(argv)
@@ -866,8 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lo, hi = row["bucket"]
         flag = "border" if row["border"] else "noborder"
         print(
-            f"{lo:.2f}-{hi:.2f}  {flag:>8}  {row['count']:5d}  "
-            f"{row['mean']:6.3f}  {row['min']:6.3f}  {row['max']:6.3f}"
+            f"{lo:.2f}-{hi:.2f}  {flag:>8}  {row['count']:5d}  {row['mean']:6.3f}  {row['min']:6.3f}  {row['max']:6.3f}"
         )
     print(f"{len(ms)} masks of {ms.size[0]}x{ms.size[1]} written to {out} in {elapsed:.1f} s")
     return 0

@@ -24,8 +24,12 @@ log = logging.getLogger("data.preview")
 def preview_grid(samples: list[dict[str, torch.Tensor]], edge_sigma: float = 2.0) -> torch.Tensor:
     """Rows of image / mask / corrupted / edges under a labelled header: ``(3, H', W')``."""
     edges = [s["edge"] if "edge" in s else image_edges(s["image"], edge_sigma) for s in samples]
-    columns = {"image": [s["image"] for s in samples], "mask": [s["mask"] for s in samples],
-               "corrupted": [s["corrupted"] for s in samples], "edges": edges}
+    columns = {
+        "image": [s["image"] for s in samples],
+        "mask": [s["mask"] for s in samples],
+        "corrupted": [s["corrupted"] for s in samples],
+        "edges": edges,
+    }
     return labelled_grid({k: torch.stack(v) for k, v in columns.items()}, max_rows=len(samples))
 
 
@@ -48,7 +52,14 @@ def main(cfg: DictConfig) -> None:
     path = out / "preview.png"
     save_grid(preview_grid(batch, cfg.edge_sigma), path)
     ratios = ", ".join(f"{s['mask'].mean().item():.2f}" for s in batch)
-    log.info("wrote %s (%d samples of %s/%s; mean m per sample: %s)", path, count, cfg.data.dataset._target_, cfg.split, ratios)
+    log.info(
+        "wrote %s (%d samples of %s/%s; mean m per sample: %s)",
+        path,
+        count,
+        cfg.data.dataset._target_,
+        cfg.split,
+        ratios,
+    )
 
 
 if __name__ == "__main__":

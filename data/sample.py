@@ -17,15 +17,27 @@ from data.datasets import DatasetError, ImageDataset, SquareCrop, _check_split
 
 SPLIT_PHOTOS = {
     "train": (
-        "astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry",
-        "motorcycle", "china", "moon", "clock", "text", "page", "brick", "grass", "gravel",
+        "astronaut",
+        "rocket",
+        "hubble_deep_field",
+        "retina",
+        "immunohistochemistry",
+        "motorcycle",
+        "china",
+        "moon",
+        "clock",
+        "text",
+        "page",
+        "brick",
+        "grass",
+        "gravel",
     ),
     "val": ("coffee", "coins"),
     "test": ("chelsea", "flower", "camera"),
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_photo(name: str) -> torch.Tensor:
     """One bundled photo as ``(3, H, W)`` float32 in [0, 1] (grayscale ones repeated to RGB)."""
     import skimage.data
@@ -69,7 +81,7 @@ def _fixed_crops(photos, per_photo: int, scale: tuple[float, float], seed: int) 
         rng = np.random.default_rng([seed, p])
         h, w = load_photo(name).shape[-2:]
         for _ in range(per_photo):
-            side = int(round(min(h, w) * rng.uniform(*scale)))
+            side = round(min(h, w) * rng.uniform(*scale))
             crops.append(_FixedCrop(name, int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1)), side))
     return crops
 
@@ -92,4 +104,6 @@ def sample(
         crop = SquareCrop(size, "random", scale=scale, flip=True, min_side=1)
         return ImageDataset(SPLIT_PHOTOS["train"], crop, reader=_read_item, repeat=repeat, name="sample:train")
     items = _fixed_crops(SPLIT_PHOTOS[split], crops_per_photo, scale, seed)
-    return ImageDataset(items, SquareCrop(size, "centre", flip=False, min_side=1), reader=_read_item, name=f"sample:{split}")
+    return ImageDataset(
+        items, SquareCrop(size, "centre", flip=False, min_side=1), reader=_read_item, name=f"sample:{split}"
+    )

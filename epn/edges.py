@@ -22,7 +22,9 @@ from data.edges import to_gray
 BACKENDS = ("auto", "kornia", "opencv")
 
 
-def canny(gray: torch.Tensor, sigma: float = 2.0, low: float = 0.1, high: float = 0.2, backend: str = "auto") -> torch.Tensor:
+def canny(
+    gray: torch.Tensor, sigma: float = 2.0, low: float = 0.1, high: float = 0.2, backend: str = "auto"
+) -> torch.Tensor:
     """Canny edges of ``gray`` ``(B, 1, H, W)`` in [0, 1] -> ``(B, 1, H, W)`` float in {0, 1}."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown Canny backend {backend!r}; expected one of {BACKENDS}")
@@ -42,7 +44,9 @@ def canny(gray: torch.Tensor, sigma: float = 2.0, low: float = 0.1, high: float 
     return (edges > 0).float()
 
 
-def epn_inputs(corrupted_gray: torch.Tensor, known_edges: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+def epn_inputs(
+    corrupted_gray: torch.Tensor, known_edges: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
     """EdgeConnect's edge-model input: ``[gray·(1−m)+m, edges·(1−hard(m)), m]`` ``(B, 3, H, W)``.
 
     corrupted_gray, known_edges, mask: ``(B, 1, H, W)``. The gray image is blended with the
@@ -54,7 +58,9 @@ def epn_inputs(corrupted_gray: torch.Tensor, known_edges: torch.Tensor, mask: to
     return torch.cat([gray_in, edges_in, mask], dim=1)
 
 
-def merge_edges(predicted: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+def merge_edges(
+    predicted: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
     """EdgeConnect's edge map for the inpainting network: the EPN's ``predicted`` edges inside the
     hole and the ``known`` (Canny) edges outside it, all ``(B, 1, H, W)``. Gradients flow into
     ``predicted`` (joint training)."""

@@ -51,8 +51,15 @@ class EPNModule(GANModule):
         grid_rows: int = 8,
         mask_predictor: nn.Module | None = None,
     ):
-        super().__init__(gan_loss=gan_loss, lr=lr, d2g_lr=d2g_lr, betas=betas, grad_clip=grad_clip,
-                         max_nonfinite=max_nonfinite, grid_rows=grid_rows)
+        super().__init__(
+            gan_loss=gan_loss,
+            lr=lr,
+            d2g_lr=d2g_lr,
+            betas=betas,
+            grad_clip=grad_clip,
+            max_nonfinite=max_nonfinite,
+            grid_rows=grid_rows,
+        )
         self.save_hyperparameters(ignore=["mask_predictor"])
         self.generator = EdgeGenerator(**scale_widths(generator, width_mult, base_channels=64))
         self.discriminator = PatchDiscriminator(**scale_widths(discriminator, width_mult, base_channels=64))
@@ -91,12 +98,24 @@ class EPNModule(GANModule):
         precision, recall = edge_precision_recall(edges, batch["edge"], threshold=t)
         precision_hole, recall_hole = edge_precision_recall(edges, batch["edge"], threshold=t, mask=hole)
         self.log_dict(
-            {"val/precision": precision, "val/recall": recall, "val/precision_hole": precision_hole,
-             "val/recall_hole": recall_hole, "val/f1_hole": _f1(precision_hole, recall_hole)},
-            prog_bar=True, batch_size=edges.shape[0],
+            {
+                "val/precision": precision,
+                "val/recall": recall,
+                "val/precision_hole": precision_hole,
+                "val/recall_hole": recall_hole,
+                "val/f1_hole": _f1(precision_hole, recall_hole),
+            },
+            prog_bar=True,
+            batch_size=edges.shape[0],
         )
         if batch_idx == 0:
-            self.log_grid("val/epn", {
-                "corrupted": batch["corrupted"], "mask": outputs["mask"],
-                "input edges": batch["corrupted_edge"] * (1 - hole), "predicted": edges, "truth": batch["edge"],
-            })
+            self.log_grid(
+                "val/epn",
+                {
+                    "corrupted": batch["corrupted"],
+                    "mask": outputs["mask"],
+                    "input edges": batch["corrupted_edge"] * (1 - hole),
+                    "predicted": edges,
+                    "truth": batch["edge"],
+                },
+            )

@@ -23,8 +23,15 @@ class GatedConv2d(nn.Module):
     Zero "same" padding, as the reference. ``(B, in_channels, H, W) -> (B, out_channels, H/s, W/s)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 dilation: int = 1, activation: str = "elu"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        activation: str = "elu",
+    ):
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
@@ -185,9 +192,18 @@ class ContextualAttention(nn.Module):
         return_flow: also return, per query, the displacement to its most attended key.
     """
 
-    def __init__(self, ksize: int = 3, stride: int = 1, rate: int = 2, fuse_k: int = 3,
-                 softmax_scale: float = 10.0, fuse: bool = True, chunk_size: int | None = 4096,
-                 eps: float = 1e-4, return_flow: bool = False):
+    def __init__(
+        self,
+        ksize: int = 3,
+        stride: int = 1,
+        rate: int = 2,
+        fuse_k: int = 3,
+        softmax_scale: float = 10.0,
+        fuse: bool = True,
+        chunk_size: int | None = 4096,
+        eps: float = 1e-4,
+        return_flow: bool = False,
+    ):
         super().__init__()
         if ksize < 1 or ksize % 2 == 0:
             raise ValueError(f"ksize must be a positive odd integer, got {ksize}")
@@ -204,11 +220,14 @@ class ContextualAttention(nn.Module):
         self.return_flow = return_flow
 
     def extra_repr(self) -> str:
-        return (f"ksize={self.ksize}, stride={self.stride}, rate={self.rate}, fuse_k={self.fuse_k}, "
-                f"softmax_scale={self.softmax_scale}, fuse={self.fuse}, chunk_size={self.chunk_size}")
+        return (
+            f"ksize={self.ksize}, stride={self.stride}, rate={self.rate}, fuse_k={self.fuse_k}, "
+            f"softmax_scale={self.softmax_scale}, fuse={self.fuse}, chunk_size={self.chunk_size}"
+        )
 
-    def forward(self, foreground: torch.Tensor, background: torch.Tensor,
-                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, foreground: torch.Tensor, background: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``foreground`` ``(B, C, H, W)``, ``background`` ``(B, C, H_b, W_b)``, ``mask``
         ``(B or 1, 1, H_m, W_m)`` (1 = hole, any resolution; resized to ``H_b × W_b``, nearest, and
         thresholded at 0.5; ``None``: no hole) -> ``(output, flow)``.
@@ -243,14 +262,15 @@ class ContextualAttention(nn.Module):
         best = torch.cat(best, dim=0).view(-1, h, w)
         if prep["order"] is not None:
             best = prep["order"][best]
-        key_h, key_w = prep["key_grid"]
+        _key_h, key_w = prep["key_grid"]
         rows = torch.arange(h, device=out.device).view(1, h, 1)
         cols = torch.arange(w, device=out.device).view(1, 1, w)
         flow = torch.stack([(best // key_w) * self.stride - rows, (best % key_w) * self.stride - cols], dim=1)
         return out, flow
 
-    def attention_scores(self, foreground: torch.Tensor, background: torch.Tensor,
-                         mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attention_scores(
+        self, foreground: torch.Tensor, background: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The attention weights ``(B, L, h, w)`` of :meth:`forward` (same arguments): weight of
         key ``l`` (background patch at row ``l // w_k``, column ``l % w_k`` of the ``h_k × w_k``
         key grid, ``L = h_k·w_k``) for the query at ``(i, j)`` of the downsampled foreground.
@@ -262,18 +282,21 @@ class ContextualAttention(nn.Module):
             attn = attn[..., torch.argsort(prep["order"])]
         return attn.transpose(1, 2).reshape(attn.shape[0], -1, h, w)
 
-    def _prepare(self, foreground: torch.Tensor, background: torch.Tensor,
-                 mask: torch.Tensor | None) -> dict:
+    def _prepare(self, foreground: torch.Tensor, background: torch.Tensor, mask: torch.Tensor | None) -> dict:
         """Patch matrices of the batch: ``query`` ``(B, h·w, D)`` (``D = C·ksize²``), ``key``
         ``(B, L, D)`` L2-normalised, ``raw`` ``(B, L, C·(2·rate)²)``, ``valid`` ``(B, L)`` (1 where
         the key's patch is hole-free), and the ``query_grid`` ``(h, w)`` and ``key_grid``."""
         if foreground.dim() != 4 or background.dim() != 4:
-            raise ValueError(f"foreground and background must be (B, C, H, W), got "
-                             f"{tuple(foreground.shape)} and {tuple(background.shape)}")
+            raise ValueError(
+                f"foreground and background must be (B, C, H, W), got "
+                f"{tuple(foreground.shape)} and {tuple(background.shape)}"
+            )
         if foreground.shape[:2] != background.shape[:2]:
-            raise ValueError(f"foreground and background need the same batch and channels, got "
-                             f"{tuple(foreground.shape)} and {tuple(background.shape)}")
-        batch, channels, height_b, width_b = background.shape
+            raise ValueError(
+                f"foreground and background need the same batch and channels, got "
+                f"{tuple(foreground.shape)} and {tuple(background.shape)}"
+            )
+        batch, _channels, height_b, width_b = background.shape
         if mask is None:
             mask = background.new_zeros(batch, 1, height_b, width_b)
         elif mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, batch):
@@ -303,8 +326,15 @@ class ContextualAttention(nn.Module):
             j = torch.arange(key_h * key_w, device=key.device)
             order = (j % key_h) * key_w + j // key_h  # h-major index of the j-th key
             key, raw, valid = key[:, order], raw[:, order], valid[:, order]
-        return {"query": query, "key": key, "raw": raw, "valid": valid, "order": order,
-                "query_grid": tuple(small_f.shape[-2:]), "key_grid": key_grid}
+        return {
+            "query": query,
+            "key": key,
+            "raw": raw,
+            "valid": valid,
+            "order": order,
+            "query_grid": tuple(small_f.shape[-2:]),
+            "key_grid": key_grid,
+        }
 
     def _attention(self, prep: dict):
         """Yield ``(start, stop, chunks)`` per group of samples ``start:stop``; ``chunks`` yields the
@@ -325,8 +355,9 @@ class ContextualAttention(nn.Module):
             if self.fuse:
                 chunks = self._fused_blocks(*args, prep["query_grid"], key_terms, block)
             else:
-                chunks = (self._softmax(args[0][:, q0 : q0 + block] @ args[1], args[2])
-                          for q0 in range(0, n_query, block))
+                chunks = (
+                    self._softmax(args[0][:, q0 : q0 + block] @ args[1], args[2]) for q0 in range(0, n_query, block)
+                )
             yield start, stop, chunks
 
     def _fused_blocks(self, query, key_t, valid, grid, key_terms, block):
@@ -351,8 +382,9 @@ class ContextualAttention(nn.Module):
                 if t == centre:
                     continue
                 if hi > lo:
-                    _add_term_columns(fused[:, lo - q0 : hi - q0], scores[:, lo + shift - u0 : hi + shift - u0],
-                                      key_term)
+                    _add_term_columns(
+                        fused[:, lo - q0 : hi - q0], scores[:, lo + shift - u0 : hi + shift - u0], key_term
+                    )
                 if rows.numel():
                     extra = torch.zeros_like(fused[:, : rows.numel()])
                     _add_term_columns(extra, wrapped_scores.index_select(1, position[t]), key_term)

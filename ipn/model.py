@@ -32,8 +32,10 @@ from ipn.layers import ContextualAttention, GatedConv2d, GatedUpConv2d
 
 def _dilated_bottleneck(prefix: str, first_index: int, channels: int) -> list[tuple[str, nn.Module]]:
     """Four 3×3 gated convs dilated 2, 4, 8, 16 (``{prefix}{i}_atrous``), width unchanged."""
-    return [(f"{prefix}{first_index + i}_atrous", GatedConv2d(channels, channels, 3, dilation=2 ** (i + 1)))
-            for i in range(4)]
+    return [
+        (f"{prefix}{first_index + i}_atrous", GatedConv2d(channels, channels, 3, dilation=2 ** (i + 1)))
+        for i in range(4)
+    ]
 
 
 def _to_rgb(name: str, in_channels: int) -> list[tuple[str, nn.Module]]:
@@ -81,38 +83,54 @@ class RefineNetwork(nn.Module):
 
     def __init__(self, cnum: int, attention: dict | None = None) -> None:
         super().__init__()
-        self.conv_branch = nn.Sequential(OrderedDict([
-            ("xconv1", GatedConv2d(3, cnum // 2, 5)),
-            ("xconv2_downsample", GatedConv2d(cnum // 2, cnum // 2, 3, stride=2)),
-            ("xconv3", GatedConv2d(cnum // 2, cnum, 3)),
-            ("xconv4_downsample", GatedConv2d(cnum, cnum, 3, stride=2)),
-            ("xconv5", GatedConv2d(cnum, 2 * cnum, 3)),
-            ("xconv6", GatedConv2d(2 * cnum, 2 * cnum, 3)),
-            *_dilated_bottleneck("xconv", 7, 2 * cnum),
-        ]))
-        self.attention_encoder = nn.Sequential(OrderedDict([
-            ("pmconv1", GatedConv2d(3, cnum // 2, 5)),
-            ("pmconv2_downsample", GatedConv2d(cnum // 2, cnum // 2, 3, stride=2)),
-            ("pmconv3", GatedConv2d(cnum // 2, cnum, 3)),
-            ("pmconv4_downsample", GatedConv2d(cnum, 2 * cnum, 3, stride=2)),
-            ("pmconv5", GatedConv2d(2 * cnum, 2 * cnum, 3)),
-            # ReLU, not ELU, as in the reference: the features that attention compares are >= 0.
-            ("pmconv6", GatedConv2d(2 * cnum, 2 * cnum, 3, activation="relu")),
-        ]))
+        self.conv_branch = nn.Sequential(
+            OrderedDict(
+                [
+                    ("xconv1", GatedConv2d(3, cnum // 2, 5)),
+                    ("xconv2_downsample", GatedConv2d(cnum // 2, cnum // 2, 3, stride=2)),
+                    ("xconv3", GatedConv2d(cnum // 2, cnum, 3)),
+                    ("xconv4_downsample", GatedConv2d(cnum, cnum, 3, stride=2)),
+                    ("xconv5", GatedConv2d(cnum, 2 * cnum, 3)),
+                    ("xconv6", GatedConv2d(2 * cnum, 2 * cnum, 3)),
+                    *_dilated_bottleneck("xconv", 7, 2 * cnum),
+                ]
+            )
+        )
+        self.attention_encoder = nn.Sequential(
+            OrderedDict(
+                [
+                    ("pmconv1", GatedConv2d(3, cnum // 2, 5)),
+                    ("pmconv2_downsample", GatedConv2d(cnum // 2, cnum // 2, 3, stride=2)),
+                    ("pmconv3", GatedConv2d(cnum // 2, cnum, 3)),
+                    ("pmconv4_downsample", GatedConv2d(cnum, 2 * cnum, 3, stride=2)),
+                    ("pmconv5", GatedConv2d(2 * cnum, 2 * cnum, 3)),
+                    # ReLU, not ELU, as in the reference: the features that attention compares are >= 0.
+                    ("pmconv6", GatedConv2d(2 * cnum, 2 * cnum, 3, activation="relu")),
+                ]
+            )
+        )
         self.contextual_attention = ContextualAttention(**(attention or {}))
-        self.attention_decoder = nn.Sequential(OrderedDict([
-            ("pmconv9", GatedConv2d(2 * cnum, 2 * cnum, 3)),
-            ("pmconv10", GatedConv2d(2 * cnum, 2 * cnum, 3)),
-        ]))
-        self.decoder = nn.Sequential(OrderedDict([
-            ("allconv11", GatedConv2d(4 * cnum, 2 * cnum, 3)),
-            ("allconv12", GatedConv2d(2 * cnum, 2 * cnum, 3)),
-            ("allconv13_upsample", GatedUpConv2d(2 * cnum, cnum)),
-            ("allconv14", GatedConv2d(cnum, cnum, 3)),
-            ("allconv15_upsample", GatedUpConv2d(cnum, cnum // 2)),
-            ("allconv16", GatedConv2d(cnum // 2, cnum // 4, 3)),
-            *_to_rgb("allconv17", cnum // 4),
-        ]))
+        self.attention_decoder = nn.Sequential(
+            OrderedDict(
+                [
+                    ("pmconv9", GatedConv2d(2 * cnum, 2 * cnum, 3)),
+                    ("pmconv10", GatedConv2d(2 * cnum, 2 * cnum, 3)),
+                ]
+            )
+        )
+        self.decoder = nn.Sequential(
+            OrderedDict(
+                [
+                    ("allconv11", GatedConv2d(4 * cnum, 2 * cnum, 3)),
+                    ("allconv12", GatedConv2d(2 * cnum, 2 * cnum, 3)),
+                    ("allconv13_upsample", GatedUpConv2d(2 * cnum, cnum)),
+                    ("allconv14", GatedConv2d(cnum, cnum, 3)),
+                    ("allconv15_upsample", GatedUpConv2d(cnum, cnum // 2)),
+                    ("allconv16", GatedConv2d(cnum // 2, cnum // 4, 3)),
+                    *_to_rgb("allconv17", cnum // 4),
+                ]
+            )
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hallucinated = self.conv_branch(x)

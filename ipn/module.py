@@ -64,8 +64,15 @@ class IPNModule(GANModule):
         mask_predictor: nn.Module | None = None,
         edge_predictor: nn.Module | None = None,
     ):
-        super().__init__(gan_loss=gan_loss, lr=lr, d2g_lr=d2g_lr, betas=betas, grad_clip=grad_clip,
-                         max_nonfinite=max_nonfinite, grid_rows=grid_rows)
+        super().__init__(
+            gan_loss=gan_loss,
+            lr=lr,
+            d2g_lr=d2g_lr,
+            betas=betas,
+            grad_clip=grad_clip,
+            max_nonfinite=max_nonfinite,
+            grid_rows=grid_rows,
+        )
         self.save_hyperparameters(ignore=["mask_predictor", "edge_predictor"])
         generator = {"in_channels": 6, **(generator or {})}  # [masked RGB, ones, mask, edges]
         self.generator = DeepFillGenerator(**scale_widths(generator, width_mult, cnum=48))
@@ -123,10 +130,25 @@ class IPNModule(GANModule):
         outputs = self.generate(batch)
         output, target, mask = outputs["output"], batch["image"], outputs["mask"]
         self.log_dict(
-            {"val/psnr": psnr(output, target), "val/ssim": ssim(output, target), "val/l1": l1(output, target),
-             "val/psnr_hole": psnr(output, target, mask=mask), "val/l1_hole": l1(output, target, mask=mask)},
-            prog_bar=True, batch_size=target.shape[0],
+            {
+                "val/psnr": psnr(output, target),
+                "val/ssim": ssim(output, target),
+                "val/l1": l1(output, target),
+                "val/psnr_hole": psnr(output, target, mask=mask),
+                "val/l1_hole": l1(output, target, mask=mask),
+            },
+            prog_bar=True,
+            batch_size=target.shape[0],
         )
         if batch_idx == 0:
-            self.log_grid("val/ipn", {"corrupted": batch["corrupted"], "mask": mask, "edges": outputs["edges"],
-                                      "coarse": outputs["coarse"], "output": output, "truth": target})
+            self.log_grid(
+                "val/ipn",
+                {
+                    "corrupted": batch["corrupted"],
+                    "mask": mask,
+                    "edges": outputs["edges"],
+                    "coarse": outputs["coarse"],
+                    "output": output,
+                    "truth": target,
+                },
+            )

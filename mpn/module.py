@@ -72,8 +72,15 @@ class MPNModule(StageModule):
             batch_size=size,
         )
         if batch_idx == 0:
-            self.log_grid("val/mpn", {"corrupted": batch["corrupted"], "true mask": batch["mask"],
-                                      "predicted": pred, "image": batch["image"]})
+            self.log_grid(
+                "val/mpn",
+                {
+                    "corrupted": batch["corrupted"],
+                    "true mask": batch["mask"],
+                    "predicted": pred,
+                    "image": batch["image"],
+                },
+            )
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))

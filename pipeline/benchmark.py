@@ -90,7 +90,9 @@ def _names(cfg: DictConfig, key: str, allowed: tuple[str, ...], what: str) -> li
     names = [value] if isinstance(value, str) else [str(v) for v in value]
     unknown = [n for n in names if n not in allowed]
     if unknown:
-        raise BenchmarkError(f"unknown {what} {', '.join(map(repr, unknown))} in {key}=; expected any of {list(allowed)}")
+        raise BenchmarkError(
+            f"unknown {what} {', '.join(map(repr, unknown))} in {key}=; expected any of {list(allowed)}"
+        )
     return names
 
 
@@ -136,8 +138,10 @@ def chosen_variants(cfg: DictConfig, device: torch.device) -> list[str]:
     if not names:
         raise BenchmarkError("variants is empty; choose any of " + str(list(VARIANTS)))
     if "bf16" in names and not bf16_is_fast(device) and not cfg.force_bf16:
-        warn(f"skipping bf16: this {device.type} has no fast bf16 kernels (oneDNN bf16 unsupported), so it "
-             "would run many times slower than fp32; force_bf16=true runs it anyway")
+        warn(
+            f"skipping bf16: this {device.type} has no fast bf16 kernels (oneDNN bf16 unsupported), so it "
+            "would run many times slower than fp32; force_bf16=true runs it anyway"
+        )
         names.remove("bf16")
     return sorted(names, key=VARIANTS.index)
 
@@ -235,7 +239,9 @@ def memory_method(device: torch.device) -> str:
     if device.type == "cuda":
         return "torch.cuda.max_memory_allocated, reset per measurement; increase over memory_allocated before it"
     if _reset_peak_rss():
-        return "process peak RSS (VmHWM, reset per measurement via /proc/self/clear_refs); increase over the RSS before it"
+        return (
+            "process peak RSS (VmHWM, reset per measurement via /proc/self/clear_refs); increase over the RSS before it"
+        )
     return "process max RSS since start (ru_maxrss; no per-measurement reset possible here); increase not known"
 
 
@@ -302,8 +308,13 @@ def matmul_peak(dtype: torch.dtype, n: int, device: torch.device, warmup: int, r
     """Achieved FLOP/s of an ``n × n`` matmul in ``dtype`` (2·n³ FLOPs per product)."""
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     run = measure(lambda: a @ b, device, warmup, repeats)
-    return {"n": n, "dtype": str(dtype).removeprefix("torch."), "time_s": asdict(run.timing),
-            "flops": 2 * n**3, "flops_per_s": 2 * n**3 / run.timing.median}
+    return {
+        "n": n,
+        "dtype": str(dtype).removeprefix("torch."),
+        "time_s": asdict(run.timing),
+        "flops": 2 * n**3,
+        "flops_per_s": 2 * n**3 / run.timing.median,
+    }
 
 
 # -- variants -------------------------------------------------------------------------------------
@@ -350,7 +361,9 @@ def build_stage(cfg: DictConfig, name: str, device: torch.device):
 
 def parameter_counts(module) -> dict[str, int]:
     """Parameters per trained network of a stage module."""
-    parts = {"generator": "generator", "discriminator": "discriminator"} if hasattr(module, "generator") else {"net": "net"}
+    parts = (
+        {"generator": "generator", "discriminator": "discriminator"} if hasattr(module, "generator") else {"net": "net"}
+    )
     return {label: sum(p.numel() for p in getattr(module, attr).parameters()) for label, attr in parts.items()}
 
 
@@ -358,13 +371,19 @@ def synthetic_batch(batch_size: int, size: int, device: torch.device, seed: int 
     """A batch of the data contract: smooth random images (bicubic-upsampled 8×8 noise), a
     rectangular hole filled with noise, and the Canny edges of the image and the corrupted image."""
     g = torch.Generator().manual_seed(seed)
-    image = F.interpolate(torch.rand(batch_size, 3, 8, 8, generator=g), size=(size, size), mode="bicubic",
-                          align_corners=False).clamp(0, 1)
+    image = F.interpolate(
+        torch.rand(batch_size, 3, 8, 8, generator=g), size=(size, size), mode="bicubic", align_corners=False
+    ).clamp(0, 1)
     mask = torch.zeros(batch_size, 1, size, size)
     mask[..., size // 4 : size // 2 + 1, size // 4 : 3 * size // 4 + 1] = 1
     corrupted = image * (1 - mask) + torch.rand(image.shape, generator=g) * mask
-    batch = {"image": image, "corrupted": corrupted, "mask": mask,
-             "edge": canny(to_gray(image)), "corrupted_edge": canny(to_gray(corrupted))}
+    batch = {
+        "image": image,
+        "corrupted": corrupted,
+        "mask": mask,
+        "edge": canny(to_gray(image)),
+        "corrupted_edge": canny(to_gray(corrupted)),
+    }
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -437,14 +456,20 @@ class Benchmark:
         self.stages = list(dict.fromkeys(_names(cfg, "stages", STAGES, "stage")))
         self.skip = set(_names(cfg, "skip", PARTS, "part"))
         self.sizes = _positive_ints(cfg.sizes, "sizes")
-        self.train_batch, self.train_size = _positive_ints([cfg.train.batch_size, cfg.train.size], "train.batch_size/size")
+        self.train_batch, self.train_size = _positive_ints(
+            [cfg.train.batch_size, cfg.train.size], "train.batch_size/size"
+        )
         self.warmup, self.repeats = _count(cfg.warmup, "warmup", 0), _count(cfg.repeats, "repeats", 1)
         self.variants = chosen_variants(cfg, self.device)
         self.results = {
             "machine": describe_device(self.device),
             "settings": OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
             "memory_method": memory_method(self.device),
-            "peak": {}, "networks": {}, "train": [], "inference": [], "pipeline": [],
+            "peak": {},
+            "networks": {},
+            "train": [],
+            "inference": [],
+            "pipeline": [],
         }
         self.results["settings"]["variants_run"] = self.variants
 
@@ -520,8 +545,10 @@ class Benchmark:
             entry = matmul_peak(dtype, n, self.device, self.warmup, self.repeats)
             self.results["peak"][label] = entry
             self.save()
-            console.print(f"peak      {label:<13} matmul {n}²: {entry['flops_per_s'] / 1e9:,.1f} GFLOP/s "
-                          f"(median {fmt_seconds(entry['time_s']['median'])})")
+            console.print(
+                f"peak      {label:<13} matmul {n}²: {entry['flops_per_s'] / 1e9:,.1f} GFLOP/s "
+                f"(median {fmt_seconds(entry['time_s']['median'])})"
+            )
 
     def measure_training(self, name: str, module) -> None:
         batch = synthetic_batch(self.train_batch, self.train_size, self.device, self.cfg.seed)
@@ -531,8 +558,16 @@ class Benchmark:
             for network, step in steps.items():
                 run = self.attempt(f"train {name} {network} {variant}", lambda: self.timed(step))
                 if run is not None:
-                    self.record("train", run, items=self.train_batch, stage=name, network=network, variant=variant,
-                                batch_size=self.train_batch, size=self.train_size)
+                    self.record(
+                        "train",
+                        run,
+                        items=self.train_batch,
+                        stage=name,
+                        network=network,
+                        variant=variant,
+                        batch_size=self.train_batch,
+                        size=self.train_size,
+                    )
             del model, steps
         module.eval()
 
@@ -545,14 +580,23 @@ class Benchmark:
             reference = None
             for variant in self.variants:
                 model = prepared_module(module, variant)
-                call = in_inference_mode(inference_call(name, model, prepared_batch(batch, variant)), variant, self.device)
+                call = in_inference_mode(
+                    inference_call(name, model, prepared_batch(batch, variant)), variant, self.device
+                )
                 run = self.attempt(f"inference {name} {size} {variant}", lambda: self.timed(call))
                 del model
                 if run is None:
                     continue
                 reference = run.result if variant == "fp32" else reference
-                self.record("inference", run, items=1, stage=name, variant=variant, size=size,
-                            max_abs_diff_vs_fp32=max_abs_diff(run.result, reference))
+                self.record(
+                    "inference",
+                    run,
+                    items=1,
+                    stage=name,
+                    variant=variant,
+                    size=size,
+                    max_abs_diff_vs_fp32=max_abs_diff(run.result, reference),
+                )
 
     def measure_pipeline(self) -> None:
         try:
@@ -574,8 +618,16 @@ class Benchmark:
                 if run is None:
                     continue
                 reference = run.result if variant == "fp32" else reference
-                self.record("pipeline", run, items=1, stage="pipeline", variant=variant, size=size,
-                            working_size=working_size, max_abs_diff_vs_fp32=max_abs_diff(run.result, reference))
+                self.record(
+                    "pipeline",
+                    run,
+                    items=1,
+                    stage="pipeline",
+                    variant=variant,
+                    size=size,
+                    working_size=working_size,
+                    max_abs_diff_vs_fp32=max_abs_diff(run.result, reference),
+                )
 
 
 def max_abs_diff(output: torch.Tensor, reference: torch.Tensor | None) -> float | None:
@@ -606,8 +658,10 @@ def fmt_optional(value: float | None, spec: str) -> str:
 
 def machine_line(machine: dict) -> str:
     cuda = f", CUDA {machine['cuda']}" if machine["cuda"] else ""
-    return (f"[bold]{machine['name']}[/] ({machine['device']}, {machine['threads']} threads), torch {machine['torch']}"
-            f"{cuda}, fast bf16: {'yes' if machine['bf16_fast'] else 'no'}")
+    return (
+        f"[bold]{machine['name']}[/] ({machine['device']}, {machine['threads']} threads), torch {machine['torch']}"
+        f"{cuda}, fast bf16: {'yes' if machine['bf16_fast'] else 'no'}"
+    )
 
 
 def print_progress(part: str, row: dict) -> None:
@@ -617,11 +671,14 @@ def print_progress(part: str, row: dict) -> None:
     shape = f"{row['batch_size']}×{row['size']}²" if part == "train" else f"{row['size']}²"
     rate = f"{row['images_per_s']:,.2f} img/s" if part == "train" else f"latency {fmt_seconds(t['median'])}"
     diff = row.get("max_abs_diff_vs_fp32")
-    console.print(f"{part:<9} {what:<19} {row['variant']:<13} {shape:<9} {rate} "
-                  f"[dim](min {fmt_seconds(t['min'])}, max {fmt_seconds(t['max'])}), "
-                  f"{row['flops_per_s'] / 1e9:,.1f} GFLOP/s, {fmt_optional(row['pct_of_peak'], '.1f')}% of peak, "
-                  f"mem +{fmt_bytes(row['peak_memory_increase_bytes'])}"
-                  + (f", max|Δ| vs fp32 {diff:.2e}" if diff is not None and row["variant"] != "fp32" else "") + "[/]")
+    console.print(
+        f"{part:<9} {what:<19} {row['variant']:<13} {shape:<9} {rate} "
+        f"[dim](min {fmt_seconds(t['min'])}, max {fmt_seconds(t['max'])}), "
+        f"{row['flops_per_s'] / 1e9:,.1f} GFLOP/s, {fmt_optional(row['pct_of_peak'], '.1f')}% of peak, "
+        f"mem +{fmt_bytes(row['peak_memory_increase_bytes'])}"
+        + (f", max|Δ| vs fp32 {diff:.2e}" if diff is not None and row["variant"] != "fp32" else "")
+        + "[/]"
+    )
 
 
 def machine_table(results: dict) -> Table:
@@ -633,27 +690,50 @@ def machine_table(results: dict) -> Table:
     table.add_row("fast bf16", f"{'yes' if m['bf16_fast'] else 'no'} ({m['bf16_check']})")
     for label, entry in results["peak"].items():
         t = entry["time_s"]
-        table.add_row(f"matmul peak {label}", f"{entry['flops_per_s'] / 1e9:,.1f} GFLOP/s ({entry['n']}², median "
-                      f"{fmt_seconds(t['median'])}, min {fmt_seconds(t['min'])}, max {fmt_seconds(t['max'])})")
+        table.add_row(
+            f"matmul peak {label}",
+            f"{entry['flops_per_s'] / 1e9:,.1f} GFLOP/s ({entry['n']}², median "
+            f"{fmt_seconds(t['median'])}, min {fmt_seconds(t['min'])}, max {fmt_seconds(t['max'])})",
+        )
     table.add_row("memory", results["memory_method"])
     return table
 
 
 def training_table(rows: list[dict]) -> Table:
     table = Table(title="Training step (forward + loss + backward + Adam step)")
-    for col in ("stage", "network", "variant", "batch", "img/s", "step median", "min–max", "GFLOP/img",
-                "GFLOP/s", "% peak", "peak mem +"):
+    for col in (
+        "stage",
+        "network",
+        "variant",
+        "batch",
+        "img/s",
+        "step median",
+        "min–max",
+        "GFLOP/img",
+        "GFLOP/s",
+        "% peak",
+        "peak mem +",
+    ):
         table.add_column(col, justify="left" if col in ("stage", "network", "variant") else "right")
     for row in rows:
         t = row["time_s"]
-        table.add_row(row["stage"], row["network"], row["variant"], f"{row['batch_size']}×{row['size']}²",
-                      f"{row['images_per_s']:,.2f}", fmt_seconds(t["median"]),
-                      f"{fmt_seconds(t['min'])}–{fmt_seconds(t['max'])}", fmt_flops(row["flops_per_image"]),
-                      f"{row['flops_per_s'] / 1e9:,.1f}", fmt_optional(row["pct_of_peak"], ".1f"),
-                      fmt_bytes(row["peak_memory_increase_bytes"]))
+        table.add_row(
+            row["stage"],
+            row["network"],
+            row["variant"],
+            f"{row['batch_size']}×{row['size']}²",
+            f"{row['images_per_s']:,.2f}",
+            fmt_seconds(t["median"]),
+            f"{fmt_seconds(t['min'])}–{fmt_seconds(t['max'])}",
+            fmt_flops(row["flops_per_image"]),
+            f"{row['flops_per_s'] / 1e9:,.1f}",
+            fmt_optional(row["pct_of_peak"], ".1f"),
+            fmt_bytes(row["peak_memory_increase_bytes"]),
+        )
     for stage, variant, total, batch in gan_iterations(rows):
-        table.add_row(stage, "G+D", variant, "", f"{batch / total:,.2f}", fmt_seconds(total), "", "", "", "", "",
-                      style="bold")
+        table.add_row(
+            stage, "G+D", variant, "", f"{batch / total:,.2f}", fmt_seconds(total), "", "", "", "", "", style="bold"
+        )
     return table
 
 
@@ -670,16 +750,33 @@ def gan_iterations(rows: list[dict]) -> Iterator[tuple[str, str, float, int]]:
 
 def inference_table(rows: list[dict]) -> Table:
     table = Table(title="Inference, batch 1 (pipeline = MPN → Canny → EPN → IPN)")
-    for col in ("stage", "variant", "size", "latency median", "min–max", "GFLOP/img", "GFLOP/s", "% peak",
-                "peak mem +", "max|Δ| vs fp32"):
+    for col in (
+        "stage",
+        "variant",
+        "size",
+        "latency median",
+        "min–max",
+        "GFLOP/img",
+        "GFLOP/s",
+        "% peak",
+        "peak mem +",
+        "max|Δ| vs fp32",
+    ):
         table.add_column(col, justify="left" if col in ("stage", "variant") else "right")
     for row in rows:
         t = row["time_s"]
-        table.add_row(row["stage"], row["variant"], f"{row['size']}²", fmt_seconds(t["median"]),
-                      f"{fmt_seconds(t['min'])}–{fmt_seconds(t['max'])}", fmt_flops(row["flops_per_image"]),
-                      f"{row['flops_per_s'] / 1e9:,.1f}", fmt_optional(row["pct_of_peak"], ".1f"),
-                      fmt_bytes(row["peak_memory_increase_bytes"]),
-                      "reference" if row["variant"] == "fp32" else fmt_optional(row["max_abs_diff_vs_fp32"], ".2e"))
+        table.add_row(
+            row["stage"],
+            row["variant"],
+            f"{row['size']}²",
+            fmt_seconds(t["median"]),
+            f"{fmt_seconds(t['min'])}–{fmt_seconds(t['max'])}",
+            fmt_flops(row["flops_per_image"]),
+            f"{row['flops_per_s'] / 1e9:,.1f}",
+            fmt_optional(row["pct_of_peak"], ".1f"),
+            fmt_bytes(row["peak_memory_increase_bytes"]),
+            "reference" if row["variant"] == "fp32" else fmt_optional(row["max_abs_diff_vs_fp32"], ".2e"),
+        )
     return table
 
 

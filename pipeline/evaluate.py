@@ -74,8 +74,21 @@ MODES = ("blind", "masked")
 LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze": "SqueezeNet1_1_Weights"}
 OVERALL = "all"
 # Summary columns in report order; a method reports the ones it has.
-METRIC_KEYS = ("psnr", "ssim", "l1", "psnr_hole", "ssim_hole", "l1_hole", "mask_iou", "mask_bce", "mask_mae",
-               "edge_precision_hole", "edge_recall_hole", "lpips", "fid")
+METRIC_KEYS = (
+    "psnr",
+    "ssim",
+    "l1",
+    "psnr_hole",
+    "ssim_hole",
+    "l1_hole",
+    "mask_iou",
+    "mask_bce",
+    "mask_mae",
+    "edge_precision_hole",
+    "edge_recall_hole",
+    "lpips",
+    "fid",
+)
 EDGE_COUNTS = ("edge_tp", "edge_predicted", "edge_true")
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -95,8 +108,12 @@ def _percent(x: float) -> str:
 def bucket_labels(buckets) -> list[str]:
     """Report rows in order for the ``(lo, hi)`` hole-ratio ``buckets``: ``<lo₀%``, one per
     bucket (``"1-10%"``), ``>=hi_last%``, and ``other`` (a ratio in a gap between buckets)."""
-    return [f"<{_percent(buckets[0][0])}%", *(f"{_percent(lo)}-{_percent(hi)}%" for lo, hi in buckets),
-            f">={_percent(buckets[-1][1])}%", "other"]
+    return [
+        f"<{_percent(buckets[0][0])}%",
+        *(f"{_percent(lo)}-{_percent(hi)}%" for lo, hi in buckets),
+        f">={_percent(buckets[-1][1])}%",
+        "other",
+    ]
 
 
 def assign_bucket(ratio: float, buckets) -> str:
@@ -116,15 +133,21 @@ def assign_bucket(ratio: float, buckets) -> str:
 # -- test pairs -----------------------------------------------------------------------------------
 
 
-def plan_pairs(n_images: int, masks: BucketedTestMasks, masks_per_bucket: int, limit: int | None = None) -> list[tuple[int, int]]:
+def plan_pairs(
+    n_images: int, masks: BucketedTestMasks, masks_per_bucket: int, limit: int | None = None
+) -> list[tuple[int, int]]:
     """``(image index, mask index)`` of every test pair: image-major, then bucket, then slot.
     Image ``i`` gets the masks ``i · masks_per_bucket + j`` (j < masks_per_bucket, cyclically) of
     each bucket's entries, so images see different masks of a large set; ``limit`` keeps the first."""
     per_bucket: dict[int, list[int]] = {}
     for k in range(len(masks)):
         per_bucket.setdefault(masks.key(k)[0], []).append(k)
-    pairs = [(i, entries[(i * masks_per_bucket + j) % len(entries)])
-             for i in range(n_images) for entries in per_bucket.values() for j in range(masks_per_bucket)]
+    pairs = [
+        (i, entries[(i * masks_per_bucket + j) % len(entries)])
+        for i in range(n_images)
+        for entries in per_bucket.values()
+        for j in range(masks_per_bucket)
+    ]
     return pairs[:limit] if limit else pairs
 
 
@@ -135,8 +158,15 @@ class EvaluationPairs(Dataset):
     mask)``: the crop is the deterministic one, the corruption (and donor image, as in training)
     is drawn from ``numpy.random.default_rng([seed, image, mask])``."""
 
-    def __init__(self, images: ImageDataset, masks: BucketedTestMasks, corruptor, pairs: list[tuple[int, int]],
-                 seed: int = 0, donor_fill: bool = True):
+    def __init__(
+        self,
+        images: ImageDataset,
+        masks: BucketedTestMasks,
+        corruptor,
+        pairs: list[tuple[int, int]],
+        seed: int = 0,
+        donor_fill: bool = True,
+    ):
         self.images, self.masks, self.corruptor, self.pairs = images, masks, corruptor, pairs
         self.seed, self.donor_fill = seed, donor_fill
 
@@ -157,8 +187,15 @@ class EvaluationPairs(Dataset):
         donor = self._donor(image_index, rng)
         hole = _resize_nearest(self.masks[mask_index][0], *image.shape[-2:])
         corrupted, mask = self.corruptor(image, torch.from_numpy(np.ascontiguousarray(hole))[None], rng, donor)
-        return {"pair": n, "image_index": image_index, "mask_index": mask_index, "image": image,
-                "corrupted": corrupted, "mask": mask, "hole_ratio": hole_ratio(mask.numpy())}
+        return {
+            "pair": n,
+            "image_index": image_index,
+            "mask_index": mask_index,
+            "image": image,
+            "corrupted": corrupted,
+            "mask": mask,
+            "hole_ratio": hole_ratio(mask.numpy()),
+        }
 
 
 def load_mask_set(cfg: DictConfig) -> BucketedTestMasks:
@@ -167,8 +204,12 @@ def load_mask_set(cfg: DictConfig) -> BucketedTestMasks:
         return BucketedTestMasks(size=cfg.data.size, per_bucket=cfg.mask_set_size, seed=cfg.seed)
     masks = BucketedTestMasks.load(Path(cfg.mask_set).expanduser())
     if masks.size != (cfg.data.size, cfg.data.size):
-        log.warning("the mask set is %dx%d, the images %dx%d: masks are resized (nearest); buckets follow the true masks",
-                    *masks.size, cfg.data.size, cfg.data.size)
+        log.warning(
+            "the mask set is %dx%d, the images %dx%d: masks are resized (nearest); buckets follow the true masks",
+            *masks.size,
+            cfg.data.size,
+            cfg.data.size,
+        )
     return masks
 
 
@@ -183,7 +224,9 @@ def build_test_pairs(cfg: DictConfig) -> EvaluationPairs:
         raise EvaluateError(str(err)) from None
     masks = load_mask_set(cfg)
     pairs = plan_pairs(len(samples.images), masks, cfg.masks_per_bucket, cfg.limit)
-    return EvaluationPairs(samples.images, masks, samples.corruptor, pairs, seed=cfg.seed, donor_fill=samples.donor_fill)
+    return EvaluationPairs(
+        samples.images, masks, samples.corruptor, pairs, seed=cfg.seed, donor_fill=samples.donor_fill
+    )
 
 
 # -- methods --------------------------------------------------------------------------------------
@@ -234,16 +277,24 @@ def check_config(cfg: DictConfig) -> None:
         raise EvaluateError(f"mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.method == OURS:
         if not cfg.checkpoint:
-            raise EvaluateError("method=ours needs checkpoint=MODEL (model.safetensors, a joint .ckpt or a stage=all run folder)")
+            raise EvaluateError(
+                "method=ours needs checkpoint=MODEL (model.safetensors, a joint .ckpt or a stage=all run folder)"
+            )
         if cfg.mask_checkpoint:
-            raise EvaluateError("mask_checkpoint= is for baselines in mode=blind; method=ours finds the mask with its own MPN")
+            raise EvaluateError(
+                "mask_checkpoint= is for baselines in mode=blind; method=ours finds the mask with its own MPN"
+            )
     else:
         if cfg.checkpoint:
-            raise EvaluateError(f"checkpoint= is the model of method=ours; method={cfg.method} takes the model whose MPN "
-                                "finds its mask (mode=blind) as mask_checkpoint=")
+            raise EvaluateError(
+                f"checkpoint= is the model of method=ours; method={cfg.method} takes the model whose MPN "
+                "finds its mask (mode=blind) as mask_checkpoint="
+            )
         if cfg.mode == "blind" and not cfg.mask_checkpoint:
-            raise EvaluateError(f"method={cfg.method} mode=blind needs mask_checkpoint=MODEL, the model whose MPN finds "
-                                "the mask (or use mode=masked)")
+            raise EvaluateError(
+                f"method={cfg.method} mode=blind needs mask_checkpoint=MODEL, the model whose MPN finds "
+                "the mask (or use mode=masked)"
+            )
         if cfg.mode == "masked" and cfg.mask_checkpoint:
             raise EvaluateError("mask_checkpoint= is used in mode=blind only; mode=masked gives the true mask")
     for key in ("batch_size", "masks_per_bucket", "mask_set_size"):
@@ -258,8 +309,9 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_method(cfg: DictConfig, device: str) -> Method:
-    settings = InpaintSettings(mode=cfg.mode, hole_threshold=cfg.hole_threshold, dilate=cfg.dilate,
-                               canny_sigma=cfg.canny_sigma)
+    settings = InpaintSettings(
+        mode=cfg.mode, hole_threshold=cfg.hole_threshold, dilate=cfg.dilate, canny_sigma=cfg.canny_sigma
+    )
     path = cfg.checkpoint if cfg.method == OURS else cfg.mask_checkpoint
     model = BlindInpainter.from_pretrained(path, settings=settings, map_location=device) if path else None
     return Method(cfg.method, cfg.mode, model, settings)
@@ -268,9 +320,15 @@ def build_method(cfg: DictConfig, device: str) -> Method:
 # -- metrics --------------------------------------------------------------------------------------
 
 
-def pair_metrics(image: torch.Tensor, output: torch.Tensor, true_mask: torch.Tensor,
-                 predicted_mask: torch.Tensor | None = None, edges: torch.Tensor | None = None,
-                 hole_threshold: float = 0.5, canny_sigma: float = 2.0) -> dict[str, torch.Tensor]:
+def pair_metrics(
+    image: torch.Tensor,
+    output: torch.Tensor,
+    true_mask: torch.Tensor,
+    predicted_mask: torch.Tensor | None = None,
+    edges: torch.Tensor | None = None,
+    hole_threshold: float = 0.5,
+    canny_sigma: float = 2.0,
+) -> dict[str, torch.Tensor]:
     """Per-pair scores ``(B,)`` of ``output`` vs ``image`` ``(B, 3, H, W)``, the hole being the
     true mask ``(B, 1, H, W)``; mask scores of the soft ``predicted_mask``; edge counts inside the
     true hole of ``edges`` ``(B, 1, H, W)`` against Canny of the truth."""
@@ -342,8 +400,10 @@ def lpips_metric(weights: str, net: str):
         try:
             return LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="none", normalize=True)
         except Exception as err:  # torch.load / load_state_dict: any failure means wrong weights
-            raise EvaluateError(f"lpips_weights {path} are not torchvision's {net} ImageNet weights "
-                                f"(lpips_net={net}): {str(err).splitlines()[0]}") from None
+            raise EvaluateError(
+                f"lpips_weights {path} are not torchvision's {net} ImageNet weights "
+                f"(lpips_net={net}): {str(err).splitlines()[0]}"
+            ) from None
         finally:
             torch.hub.set_dir(previous)
 
@@ -358,11 +418,17 @@ def inception_features(weights: str) -> torch.nn.Module:
     if not path.is_file():
         raise EvaluateError(f"fid_weights {path} does not exist")
     if not _TORCH_FIDELITY_AVAILABLE:
-        raise EvaluateError("fid_weights= needs the torch-fidelity package, which is not installed (pip install torch-fidelity)")
+        raise EvaluateError(
+            "fid_weights= needs the torch-fidelity package, which is not installed (pip install torch-fidelity)"
+        )
     try:
-        return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path))
+        return NoTrainInceptionV3(
+            name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path)
+        )
     except Exception as err:  # torch.load / load_state_dict: any failure means wrong weights
-        raise EvaluateError(f"fid_weights {path} are not torch-fidelity's InceptionV3 weights: {str(err).splitlines()[0]}") from None
+        raise EvaluateError(
+            f"fid_weights {path} are not torch-fidelity's InceptionV3 weights: {str(err).splitlines()[0]}"
+        ) from None
 
 
 class PrecomputedFeatures(torch.nn.Module):
@@ -383,10 +449,14 @@ class PerceptualMetrics:
         self.device, self.skipped, self.fid = device, {}, {}
         self.lpips = lpips_metric(cfg.lpips_weights, cfg.lpips_net).to(device) if cfg.lpips_weights else None
         if self.lpips is None:
-            self.skipped["lpips"] = "no lpips_weights= given (torchvision ImageNet weights of the backbone, by path; nothing is downloaded)"
+            self.skipped["lpips"] = (
+                "no lpips_weights= given (torchvision ImageNet weights of the backbone, by path; nothing is downloaded)"
+            )
         self.inception = inception_features(cfg.fid_weights).to(device) if cfg.fid_weights else None
         if self.inception is None:
-            self.skipped["fid"] = "no fid_weights= given (torch-fidelity InceptionV3 weights, by path; nothing is downloaded)"
+            self.skipped["fid"] = (
+                "no fid_weights= given (torch-fidelity InceptionV3 weights, by path; nothing is downloaded)"
+            )
 
     def lpips_values(self, output: torch.Tensor, image: torch.Tensor) -> torch.Tensor | None:
         """LPIPS of each pair ``(B,)``, or None when skipped."""
@@ -413,7 +483,11 @@ class PerceptualMetrics:
 
     def fid_scores(self) -> dict[str, float]:
         """FID of overall and of every bucket with at least two pairs."""
-        return {label: metric.compute().item() for label, metric in self.fid.items() if metric.fake_features_num_samples >= 2}
+        return {
+            label: metric.compute().item()
+            for label, metric in self.fid.items()
+            if metric.fake_features_num_samples >= 2
+        }
 
 
 # -- the worst and best pairs ---------------------------------------------------------------------
@@ -466,10 +540,23 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-HEADERS = {"pairs": "pairs", "hole_ratio": "hole", "psnr": "PSNR", "ssim": "SSIM", "l1": "L1", "psnr_hole": "PSNR hole",
-           "ssim_hole": "SSIM hole", "l1_hole": "L1 hole", "mask_iou": "mask IoU", "mask_bce": "mask BCE",
-           "mask_mae": "mask MAE", "edge_precision_hole": "edge P hole", "edge_recall_hole": "edge R hole",
-           "lpips": "LPIPS", "fid": "FID"}
+HEADERS = {
+    "pairs": "pairs",
+    "hole_ratio": "hole",
+    "psnr": "PSNR",
+    "ssim": "SSIM",
+    "l1": "L1",
+    "psnr_hole": "PSNR hole",
+    "ssim_hole": "SSIM hole",
+    "l1_hole": "L1 hole",
+    "mask_iou": "mask IoU",
+    "mask_bce": "mask BCE",
+    "mask_mae": "mask MAE",
+    "edge_precision_hole": "edge P hole",
+    "edge_recall_hole": "edge R hole",
+    "lpips": "LPIPS",
+    "fid": "FID",
+}
 FORMATS = {"pairs": "{:d}", "hole_ratio": "{:.1%}", "psnr": "{:.2f}", "psnr_hole": "{:.2f}", "fid": "{:.2f}"}
 
 
@@ -516,8 +603,15 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         seconds += time.perf_counter() - start
         result = {k: v.float().cpu() for k, v in result.items()}
 
-        values = pair_metrics(image, result["output"], true_mask, method.mask_prediction(corrupted), result.get("edges"),
-                              cfg.hole_threshold, cfg.canny_sigma)
+        values = pair_metrics(
+            image,
+            result["output"],
+            true_mask,
+            method.mask_prediction(corrupted),
+            result.get("edges"),
+            cfg.hole_threshold,
+            cfg.canny_sigma,
+        )
         lpips = perceptual.lpips_values(result["output"], image)
         if lpips is not None:
             values["lpips"] = lpips
@@ -525,9 +619,17 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         perceptual.update_fid(result["output"], image, bucket)
         for i, pair in enumerate(batch["pair"].tolist()):
             image_index, mask_index = pairs.pairs[pair]
-            rows.append({"pair": pair, "image": image_index, "image_name": pairs.images.describe(image_index),
-                         "mask_file": pairs.masks.filename(mask_index), "bucket": bucket[i],
-                         "hole_ratio": batch["hole_ratio"][i].item(), **{k: v[i].item() for k, v in values.items()}})
+            rows.append(
+                {
+                    "pair": pair,
+                    "image": image_index,
+                    "image_name": pairs.images.describe(image_index),
+                    "mask_file": pairs.masks.filename(mask_index),
+                    "bucket": bucket[i],
+                    "hole_ratio": batch["hole_ratio"][i].item(),
+                    **{k: v[i].item() for k, v in values.items()},
+                }
+            )
         columns = {"corrupted": corrupted, "true mask": true_mask}
         if "mask" in result:
             columns["predicted mask"] = result["mask"]
@@ -537,17 +639,24 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     for label, score in perceptual.fid_scores().items():
         summary[label]["fid"] = score
     report = {
-        "method": cfg.method, "mode": cfg.mode,
+        "method": cfg.method,
+        "mode": cfg.mode,
         "checkpoint": str(Path(cfg.checkpoint).expanduser().resolve()) if cfg.checkpoint else None,
         "mask_checkpoint": str(Path(cfg.mask_checkpoint).expanduser().resolve()) if cfg.mask_checkpoint else None,
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "corruption": OmegaConf.to_container(cfg.corruption, resolve=True),
-        "seed": cfg.seed, "mask_set": describe_mask_set(cfg, pairs.masks), "masks_per_bucket": cfg.masks_per_bucket,
+        "seed": cfg.seed,
+        "mask_set": describe_mask_set(cfg, pairs.masks),
+        "masks_per_bucket": cfg.masks_per_bucket,
         "settings": {"hole_threshold": cfg.hole_threshold, "dilate": cfg.dilate, "canny_sigma": cfg.canny_sigma},
-        "num_images": len({r["image"] for r in rows}), "num_pairs": len(rows),
-        "inputs_sha256": digest.hexdigest(), "device": device,
-        "time_per_image_s": seconds / max(len(rows), 1), "method_seconds": seconds,
-        "skipped": perceptual.skipped, "buckets": summary,
+        "num_images": len({r["image"] for r in rows}),
+        "num_pairs": len(rows),
+        "inputs_sha256": digest.hexdigest(),
+        "device": device,
+        "time_per_image_s": seconds / max(len(rows), 1),
+        "method_seconds": seconds,
+        "skipped": perceptual.skipped,
+        "buckets": summary,
         "grid": [{"pair": pair, "psnr_hole": score} for score, pair, _ in cases.cases],
     }
 
@@ -558,9 +667,14 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     grid = cases.grid()
     if grid is not None:
         save_grid(grid, run_dir / "worst_best.png")
-    print_table(f"{cfg.method} ({cfg.mode}) on {len(rows)} test pairs, {report['time_per_image_s'] * 1000:.1f} ms per image",
-                summary, perceptual.skipped)
-    console.print(f"results: {run_dir} (metrics.json, metrics.csv, pairs.csv{', worst_best.png' if grid is not None else ''})")
+    print_table(
+        f"{cfg.method} ({cfg.mode}) on {len(rows)} test pairs, {report['time_per_image_s'] * 1000:.1f} ms per image",
+        summary,
+        perceptual.skipped,
+    )
+    console.print(
+        f"results: {run_dir} (metrics.json, metrics.csv, pairs.csv{', worst_best.png' if grid is not None else ''})"
+    )
     return report
 
 

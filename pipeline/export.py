@@ -40,13 +40,18 @@ class InferenceGraph(nn.Module):
 
     def __init__(self, inpainter: BlindInpainter):
         super().__init__()
-        self.mask_net, self.edge_net, self.fill_net = inpainter.mpn.net, inpainter.epn.generator, inpainter.ipn.generator
+        self.mask_net, self.edge_net, self.fill_net = (
+            inpainter.mpn.net,
+            inpainter.epn.generator,
+            inpainter.ipn.generator,
+        )
         self.edge_threshold = inpainter.settings.edge_threshold
 
     def forward(self, corrupted: torch.Tensor, known_edges: torch.Tensor):
         mask = torch.sigmoid(self.mask_net(corrupted))
-        edges = merge_edges(self.edge_net(epn_inputs(to_gray(corrupted), known_edges, mask)), known_edges, mask,
-                            self.edge_threshold)
+        edges = merge_edges(
+            self.edge_net(epn_inputs(to_gray(corrupted), known_edges, mask)), known_edges, mask, self.edge_threshold
+        )
         _, refined = self.fill_net(generator_input(corrupted, mask, edges), mask)
         return compose(corrupted, (refined + 1) / 2, mask), mask, edges
 
@@ -112,8 +117,12 @@ def export(cfg: DictConfig) -> dict[str, Path]:
     if cfg.torchscript:
         diff = export_torchscript(inpainter, Path(cfg.torchscript), cfg.trace_size)
         written["torchscript"] = Path(cfg.torchscript)
-        log.info("wrote %s (traced at %d², max abs difference to the model on another size: %.1e)",
-                 cfg.torchscript, cfg.trace_size, diff)
+        log.info(
+            "wrote %s (traced at %d², max abs difference to the model on another size: %.1e)",
+            cfg.torchscript,
+            cfg.trace_size,
+            diff,
+        )
     return written
 
 

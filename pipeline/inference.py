@@ -85,7 +85,9 @@ def _as_image_tensor(image) -> torch.Tensor:
     if isinstance(image, Image.Image):
         return torch.from_numpy(np.ascontiguousarray(_to_rgb_array(image).transpose(2, 0, 1)))
     if isinstance(image, np.ndarray):
-        arr = image.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0 if image.dtype == np.uint8 else 1.0)
+        arr = image.astype(np.float32) / (
+            65535.0 if image.dtype == np.uint16 else 255.0 if image.dtype == np.uint8 else 1.0
+        )
         arr = np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr[..., :3]
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).clamp(0, 1)
     if torch.is_tensor(image):
@@ -175,7 +177,7 @@ class BlindInpainter:
         for name, module in stages.items():
             own = module.state_dict()
             prefix = f"{name}."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in own}
+            sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix) :] in own}
             missing = sorted(set(own) - set(sub))
             if missing:
                 raise CheckpointError(f"{path} lacks {name} weights ({', '.join(missing[:3])} ...)")
@@ -220,7 +222,9 @@ class BlindInpainter:
         return {"generated": generated, "edges": edges}
 
     @torch.inference_mode()
-    def inpaint(self, corrupted: torch.Tensor, mask: torch.Tensor | None = None, mode: str | None = None) -> dict[str, torch.Tensor]:
+    def inpaint(
+        self, corrupted: torch.Tensor, mask: torch.Tensor | None = None, mode: str | None = None
+    ) -> dict[str, torch.Tensor]:
         """Repair a batch ``corrupted`` ``(B, 3, H, W)`` in [0, 1]. ``mask`` ``(B, 1, H, W)``
         (1 = hole) is needed for ``mode="masked"`` and ignored otherwise. Returns ``output``
         ``(B, 3, H, W)``, ``mask`` and ``edges`` ``(B, 1, H, W)`` at the input's resolution."""
@@ -274,7 +278,12 @@ def _model_in_run_folder(folder: Path) -> Path:
     for candidate in (folder / "model.safetensors", *sorted(folder.glob("**/model.safetensors"))):
         if candidate.is_file():
             return candidate
-    for pattern in ("**/joint/checkpoints/best-*.ckpt", "checkpoints/best-*.ckpt", "**/joint/checkpoints/last.ckpt", "checkpoints/last.ckpt"):
+    for pattern in (
+        "**/joint/checkpoints/best-*.ckpt",
+        "checkpoints/best-*.ckpt",
+        "**/joint/checkpoints/last.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         found = sorted(folder.glob(pattern))
         if found:
             return found[-1]
@@ -288,11 +297,13 @@ def read_safetensors(path) -> tuple[dict, dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
     if metadata.get("format") != SAFETENSORS_FORMAT:
-        raise CheckpointError(f"{path} is not a blindfill model (format {metadata.get('format')!r}, expected {SAFETENSORS_FORMAT!r})")
+        raise CheckpointError(
+            f"{path} is not a blindfill model (format {metadata.get('format')!r}, expected {SAFETENSORS_FORMAT!r})"
+        )
     return json.loads(metadata["stages"]), state
 
 

@@ -101,7 +101,10 @@ def write_png(tensor: torch.Tensor, path: Path, sixteen_bit: bool = False) -> No
 def _find_mask(mask_root: Path, relative: Path) -> Path | None:
     for name in (relative.stem, f"{relative.stem}_mask"):
         for ext in IMAGE_EXTENSIONS:
-            for candidate in (mask_root / relative.parent / f"{name}{ext}", mask_root / relative.parent / f"{name}{ext.upper()}"):
+            for candidate in (
+                mask_root / relative.parent / f"{name}{ext}",
+                mask_root / relative.parent / f"{name}{ext.upper()}",
+            ):
                 if candidate.is_file():
                     return candidate
     return None
@@ -115,8 +118,10 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> l
     input_root = input_path if input_path.is_dir() else input_path.parent
     out, root = output.resolve(), input_root.resolve()
     if out == root or (input_path.is_dir() and out.is_relative_to(root)):
-        raise InpaintError(f"output {output} is {'the input folder' if out == root else 'inside the input folder'}: "
-                           "choose another folder (inputs are never written to)")
+        raise InpaintError(
+            f"output {output} is {'the input folder' if out == root else 'inside the input folder'}: "
+            "choose another folder (inputs are never written to)"
+        )
     if mask is not None and not mask.exists():
         raise InpaintError(f"mask {mask} does not exist")
     if input_path.is_dir():
@@ -137,7 +142,9 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> l
         if mode == "masked" and mask is not None:
             mask_file = mask if mask.is_file() else _find_mask(mask, relative)
             if mask_file is None:
-                raise InpaintError(f"no mask for {source} in {mask} (looked for {relative.stem}.* and {relative.stem}_mask.*)")
+                raise InpaintError(
+                    f"no mask for {source} in {mask} (looked for {relative.stem}.* and {relative.stem}_mask.*)"
+                )
         jobs.append(Job(source, mask_file, target))
     return jobs
 
@@ -173,8 +180,15 @@ def load_job(job: Job, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     return image, mask
 
 
-def run(inpainter: BlindInpainter, jobs: list[Job], mode: str, batch_size: int = 4,
-        save_intermediates: bool = False, overwrite: bool = False, progress: bool = True) -> dict[str, list[Path]]:
+def run(
+    inpainter: BlindInpainter,
+    jobs: list[Job],
+    mode: str,
+    batch_size: int = 4,
+    save_intermediates: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, list[Path]]:
     """Repair ``jobs``; returns the files ``written``, ``skipped`` (output exists) and ``failed``."""
     report: dict[str, list[Path]] = {"written": [], "skipped": [], "failed": []}
     todo = []
@@ -221,22 +235,34 @@ def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
     if cfg.mode not in MODES:
         raise InpaintError(f"mode must be one of {list(MODES)}, got {cfg.mode!r}")
     if not cfg.checkpoint:
-        raise InpaintError("give the model: checkpoint=runs/quickstart/<time>/model.safetensors "
-                           "(written by `python -m pipeline.train experiment=quickstart` or `python -m pipeline.export`)")
+        raise InpaintError(
+            "give the model: checkpoint=runs/quickstart/<time>/model.safetensors "
+            "(written by `python -m pipeline.train experiment=quickstart` or `python -m pipeline.export`)"
+        )
     if cfg.batch_size < 1:
         raise InpaintError(f"batch_size must be at least 1, got {cfg.batch_size}")
     if cfg.working_size < 16:
         raise InpaintError(f"working_size must be at least 16, got {cfg.working_size}")
     if cfg.mask and cfg.mode != "masked":
         raise InpaintError(f"mask= is used with mode=masked (mode is {cfg.mode})")
-    settings = InpaintSettings(mode=cfg.mode, hole_threshold=cfg.hole_threshold, dilate=cfg.dilate,
-                               working_size=cfg.working_size, canny_sigma=cfg.canny_sigma,
-                               channels_last=tuple(cfg.channels_last))
+    settings = InpaintSettings(
+        mode=cfg.mode,
+        hole_threshold=cfg.hole_threshold,
+        dilate=cfg.dilate,
+        working_size=cfg.working_size,
+        canny_sigma=cfg.canny_sigma,
+        channels_last=tuple(cfg.channels_last),
+    )
     jobs = plan_jobs(Path(cfg.input), Path(cfg.output), Path(cfg.mask) if cfg.mask else None, cfg.mode)
     inpainter = BlindInpainter.from_pretrained(cfg.checkpoint, settings=settings, map_location=_device(cfg.device))
     report = run(inpainter, jobs, cfg.mode, cfg.batch_size, cfg.save_intermediates, cfg.overwrite)
-    log.info("%d written to %s, %d skipped (already there; overwrite=true replaces them), %d unreadable",
-             len(report["written"]), cfg.output, len(report["skipped"]), len(report["failed"]))
+    log.info(
+        "%d written to %s, %d skipped (already there; overwrite=true replaces them), %d unreadable",
+        len(report["written"]),
+        cfg.output,
+        len(report["skipped"]),
+        len(report["failed"]),
+    )
     return report
 
 

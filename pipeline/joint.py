@@ -61,12 +61,25 @@ class JointModule(GANModule):
             raise ConfigError(f"freeze: unknown stage(s) {unknown}; choose from {list(STAGES)}")
         if set(freeze) == set(STAGES):
             raise ConfigError("freeze lists every stage: nothing would be trained")
-        stages = {name: {**stages[name], "vgg_weights": None} if name == "ipn" and "vgg_weights" in stages[name]
-                  else dict(stages[name]) for name in STAGES}
-        self.save_hyperparameters({"stages": stages, "loss_weights": {**dict.fromkeys(STAGES, 1.0), **(loss_weights or {})},
-                                   "lr_scale": lr_scale, "freeze": list(freeze), "grad_clip": grad_clip,
-                                   "mask_threshold": mask_threshold, "edge_threshold": edge_threshold,
-                                   "max_nonfinite": max_nonfinite, "grid_rows": grid_rows})
+        stages = {
+            name: {**stages[name], "vgg_weights": None}
+            if name == "ipn" and "vgg_weights" in stages[name]
+            else dict(stages[name])
+            for name in STAGES
+        }
+        self.save_hyperparameters(
+            {
+                "stages": stages,
+                "loss_weights": {**dict.fromkeys(STAGES, 1.0), **(loss_weights or {})},
+                "lr_scale": lr_scale,
+                "freeze": list(freeze),
+                "grad_clip": grad_clip,
+                "mask_threshold": mask_threshold,
+                "edge_threshold": edge_threshold,
+                "max_nonfinite": max_nonfinite,
+                "grid_rows": grid_rows,
+            }
+        )
         self.mpn = MPNModule(**stages["mpn"])
         self.epn = EPNModule(**stages["epn"])
         self.ipn = IPNModule(**stages["ipn"])
@@ -88,8 +101,10 @@ class JointModule(GANModule):
             state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("vgg.")}
             missing, unexpected = stage.load_state_dict(state, strict=False)
             if missing or unexpected:
-                raise CheckpointError(f"{checkpoints[name]} does not fit its own configuration "
-                                      f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+                raise CheckpointError(
+                    f"{checkpoints[name]} does not fit its own configuration "
+                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+                )
         return module
 
     def _stage_generator(self, name: str) -> torch.nn.Module:
@@ -109,10 +124,13 @@ class JointModule(GANModule):
             stage = getattr(self, name)
             lr, betas = stage.hparams.lr * scale, tuple(stage.hparams.betas)
             if name not in self.hparams.freeze:
-                generator_groups.append({"params": list(self._stage_generator(name).parameters()), "lr": lr, "betas": betas})
+                generator_groups.append(
+                    {"params": list(self._stage_generator(name).parameters()), "lr": lr, "betas": betas}
+                )
             if name != "mpn":
-                discriminator_groups.append({"params": list(stage.discriminator.parameters()),
-                                             "lr": lr * stage.hparams.d2g_lr, "betas": betas})
+                discriminator_groups.append(
+                    {"params": list(stage.discriminator.parameters()), "lr": lr * stage.hparams.d2g_lr, "betas": betas}
+                )
         return [torch.optim.Adam(generator_groups), torch.optim.Adam(discriminator_groups)]
 
     def forward(self, corrupted: torch.Tensor, known_edges: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -123,8 +141,13 @@ class JointModule(GANModule):
         mask = torch.sigmoid(logits)
         edges = self.epn(corrupted, mask, known_edges)
         merged = merge_edges(edges, known_edges, mask, self.hparams.edge_threshold)
-        return {"mask_logits": logits, "mask": mask, "edges": edges, "merged_edges": merged,
-                **self.ipn(corrupted, mask, merged)}
+        return {
+            "mask_logits": logits,
+            "mask": mask,
+            "edges": edges,
+            "merged_edges": merged,
+            **self.ipn(corrupted, mask, merged),
+        }
 
     def generate(self, batch: dict) -> dict:
         return self(batch["corrupted"], batch["corrupted_edge"])
@@ -141,8 +164,13 @@ class JointModule(GANModule):
         epn_loss, epn_parts = self.epn.generator_loss(batch, outputs)
         ipn_loss, ipn_parts = self.ipn.generator_loss(batch, outputs)
         loss = w["mpn"] * mpn_loss + w["epn"] * epn_loss + w["ipn"] * ipn_loss
-        parts = {"mpn_loss": mpn_loss, "epn_loss": epn_loss, "ipn_loss": ipn_loss,
-                 **{f"epn_{k}": v for k, v in epn_parts.items()}, **{f"ipn_{k}": v for k, v in ipn_parts.items()}}
+        parts = {
+            "mpn_loss": mpn_loss,
+            "epn_loss": epn_loss,
+            "ipn_loss": ipn_loss,
+            **{f"epn_{k}": v for k, v in epn_parts.items()},
+            **{f"ipn_{k}": v for k, v in ipn_parts.items()},
+        }
         return loss, parts
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -151,12 +179,28 @@ class JointModule(GANModule):
         true_hole = hard_mask(batch["mask"], self.hparams.mask_threshold)
         precision, recall = edge_precision_recall(outputs["edges"], batch["edge"], mask=true_hole)
         self.log_dict(
-            {"val/psnr": psnr(output, target), "val/ssim": ssim(output, target), "val/l1": l1(output, target),
-             "val/psnr_hole": psnr(output, target, mask=batch["mask"]), "val/iou": mask_iou(mask, batch["mask"]),
-             "val/mask_mae": mask_mae(mask, batch["mask"]), "val/edge_precision_hole": precision,
-             "val/edge_recall_hole": recall},
-            prog_bar=True, batch_size=target.shape[0],
+            {
+                "val/psnr": psnr(output, target),
+                "val/ssim": ssim(output, target),
+                "val/l1": l1(output, target),
+                "val/psnr_hole": psnr(output, target, mask=batch["mask"]),
+                "val/iou": mask_iou(mask, batch["mask"]),
+                "val/mask_mae": mask_mae(mask, batch["mask"]),
+                "val/edge_precision_hole": precision,
+                "val/edge_recall_hole": recall,
+            },
+            prog_bar=True,
+            batch_size=target.shape[0],
         )
         if batch_idx == 0:
-            self.log_grid("val/joint", {"corrupted": batch["corrupted"], "true mask": batch["mask"], "predicted mask": mask,
-                                        "edges": outputs["merged_edges"], "output": output, "truth": target})
+            self.log_grid(
+                "val/joint",
+                {
+                    "corrupted": batch["corrupted"],
+                    "true mask": batch["mask"],
+                    "predicted mask": mask,
+                    "edges": outputs["merged_edges"],
+                    "output": output,
+                    "truth": target,
+                },
+            )

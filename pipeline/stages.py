@@ -28,5 +28,7 @@ def load_stage(name: str, path, frozen: bool = True) -> StageModule:
     module = stage_class(name)(**checkpoint.get("hyper_parameters", {}))
     missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path} does not fit a {name} model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise CheckpointError(
+            f"{path} does not fit a {name} model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return module.eval().requires_grad_(False) if frozen else module

@@ -42,9 +42,16 @@ def warn_if_slow_precision(trainer_cfg: DictConfig) -> None:
     """bf16 on a CPU without oneDNN bf16 kernels falls back to slow convolutions (measured 33×
     slower for the EPN generator on a CPU without AVX-512), so say so before hours are lost."""
     cpu = trainer_cfg.get("accelerator") == "cpu" or not torch.cuda.is_available()
-    if cpu and str(trainer_cfg.get("precision", "")).startswith("bf16") and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        log.warning("precision=%s on this CPU has no fast bf16 kernels (oneDNN bf16 unsupported): "
-                    "convolutions will be many times slower; use trainer.precision=32-true", trainer_cfg.precision)
+    if (
+        cpu
+        and str(trainer_cfg.get("precision", "")).startswith("bf16")
+        and not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    ):
+        log.warning(
+            "precision=%s on this CPU has no fast bf16 kernels (oneDNN bf16 unsupported): "
+            "convolutions will be many times slower; use trainer.precision=32-true",
+            trainer_cfg.precision,
+        )
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
@@ -134,7 +141,9 @@ def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         # after that validation must not be lost.
         trainer.save_checkpoint(Path(checkpoint.dirpath) / "last.ckpt", weights_only=False)  # resumable
     log.info("run folder: %s", run_dir)
-    log.info("best checkpoint (%s = %s): %s", cfg.stage.monitor, checkpoint.best_model_score, checkpoint.best_model_path)
+    log.info(
+        "best checkpoint (%s = %s): %s", cfg.stage.monitor, checkpoint.best_model_score, checkpoint.best_model_path
+    )
     return trainer
 
 
@@ -185,12 +194,27 @@ def test_split_grid(cfg: DictConfig, inpainter, path: Path, rows: int) -> dict[s
     datamodule.setup("test")
     batch = next(iter(datamodule.test_dataloader()))
     result = inpainter.inpaint(batch["corrupted"])
-    save_grid(labelled_grid({"corrupted": batch["corrupted"], "true mask": batch["mask"], "predicted mask": result["mask"],
-                             "edges": result["edges"], "output": result["output"], "truth": batch["image"]},
-                            max_rows=rows), path)
+    save_grid(
+        labelled_grid(
+            {
+                "corrupted": batch["corrupted"],
+                "true mask": batch["mask"],
+                "predicted mask": result["mask"],
+                "edges": result["edges"],
+                "output": result["output"],
+                "truth": batch["image"],
+            },
+            max_rows=rows,
+        ),
+        path,
+    )
     image = batch["image"]
-    return {"psnr_corrupted": psnr(batch["corrupted"], image).item(), "psnr_output": psnr(result["output"], image).item(),
-            "ssim_corrupted": ssim(batch["corrupted"], image).item(), "ssim_output": ssim(result["output"], image).item()}
+    return {
+        "psnr_corrupted": psnr(batch["corrupted"], image).item(),
+        "psnr_output": psnr(result["output"], image).item(),
+        "ssim_corrupted": ssim(batch["corrupted"], image).item(),
+        "ssim_output": ssim(result["output"], image).item(),
+    }
 
 
 def train_all(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
@@ -226,8 +250,11 @@ def train_all(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
     log.info("inference model: %s", model_path)
     if cfg.stage.demo_rows:
         scores = test_split_grid(cfg, inpainter, run_dir / "blind_inpainting.png", cfg.stage.demo_rows)
-        log.info("blind inpainting of the test split: %s -> %s", run_dir / "blind_inpainting.png",
-                 ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+        log.info(
+            "blind inpainting of the test split: %s -> %s",
+            run_dir / "blind_inpainting.png",
+            ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
+        )
     return checkpoints
 
 

@@ -12,9 +12,10 @@ def write_photo(path: Path, width: int = 80, height: int = 60, seed: int = 0, mo
     """A smooth random colour image (real-photo-like gradients, so Canny finds some edges)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
-    arr = np.stack([np.sin(6 * xx + rng.uniform(0, 6)) * 0.5 + 0.5,
-                    np.cos(5 * yy + rng.uniform(0, 6)) * 0.5 + 0.5,
-                    (xx + yy) / 2], axis=-1)
+    arr = np.stack(
+        [np.sin(6 * xx + rng.uniform(0, 6)) * 0.5 + 0.5, np.cos(5 * yy + rng.uniform(0, 6)) * 0.5 + 0.5, (xx + yy) / 2],
+        axis=-1,
+    )
     arr[height // 3 : height // 2, width // 4 : width // 2] = rng.uniform(0, 1, 3)
     img = Image.fromarray((arr * 255).astype(np.uint8), "RGB")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,8 +43,16 @@ def compose_train(run_dir, stage, *overrides):
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        return compose("train", [f"stage={stage}", "trainer=smoke", f"logger.save_dir={run_dir}",
-                                 "trainer.enable_progress_bar=false", *overrides])
+        return compose(
+            "train",
+            [
+                f"stage={stage}",
+                "trainer=smoke",
+                f"logger.save_dir={run_dir}",
+                "trainer.enable_progress_bar=false",
+                *overrides,
+            ],
+        )
 
 
 @pytest.fixture(scope="session")

@@ -35,8 +35,9 @@ def stripes(size=64, period=8):
     """A periodic RGB texture: vertical sinusoidal stripes plus a horizontal colour ramp period."""
     yy, xx = np.mgrid[0:size, 0:size]
     phase = 2 * np.pi * xx / period
-    return np.stack([0.5 + 0.4 * np.sin(phase), 0.5 + 0.4 * np.cos(phase),
-                     0.3 + 0.2 * ((yy % period) >= period // 2)], axis=-1).astype(np.float32)
+    return np.stack(
+        [0.5 + 0.4 * np.sin(phase), 0.5 + 0.4 * np.cos(phase), 0.3 + 0.2 * ((yy % period) >= period // 2)], axis=-1
+    ).astype(np.float32)
 
 
 def test_registry_and_unknown_name():
@@ -136,7 +137,7 @@ def test_patchmatch_nnf_respects_valid_and_seed():
     source = rng.random((48, 48)).astype(np.float32)
     valid = np.zeros((48, 48), bool)
     valid[10:30, 5:40] = True
-    first, dist = nnf(source, source, patch_size=5, iterations=3, rng=7, valid=valid)
+    first, _dist = nnf(source, source, patch_size=5, iterations=3, rng=7, valid=valid)
     again, _ = nnf(source, source, patch_size=5, iterations=3, rng=7, valid=valid)
     assert np.array_equal(first, again)
     assert valid[first[..., 0], first[..., 1]].all()

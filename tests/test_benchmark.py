@@ -11,8 +11,16 @@ from pipeline.benchmark import PARTS, STAGES, BenchmarkError, PeakMemory, Timing
 from tests.conftest import run_module
 
 # Tiny everything; one thread, so the test stays fast while another process shares the CPU.
-TINY = ["model_width=0.125", "sizes=[32]", "train.size=32", "train.batch_size=2", "warmup=1", "repeats=2",
-        "peak.matmul_size=128", "threads=1"]
+TINY = [
+    "model_width=0.125",
+    "sizes=[32]",
+    "train.size=32",
+    "train.batch_size=2",
+    "warmup=1",
+    "repeats=2",
+    "peak.matmul_size=128",
+    "threads=1",
+]
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -44,8 +52,13 @@ def test_cpu_peak_memory_sees_a_temporary_allocation():
 
 def test_cli_measures_every_stage_and_the_pipeline(tmp_path):
     out = tmp_path / "b.json"
-    result = run_module("pipeline.benchmark", *TINY, "variants=[fp32,bf16,channels_last]", f"out={out}",
-                        f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_module(
+        "pipeline.benchmark",
+        *TINY,
+        "variants=[fp32,bf16,channels_last]",
+        f"out={out}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
 
@@ -77,8 +90,15 @@ def test_cli_measures_every_stage_and_the_pipeline(tmp_path):
 
 def test_parts_can_be_skipped(tmp_path):
     out = tmp_path / "b.json"
-    result = run_module("pipeline.benchmark", *TINY, "stages=[mpn]", "variants=[fp32]", "skip=[train,pipeline]",
-                        f"out={out}", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_module(
+        "pipeline.benchmark",
+        *TINY,
+        "stages=[mpn]",
+        "variants=[fp32]",
+        "skip=[train,pipeline]",
+        f"out={out}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["train"] == [] and report["pipeline"] == []
@@ -86,18 +106,22 @@ def test_parts_can_be_skipped(tmp_path):
 
 
 def test_an_unknown_variant_is_a_one_line_error(tmp_path):
-    result = run_module("pipeline.benchmark", "variants=[fp32,fp16]", f"out={tmp_path / 'b.json'}",
-                        f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_module(
+        "pipeline.benchmark", "variants=[fp32,fp16]", f"out={tmp_path / 'b.json'}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: unknown variant 'fp16'")
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("stages", ["mpn", "gan"], "unknown stage 'gan'"),
-    ("skip", "everything", "unknown part 'everything'"),
-    ("device", "tpu", "unknown device 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("stages", ["mpn", "gan"], "unknown stage 'gan'"),
+        ("skip", "everything", "unknown part 'everything'"),
+        ("device", "tpu", "unknown device 'tpu'"),
+    ],
+)
 def test_unknown_names_are_reported(key, value, message):
     cfg = OmegaConf.create({"device": "cpu", "stages": ["mpn"], "skip": [], key: value})
     with pytest.raises(BenchmarkError, match=message):

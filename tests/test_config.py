@@ -2,7 +2,6 @@
 
 import inspect
 import os
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -15,7 +14,10 @@ from data.datamodule import build_datamodule
 from data.datasets import DatasetError
 from tests.conftest import ROOT, run_module
 
-GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml")) for g in ("data", "mask", "corruption", "trainer", "logger")}
+GROUPS = {
+    g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml"))
+    for g in ("data", "mask", "corruption", "trainer", "logger")
+}
 
 
 def _compose(*overrides, config="train"):
@@ -89,7 +91,10 @@ def test_smoke_trainer_shrinks_the_data_and_a_batch_comes_out():
     assert batch["image"].shape == (2, 3, 32, 32)
 
 
-@pytest.mark.parametrize("name,env", [("celeba", "CELEBA_ROOT"), ("psv", "PSV_ROOT"), ("places2", "PLACES2_ROOT"), ("folder", "BLINDFILL_DATA")])
+@pytest.mark.parametrize(
+    "name,env",
+    [("celeba", "CELEBA_ROOT"), ("psv", "PSV_ROOT"), ("places2", "PLACES2_ROOT"), ("folder", "BLINDFILL_DATA")],
+)
 def test_presets_read_their_root_from_the_environment(name, env, monkeypatch, tmp_path):
     monkeypatch.delenv(env, raising=False)
     with pytest.raises(DatasetError, match="not set"):
@@ -121,14 +126,22 @@ def test_bad_config_is_a_clear_error_not_a_traceback(override, message, tmp_path
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "data.preview", override, f"out={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "data.preview", override, f"out={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_preview_never_writes_into_the_data_root(photo_folder):
-    proc = run_module("data.preview", "data=folder", f"data.dataset.root={photo_folder}", f"out={photo_folder / 'x'}", "data.size=32")
+    proc = run_module(
+        "data.preview", "data=folder", f"data.dataset.root={photo_folder}", f"out={photo_folder / 'x'}", "data.size=32"
+    )
     assert proc.returncode != 0 and "inside the data root" in proc.stderr
     assert not (photo_folder / "x").exists()

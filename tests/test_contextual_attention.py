@@ -49,8 +49,9 @@ def touches_hole(mask: torch.Tensor, ksize: int = 3) -> torch.Tensor:
     """``(h, w)`` bool: key patches (downsampled ×2 grid) with a hole pixel, by explicit loops."""
     small = mask[0, ::2, ::2] > 0.5
     h, w, r = *small.shape, ksize // 2
-    return torch.tensor([[bool(small[max(0, i - r) : i + r + 1, max(0, j - r) : j + r + 1].any())
-                          for j in range(w)] for i in range(h)])
+    return torch.tensor(
+        [[bool(small[max(0, i - r) : i + r + 1, max(0, j - r) : j + r + 1].any()) for j in range(w)] for i in range(h)]
+    )
 
 
 def random_masks(batch: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -63,8 +64,9 @@ def random_masks(batch: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("fuse", [True, False])
-@pytest.mark.parametrize("shapes", [((16, 16), (16, 16)), ((12, 20), (12, 20)), ((18, 10), (10, 14)),
-                                    ((2, 10), (2, 10))])
+@pytest.mark.parametrize(
+    "shapes", [((16, 16), (16, 16)), ((12, 20), (12, 20)), ((18, 10), (10, 14)), ((2, 10), (2, 10))]
+)
 def test_matches_reference(fuse, shapes):
     """Float64, so only rounding separates them; includes f and b of different sizes and a 1-row grid
     (the fusion's wrap-around from row to row)."""
@@ -78,8 +80,16 @@ def test_matches_reference(fuse, shapes):
         assert (out - expected).abs().max() < 1e-12
 
 
-@pytest.mark.parametrize("kwargs", [dict(ksize=5, fuse_k=3), dict(ksize=3, fuse_k=5), dict(ksize=1, fuse_k=1),
-                                    dict(stride=2, fuse=False), dict(softmax_scale=1.0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(ksize=5, fuse_k=3),
+        dict(ksize=3, fuse_k=5),
+        dict(ksize=1, fuse_k=1),
+        dict(stride=2, fuse=False),
+        dict(softmax_scale=1.0),
+    ],
+)
 def test_matches_reference_other_settings(kwargs):
     torch.manual_seed(1)
     f = torch.randn(2, 3, 12, 16, dtype=torch.float64)

@@ -128,7 +128,9 @@ def test_text_replaces_hole_with_thin_glyphs():
 
 def test_denoise_spread():
     lo, hi = 0.05, 0.4
-    corrupt = Corruptor(fills={"gaussian": 1, "uniform": 1}, soft_prob=0, alpha_prob=0, spread=True, level_range=(lo, hi))
+    corrupt = Corruptor(
+        fills={"gaussian": 1, "uniform": 1}, soft_prob=0, alpha_prob=0, spread=True, level_range=(lo, hi)
+    )
     image, empty = _image(), torch.zeros(1, SIZE, SIZE)
     for seed in range(6):
         corrupted, m = corrupt(image, empty if seed % 2 else _rect_hole(), np.random.default_rng(seed))

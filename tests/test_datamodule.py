@@ -1,6 +1,5 @@
 import logging
 
-import numpy as np
 import pytest
 import torch
 
@@ -33,14 +32,16 @@ def test_batches_follow_the_contract():
     assert batch["image"].shape == batch["corrupted"].shape == (4, 3, SIZE, SIZE)
     assert batch["mask"].shape == batch["edge"].shape == batch["corrupted_edge"].shape == (4, 1, SIZE, SIZE)
     for key in batch:
-        assert batch[key].dtype == torch.float32 and 0 <= batch[key].min() and batch[key].max() <= 1
+        assert batch[key].dtype == torch.float32 and batch[key].min() >= 0 and batch[key].max() <= 1
     assert set(torch.unique(batch["edge"]).tolist()) <= {0.0, 1.0}
     assert set(torch.unique(batch["corrupted_edge"]).tolist()) <= {0.0, 1.0}
     # one mask per sample, not per batch
     masks = batch["mask"].flatten(1)
     assert len({tuple(m.tolist()) for m in masks}) == 4
     known = batch["mask"] == 0
-    assert torch.equal(batch["corrupted"][known.expand_as(batch["image"])], batch["image"][known.expand_as(batch["image"])])
+    assert torch.equal(
+        batch["corrupted"][known.expand_as(batch["image"])], batch["image"][known.expand_as(batch["image"])]
+    )
 
 
 def test_validation_is_deterministic_and_training_is_not():
@@ -95,8 +96,12 @@ def test_bad_files_are_counted_across_workers(tmp_path):
         write_photo(root / f"good{i}.png", 48, 40, seed=i)
     for i in range(2):
         (root / f"bad{i}.jpg").write_bytes(b"nope")
-    dm = _module(dataset=lambda split, size: image_folder(root, split, size, fractions=(1, 0, 0)),
-                 batch_size=2, num_workers=2, donor_fill=False)
+    dm = _module(
+        dataset=lambda split, size: image_folder(root, split, size, fractions=(1, 0, 0)),
+        batch_size=2,
+        num_workers=2,
+        donor_fill=False,
+    )
     assert sum(b["image"].shape[0] for b in dm.train_dataloader()) == 6
     assert dm.skipped_files == 2
 
@@ -106,8 +111,9 @@ def test_a_folder_of_only_bad_files_stops_clearly(tmp_path):
     root.mkdir()
     for i in range(3):
         (root / f"b{i}.png").write_bytes(b"x")
-    samples = InpaintingSamples(image_folder(root, "train", SIZE, fractions=(1, 0, 0)), FreeFormMasks(), Corruptor(),
-                                train=True, max_skips=3)
+    samples = InpaintingSamples(
+        image_folder(root, "train", SIZE, fractions=(1, 0, 0)), FreeFormMasks(), Corruptor(), train=True, max_skips=3
+    )
     with pytest.raises(DatasetError, match="unreadable images in a row"):
         samples[0]
 

@@ -18,7 +18,7 @@ def _assert_images(ds, n=None):
     for i in range(min(len(ds), 3)):
         for img in (ds[i], ds.get(i, rng)):
             assert img.shape == (3, SIZE, SIZE) and img.dtype == torch.float32
-            assert 0 <= img.min() and img.max() <= 1
+            assert img.min() >= 0 and img.max() <= 1
 
 
 def test_folder_hash_split_partitions_all_files(photo_folder):

@@ -159,7 +159,11 @@ def test_discriminator_shapes_and_features():
     outputs, features = model(torch.rand(2, 2, 256, 256))
     assert outputs.shape == (2, 1, 30, 30)
     assert [f.shape[1:] for f in features] == [
-        (8, 128, 128), (16, 64, 64), (32, 32, 32), (64, 31, 31), (1, 30, 30),
+        (8, 128, 128),
+        (16, 64, 64),
+        (32, 32, 32),
+        (64, 31, 31),
+        (1, 30, 30),
     ]
     # Raw logits by default: outputs is conv5 itself, with values outside [0, 1].
     assert outputs is features[-1]

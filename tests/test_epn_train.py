@@ -15,8 +15,13 @@ def _batch(b=2, size=32):
     image = torch.rand(b, 3, size, size)
     mask = torch.zeros(b, 1, size, size)
     mask[..., 8:20, 10:24] = 1
-    return {"image": image, "corrupted": image * (1 - mask) + mask * 0.5, "mask": mask,
-            "edge": (torch.rand(b, 1, size, size) > 0.9).float(), "corrupted_edge": (torch.rand(b, 1, size, size) > 0.9).float()}
+    return {
+        "image": image,
+        "corrupted": image * (1 - mask) + mask * 0.5,
+        "mask": mask,
+        "edge": (torch.rand(b, 1, size, size) > 0.9).float(),
+        "corrupted_edge": (torch.rand(b, 1, size, size) > 0.9).float(),
+    }
 
 
 def test_losses_are_edgeconnects_and_the_generator_learns_from_them():
@@ -24,7 +29,7 @@ def test_losses_are_edgeconnects_and_the_generator_learns_from_them():
     batch = _batch()
     outputs = module.generate(batch)
     assert outputs["edges"].shape == (2, 1, 32, 32) and 0 <= outputs["edges"].min() <= outputs["edges"].max() <= 1
-    d_loss, _ = module.discriminator_loss(batch, {k: v.detach() for k, v in outputs.items()})
+    _d_loss, _ = module.discriminator_loss(batch, {k: v.detach() for k, v in outputs.items()})
     g_loss, parts = module.generator_loss(batch, outputs)
     assert g_loss.item() == pytest.approx((parts["g_adv"] + 10 * parts["g_fm"]).item(), rel=1e-5)
     g_loss.backward()
@@ -34,7 +39,9 @@ def test_losses_are_edgeconnects_and_the_generator_learns_from_them():
 
 
 def test_fast_dev_run_through_hydra(tmp_path):
-    proc = run_module("pipeline.train", "stage=epn", "trainer=smoke", "+trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}")
+    proc = run_module(
+        "pipeline.train", "stage=epn", "trainer=smoke", "+trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -73,4 +80,11 @@ def test_mask_source_mpn_errors(tmp_path):
     epn_dir = tmp_path / "epn"
     train(compose_train(epn_dir, "epn"), epn_dir)
     with pytest.raises(CheckpointError, match="stage 'epn', not 'mpn'"):
-        build_module(compose_train(tmp_path, "epn", "stage.mask_source=mpn", f"stage.mpn_checkpoint={epn_dir / 'checkpoints' / 'last.ckpt'}").stage)
+        build_module(
+            compose_train(
+                tmp_path,
+                "epn",
+                "stage.mask_source=mpn",
+                f"stage.mpn_checkpoint={epn_dir / 'checkpoints' / 'last.ckpt'}",
+            ).stage
+        )

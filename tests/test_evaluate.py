@@ -9,12 +9,27 @@ import torch
 from conftest import run_module
 
 from data.masks import BucketedTestMasks, hole_ratio
-from pipeline.evaluate import (EvaluateError, assign_bucket, build_test_pairs, check_config, inception_features,
-                               lpips_metric, plan_pairs, summarize)
+from pipeline.evaluate import (
+    EvaluateError,
+    assign_bucket,
+    build_test_pairs,
+    check_config,
+    inception_features,
+    lpips_metric,
+    plan_pairs,
+    summarize,
+)
 
 # A quick setting: 48-px test images, one mask per bucket, the first 6 pairs (1 image × 6 buckets).
-SMALL = ("data.size=48", "masks_per_bucket=1", "mask_set_size=4", "limit=6", "data.num_workers=0", "batch_size=6",
-         "progress=false")
+SMALL = (
+    "data.size=48",
+    "masks_per_bucket=1",
+    "mask_set_size=4",
+    "limit=6",
+    "data.num_workers=0",
+    "batch_size=6",
+    "progress=false",
+)
 BUCKETS = ((0.01, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
 
 
@@ -56,8 +71,9 @@ def runs(smoke_run, squeeze_weights, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("evaluate")
     model = smoke_run["model"]
     return {
-        "ours_blind": _evaluate(tmp, "ours_blind", f"checkpoint={model}", f"lpips_weights={squeeze_weights}",
-                                "lpips_net=squeeze"),
+        "ours_blind": _evaluate(
+            tmp, "ours_blind", f"checkpoint={model}", f"lpips_weights={squeeze_weights}", "lpips_net=squeeze"
+        ),
         "ours_masked": _evaluate(tmp, "ours_masked", f"checkpoint={model}", "mode=masked"),
         "telea_blind": _evaluate(tmp, "telea_blind", "method=telea", f"mask_checkpoint={model}"),
     }
@@ -68,11 +84,14 @@ MASK_KEYS = {"mask_iou", "mask_bce", "mask_mae"}
 EDGE_KEYS = {"edge_precision_hole", "edge_recall_hole"}
 
 
-@pytest.mark.parametrize("name, expected, absent", [
-    ("ours_blind", IMAGE_KEYS | MASK_KEYS | EDGE_KEYS | {"lpips"}, {"fid"}),
-    ("ours_masked", IMAGE_KEYS | EDGE_KEYS, MASK_KEYS | {"lpips", "fid"}),
-    ("telea_blind", IMAGE_KEYS | MASK_KEYS, EDGE_KEYS | {"lpips", "fid"}),
-])
+@pytest.mark.parametrize(
+    "name, expected, absent",
+    [
+        ("ours_blind", IMAGE_KEYS | MASK_KEYS | EDGE_KEYS | {"lpips"}, {"fid"}),
+        ("ours_masked", IMAGE_KEYS | EDGE_KEYS, MASK_KEYS | {"lpips", "fid"}),
+        ("telea_blind", IMAGE_KEYS | MASK_KEYS, EDGE_KEYS | {"lpips", "fid"}),
+    ],
+)
 def test_cli_reports_buckets_and_the_expected_metrics(runs, name, expected, absent):
     report = runs[name]
     assert report["num_pairs"] == 6 and report["num_images"] == 1 and report["time_per_image_s"] > 0
@@ -92,7 +111,10 @@ def test_cli_reports_buckets_and_the_expected_metrics(runs, name, expected, abse
 def test_every_method_and_mode_saw_the_same_inputs(runs):
     digests = {name: report["inputs_sha256"] for name, report in runs.items()}
     assert len(set(digests.values())) == 1, digests
-    pairs = {name: [(r["image_name"], r["mask_file"], r["hole_ratio"]) for r in report["pairs_csv"]] for name, report in runs.items()}
+    pairs = {
+        name: [(r["image_name"], r["mask_file"], r["hole_ratio"]) for r in report["pairs_csv"]]
+        for name, report in runs.items()
+    }
     assert pairs["ours_blind"] == pairs["ours_masked"] == pairs["telea_blind"]
 
 
@@ -124,8 +146,16 @@ def test_pairs_cycle_through_each_buckets_masks():
 
 def test_bucket_assignment_by_hole_ratio():
     ratios = [0.005, 0.01, 0.0999, 0.1, 0.35, 0.5999, 0.6, 0.9]
-    assert [assign_bucket(r, BUCKETS) for r in ratios] == ["<1%", "1-10%", "1-10%", "10-20%", "30-40%", "50-60%",
-                                                           ">=60%", ">=60%"]
+    assert [assign_bucket(r, BUCKETS) for r in ratios] == [
+        "<1%",
+        "1-10%",
+        "1-10%",
+        "10-20%",
+        "30-40%",
+        "50-60%",
+        ">=60%",
+        ">=60%",
+    ]
     mask = torch.zeros(10, 10)
     mask[:2, :] = 1  # 20 hole pixels
     mask[2, :3] = 0.7  # 3 more above 0.5
@@ -136,9 +166,33 @@ def test_bucket_assignment_by_hole_ratio():
 
 def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
     rows = [
-        {"bucket": "1-10%", "hole_ratio": 0.05, "psnr": 20.0, "psnr_hole": 10.0, "edge_tp": 1, "edge_predicted": 4, "edge_true": 2},
-        {"bucket": "1-10%", "hole_ratio": 0.07, "psnr": 30.0, "psnr_hole": float("nan"), "edge_tp": 1, "edge_predicted": 0, "edge_true": 2},
-        {"bucket": "30-40%", "hole_ratio": 0.35, "psnr": 16.0, "psnr_hole": 12.0, "edge_tp": 0, "edge_predicted": 0, "edge_true": 0},
+        {
+            "bucket": "1-10%",
+            "hole_ratio": 0.05,
+            "psnr": 20.0,
+            "psnr_hole": 10.0,
+            "edge_tp": 1,
+            "edge_predicted": 4,
+            "edge_true": 2,
+        },
+        {
+            "bucket": "1-10%",
+            "hole_ratio": 0.07,
+            "psnr": 30.0,
+            "psnr_hole": float("nan"),
+            "edge_tp": 1,
+            "edge_predicted": 0,
+            "edge_true": 2,
+        },
+        {
+            "bucket": "30-40%",
+            "hole_ratio": 0.35,
+            "psnr": 16.0,
+            "psnr_hole": 12.0,
+            "edge_tp": 0,
+            "edge_predicted": 0,
+            "edge_true": 0,
+        },
     ]
     report = summarize(rows, ["<1%", "1-10%", "10-20%", "30-40%", ">=60%"])
     assert list(report) == ["1-10%", "30-40%", "all"]
@@ -150,11 +204,14 @@ def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
     assert overall["pairs"] == 3 and overall["psnr"] == pytest.approx(22.0) and overall["psnr_hole"] == 11.0
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["method=deepfill"], "error: unknown method 'deepfill'; expected one of ours, telea"),
-    (["checkpoint=/no/such/model.safetensors"], "error: model /no/such/model.safetensors does not exist"),
-    (["method=telea", "mode=blind"], "error: method=telea mode=blind needs mask_checkpoint=MODEL"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["method=deepfill"], "error: unknown method 'deepfill'; expected one of ours, telea"),
+        (["checkpoint=/no/such/model.safetensors"], "error: model /no/such/model.safetensors does not exist"),
+        (["method=telea", "mode=blind"], "error: method=telea mode=blind needs mask_checkpoint=MODEL"),
+    ],
+)
 def test_cli_errors_are_one_line(tmp_path, overrides, message):
     result = run_module("pipeline.evaluate", *overrides, f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
@@ -162,14 +219,17 @@ def test_cli_errors_are_one_line(tmp_path, overrides, message):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["method=ours"], "needs checkpoint="),
-    (["checkpoint=m", "mask_checkpoint=m"], "mask_checkpoint= is for baselines"),
-    (["method=telea", "mode=masked", "mask_checkpoint=m"], "used in mode=blind only"),
-    (["method=telea", "checkpoint=m", "mask_checkpoint=m"], "checkpoint= is the model of method=ours"),
-    (["checkpoint=m", "mode=denoise"], "mode must be one of blind, masked"),
-    (["checkpoint=m", "limit=0"], "limit must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["method=ours"], "needs checkpoint="),
+        (["checkpoint=m", "mask_checkpoint=m"], "mask_checkpoint= is for baselines"),
+        (["method=telea", "mode=masked", "mask_checkpoint=m"], "used in mode=blind only"),
+        (["method=telea", "checkpoint=m", "mask_checkpoint=m"], "checkpoint= is the model of method=ours"),
+        (["checkpoint=m", "mode=denoise"], "mode must be one of blind, masked"),
+        (["checkpoint=m", "limit=0"], "limit must be at least 1"),
+    ],
+)
 def test_contradictory_settings_are_refused(overrides, message):
     with pytest.raises(EvaluateError, match=message):
         check_config(compose_evaluate(*overrides))

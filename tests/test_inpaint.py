@@ -51,8 +51,14 @@ def odd_folder(tmp_path):
 def test_cli_blind_on_a_folder_writes_every_result_and_never_touches_the_inputs(smoke_run, odd_folder, tmp_path):
     before = _digests(odd_folder)
     out = tmp_path / "out"
-    result = run_module("pipeline.inpaint", f"input={odd_folder}", f"output={out}", f"checkpoint={smoke_run['model']}",
-                        "save_intermediates=true", "batch_size=2")
+    result = run_module(
+        "pipeline.inpaint",
+        f"input={odd_folder}",
+        f"output={out}",
+        f"checkpoint={smoke_run['model']}",
+        "save_intermediates=true",
+        "batch_size=2",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert _digests(odd_folder) == before  # byte-identical, and nothing new in the input folder
     for source in (p for p in odd_folder.rglob("*") if p.is_file()):
@@ -70,7 +76,9 @@ def test_cli_blind_on_a_folder_writes_every_result_and_never_touches_the_inputs(
 @pytest.mark.parametrize("mode", ["blind", "denoise"])
 def test_single_file_blind_and_denoise(smoke_run, tmp_path, mode):
     photo = write_photo(tmp_path / "in" / "photo.jpg", 50, 34)
-    report = _inpaint(f"input={photo}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}", f"mode={mode}")
+    report = _inpaint(
+        f"input={photo}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}", f"mode={mode}"
+    )
     assert report["written"] == [tmp_path / "out" / "photo.png"]
 
 
@@ -90,8 +98,13 @@ def test_masked_with_a_mask_file_keeps_every_known_pixel(smoke_run, tmp_path):
     mask = np.zeros((48, 64), np.uint8)
     mask[10:30, 20:40] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    _inpaint(f"input={photo}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}", "mode=masked",
-             f"mask={tmp_path / 'mask.png'}")
+    _inpaint(
+        f"input={photo}",
+        f"output={tmp_path / 'out'}",
+        f"checkpoint={smoke_run['model']}",
+        "mode=masked",
+        f"mask={tmp_path / 'mask.png'}",
+    )
     original = np.asarray(Image.open(photo).convert("RGB"))
     repaired = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
     known = mask == 0
@@ -107,11 +120,23 @@ def test_masked_with_a_green_painted_photo(smoke_run, tmp_path, where):
     out = tmp_path / "out"
     if where == "mask_file":
         Image.fromarray(painted).save(tmp_path / "painted.jpg", quality=90)  # JPEG blurs the green a little
-        _inpaint(f"input={photo}", f"output={out}", f"checkpoint={smoke_run['model']}", "mode=masked",
-                 f"mask={tmp_path / 'painted.jpg'}", "save_intermediates=true")
+        _inpaint(
+            f"input={photo}",
+            f"output={out}",
+            f"checkpoint={smoke_run['model']}",
+            "mode=masked",
+            f"mask={tmp_path / 'painted.jpg'}",
+            "save_intermediates=true",
+        )
     else:
         Image.fromarray(painted).save(photo)
-        _inpaint(f"input={photo}", f"output={out}", f"checkpoint={smoke_run['model']}", "mode=masked", "save_intermediates=true")
+        _inpaint(
+            f"input={photo}",
+            f"output={out}",
+            f"checkpoint={smoke_run['model']}",
+            "mode=masked",
+            "save_intermediates=true",
+        )
     used = np.asarray(Image.open(out / "photo_mask.png")) > 127
     painted, grown = np.zeros((48, 64), bool), np.zeros((48, 64), bool)
     painted[5:25, 30:50], grown[3:27, 28:52] = True, True
@@ -125,8 +150,13 @@ def test_a_masks_folder_is_matched_by_name(smoke_run, tmp_path):
     for name in ("a", "b"):
         write_photo(tmp_path / "in" / f"{name}.png", 32, 32)
         Image.fromarray(mask).save(tmp_path / "masks" / f"{name}_mask.png")
-    report = _inpaint(f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}",
-                      "mode=masked", f"mask={tmp_path / 'masks'}")
+    report = _inpaint(
+        f"input={tmp_path / 'in'}",
+        f"output={tmp_path / 'out'}",
+        f"checkpoint={smoke_run['model']}",
+        "mode=masked",
+        f"mask={tmp_path / 'masks'}",
+    )
     assert len(report["written"]) == 2
 
 
@@ -160,14 +190,17 @@ def test_unreadable_images_are_reported_and_the_rest_repaired(smoke_run, tmp_pat
     assert report["failed"] == [tmp_path / "in" / "broken.jpg"]
 
 
-@pytest.mark.parametrize("args, error", [
-    (("checkpoint=null",), "give the model"),
-    (("input={tmp}/missing.png",), "does not exist"),
-    (("checkpoint={tmp}/nope.safetensors",), "does not exist"),
-    (("checkpoint={mpn}",), "not 'joint'"),  # a stage checkpoint is not a whole model
-    (("mode=fancy",), "mode must be one of"),
-    (("batch_size=0",), "batch_size"),
-])
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (("checkpoint=null",), "give the model"),
+        (("input={tmp}/missing.png",), "does not exist"),
+        (("checkpoint={tmp}/nope.safetensors",), "does not exist"),
+        (("checkpoint={mpn}",), "not 'joint'"),  # a stage checkpoint is not a whole model
+        (("mode=fancy",), "mode must be one of"),
+        (("batch_size=0",), "batch_size"),
+    ],
+)
 def test_bad_arguments_are_explained(smoke_run, tmp_path, args, error):
     photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
     base = {"input": str(photo), "output": str(tmp_path / "out"), "checkpoint": str(smoke_run["model"])}
@@ -203,9 +236,9 @@ def test_a_large_image_is_repaired_at_working_size_with_known_pixels_exact(inpai
 def test_a_3000x2000_photo_through_the_cli_stays_within_memory(smoke_run, tmp_path):
     photo = write_photo(tmp_path / "in" / "large.jpg", 3000, 2000)
     code = (
-        "import resource, sys; from pipeline.inpaint import main; sys.argv = ['x', 'input=%s', 'output=%s', 'checkpoint=%s'];"
+        "import resource, sys; from pipeline.inpaint import main; sys.argv = ['x', 'input={}', 'output={}', 'checkpoint={}'];"
         "\ntry:\n    main()\nexcept SystemExit:\n    pass\nprint('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    ) % (photo, tmp_path / "out", smoke_run["model"])
+    ).format(photo, tmp_path / "out", smoke_run["model"])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     peak_mib = int(result.stdout.split("MAXRSS")[-1]) / 1024
@@ -237,7 +270,9 @@ def test_safetensors_round_trip_gives_identical_outputs(smoke_run, tmp_path):
 
 def test_export_cli_writes_safetensors_and_a_checked_torchscript_graph(smoke_run, tmp_path):
     out, graph = tmp_path / "model.safetensors", tmp_path / "graph.pt"
-    result = run_module("pipeline.export", f"checkpoint={smoke_run['dir']}", f"out={out}", f"torchscript={graph}", "trace_size=48")
+    result = run_module(
+        "pipeline.export", f"checkpoint={smoke_run['dir']}", f"out={out}", f"torchscript={graph}", "trace_size=48"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     model = BlindInpainter.from_pretrained(out)
     traced = torch.jit.load(str(graph))

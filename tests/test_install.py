@@ -3,7 +3,6 @@
 import importlib.metadata as md
 import re
 import shutil
-import subprocess
 
 import pytest
 import torch

@@ -9,7 +9,7 @@ from tests.conftest import write_photo
 
 def _check(t, h, w):
     assert t.shape == (3, h, w) and t.dtype == torch.float32
-    assert 0.0 <= t.min() and t.max() <= 1.0
+    assert t.min() >= 0.0 and t.max() <= 1.0
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "CMYK", "1", "LA", "RGBA"])

@@ -98,6 +98,7 @@ def test_constructor_validates():
 
 # --- generator behaviour ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(2, 64, 64), (1, 45, 70)])
 def test_outputs_have_the_input_size_and_range(shape):
     b, h, w = shape
@@ -190,6 +191,7 @@ def test_gradients_reach_every_parameter():
 
 # --- discriminator ----------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("size, scores", [((64, 64), (1, 1)), ((256, 256), (4, 4)), ((70, 45), (2, 1))])
 def test_discriminator_scores_shape(size, scores):
     torch.manual_seed(0)
@@ -220,5 +222,5 @@ def test_attention_options_are_passed_on():
     assert model.size_multiple == 4
     mask = box_mask(30, 42, 8, 10, 10, 12)
     with torch.no_grad():
-        coarse, refined = model(ipn_input(random_image(1, 30, 42), mask), mask)
+        _coarse, refined = model(ipn_input(random_image(1, 30, 42), mask), mask)
     assert refined.shape == (1, 3, 30, 42)

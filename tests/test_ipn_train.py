@@ -19,8 +19,13 @@ def _batch(b=2, size=32):
     mask[0, :, 8:20, 10:24] = 1
     mask[1, :, 4:12, 4:30] = 0.7
     edge = (torch.rand(b, 1, size, size) > 0.9).float()
-    return {"image": image, "corrupted": image * (1 - mask) + mask * 0.5, "mask": mask, "edge": edge,
-            "corrupted_edge": edge}
+    return {
+        "image": image,
+        "corrupted": image * (1 - mask) + mask * 0.5,
+        "mask": mask,
+        "edge": edge,
+        "corrupted_edge": edge,
+    }
 
 
 def test_generator_input_and_composition():
@@ -42,13 +47,16 @@ def test_losses_are_deepfill_v2s():
     batch = _batch()
     outputs = module.generate(batch)
     for key in ("coarse", "refined", "output"):
-        assert outputs[key].shape == (2, 3, 32, 32) and 0 <= outputs[key].min() and outputs[key].max() <= 1
+        assert outputs[key].shape == (2, 3, 32, 32) and outputs[key].min() >= 0 and outputs[key].max() <= 1
     g_loss, parts = module.generator_loss(batch, outputs)
     assert g_loss.item() == pytest.approx((parts["g_adv"] + parts["l1_coarse"] + parts["l1_refine"]).item(), rel=1e-5)
     d_loss, _ = module.discriminator_loss(batch, {k: v.detach() for k, v in outputs.items()})
     assert torch.isfinite(d_loss)
     opt_g, opt_d = module.configure_optimizers()
-    assert opt_g.param_groups[0]["betas"] == (0.5, 0.999) and opt_d.param_groups[0]["lr"] == opt_g.param_groups[0]["lr"] == 1e-4
+    assert (
+        opt_g.param_groups[0]["betas"] == (0.5, 0.999)
+        and opt_d.param_groups[0]["lr"] == opt_g.param_groups[0]["lr"] == 1e-4
+    )
     assert module.adversarial.kind == "hinge"
 
 
@@ -61,7 +69,9 @@ def test_vgg_losses_from_a_weights_path_only(tmp_path):
     batch = _batch(size=32)
     loss, parts = module.generator_loss(batch, module.generate(batch))
     assert parts["perceptual"] > 0 and parts["style"] >= 0
-    expected = parts["g_adv"] + parts["l1_coarse"] + parts["l1_refine"] + 0.1 * parts["perceptual"] + 250 * parts["style"]
+    expected = (
+        parts["g_adv"] + parts["l1_coarse"] + parts["l1_refine"] + 0.1 * parts["perceptual"] + 250 * parts["style"]
+    )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert not any(p.requires_grad for p in module.vgg.parameters())
     with pytest.raises(CheckpointError, match="never downloads"):
@@ -84,8 +94,14 @@ def test_trains_on_a_frozen_mpn_and_epn(tmp_path):
     mpn_dir, epn_dir, ipn_dir = tmp_path / "mpn", tmp_path / "epn", tmp_path / "ipn"
     train(compose_train(mpn_dir, "mpn"), mpn_dir)
     train(compose_train(epn_dir, "epn"), epn_dir)
-    cfg = compose_train(ipn_dir, "ipn", "stage.mask_source=mpn", f"stage.mpn_checkpoint={mpn_dir}/checkpoints/last.ckpt",
-                        "stage.edge_source=epn", f"stage.epn_checkpoint={epn_dir}/checkpoints/last.ckpt")
+    cfg = compose_train(
+        ipn_dir,
+        "ipn",
+        "stage.mask_source=mpn",
+        f"stage.mpn_checkpoint={mpn_dir}/checkpoints/last.ckpt",
+        "stage.edge_source=epn",
+        f"stage.epn_checkpoint={epn_dir}/checkpoints/last.ckpt",
+    )
     module = build_module(cfg.stage)
     batch = _batch()
     mask = module.predicted_mask(batch)
@@ -120,7 +136,9 @@ def test_generator_learns_to_fill_a_fixed_batch():
     from data.sample import sample
 
     seed_everything(0)
-    samples = InpaintingSamples(sample("val", 64, crops_per_photo=2), FreeFormMasks(), Corruptor(), train=False, edges=True)
+    samples = InpaintingSamples(
+        sample("val", 64, crops_per_photo=2), FreeFormMasks(), Corruptor(), train=False, edges=True
+    )
     batch = {k: torch.stack([samples[i][k] for i in range(4)]) for k in ("image", "corrupted", "mask", "edge")}
     module = IPNModule(generator={"cnum": 8}, discriminator={"cnum": 8}, adv_weight=0.0, lr=1e-3)
     optimizer, _ = module.configure_optimizers()

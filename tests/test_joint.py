@@ -51,12 +51,18 @@ def test_joint_loads_the_three_stage_weights(smoke_run):
 
 
 def test_joint_fast_dev_run_from_three_smoke_checkpoints(smoke_run, tmp_path):
-    cfg = compose_train(tmp_path, "joint", "+trainer.fast_dev_run=true",
-                        *(f"stage.{n}_checkpoint={smoke_run[n]}" for n in ("mpn", "epn", "ipn")))
+    cfg = compose_train(
+        tmp_path,
+        "joint",
+        "+trainer.fast_dev_run=true",
+        *(f"stage.{n}_checkpoint={smoke_run[n]}" for n in ("mpn", "epn", "ipn")),
+    )
     trainer = train(cfg, tmp_path)
     assert trainer.state.finished and trainer.global_step == 2  # one D and one G step
     assert torch.isfinite(trainer.callback_metrics["train/g_loss"])
-    assert torch.isfinite(trainer.callback_metrics["train/d_epn"]) and torch.isfinite(trainer.callback_metrics["train/d_ipn"])
+    assert torch.isfinite(trainer.callback_metrics["train/d_epn"]) and torch.isfinite(
+        trainer.callback_metrics["train/d_ipn"]
+    )
 
 
 def test_ipn_loss_reaches_the_mask_network_through_the_soft_mask(smoke_run, tmp_path):
@@ -71,15 +77,26 @@ def test_ipn_loss_reaches_the_mask_network_through_the_soft_mask(smoke_run, tmp_
 def test_freeze_keeps_a_stage_fixed_while_the_rest_and_both_discriminators_train(smoke_run, tmp_path):
     module = _joint(smoke_run, freeze=["mpn"], lr_scale=10.0)
     before = copy.deepcopy(module.state_dict())
-    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     cfg = compose_train(tmp_path, "joint")
     cfg.data.edges = True
     trainer.fit(module, datamodule=build_datamodule(cfg))
     after = module.state_dict()
 
     def changed(prefix):
-        return any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix) and after[k].is_floating_point())
+        return any(
+            not torch.equal(before[k], after[k])
+            for k in before
+            if k.startswith(prefix) and after[k].is_floating_point()
+        )
 
     mpn_params = {k for k, _ in module.named_parameters() if k.startswith("mpn.")}
     assert not any(not torch.equal(before[k], after[k]) for k in mpn_params)
@@ -104,7 +121,7 @@ def test_bad_freeze_lists_are_refused(smoke_run, freeze):
 
 def test_joint_checkpoint_rebuilds_without_the_stage_checkpoints(smoke_run):
     checkpoint = load_checkpoint(smoke_run["joint"], "joint")
-    module = JointModule(**{k: v for k, v in checkpoint["hyper_parameters"].items()})
+    module = JointModule(**dict(checkpoint["hyper_parameters"].items()))
     module.load_state_dict(checkpoint["state_dict"])
 
 
@@ -116,12 +133,24 @@ def test_joint_resumes_from_its_last_checkpoint(smoke_run, tmp_path):
 
 
 def test_joint_cli_reports_a_missing_or_foreign_checkpoint(smoke_run, tmp_path):
-    result = run_module("pipeline.train", "stage=joint", "trainer=smoke", f"hydra.run.dir={tmp_path}/a",
-                        f"stage.mpn_checkpoint={smoke_run['mpn']}", f"stage.epn_checkpoint={smoke_run['epn']}")
+    result = run_module(
+        "pipeline.train",
+        "stage=joint",
+        "trainer=smoke",
+        f"hydra.run.dir={tmp_path}/a",
+        f"stage.mpn_checkpoint={smoke_run['mpn']}",
+        f"stage.epn_checkpoint={smoke_run['epn']}",
+    )
     assert result.returncode != 0 and "stage.ipn_checkpoint" in result.stderr and "Traceback" not in result.stderr
-    result = run_module("pipeline.train", "stage=joint", "trainer=smoke", f"hydra.run.dir={tmp_path}/b",
-                        f"stage.mpn_checkpoint={smoke_run['epn']}", f"stage.epn_checkpoint={smoke_run['epn']}",
-                        f"stage.ipn_checkpoint={smoke_run['ipn']}")
+    result = run_module(
+        "pipeline.train",
+        "stage=joint",
+        "trainer=smoke",
+        f"hydra.run.dir={tmp_path}/b",
+        f"stage.mpn_checkpoint={smoke_run['epn']}",
+        f"stage.epn_checkpoint={smoke_run['epn']}",
+        f"stage.ipn_checkpoint={smoke_run['ipn']}",
+    )
     assert result.returncode != 0 and "not 'mpn'" in result.stderr and "Traceback" not in result.stderr
 
 

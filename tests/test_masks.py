@@ -91,8 +91,16 @@ def make(name, mask_folder):
 
 
 GENERATORS = [
-    "freeform", "freeform_scaled", "rect", "rect_centre", "irregular",
-    "lama_thin", "lama_medium", "lama_thick", "mixed", "bucketed",
+    "freeform",
+    "freeform_scaled",
+    "rect",
+    "rect_centre",
+    "irregular",
+    "lama_thin",
+    "lama_medium",
+    "lama_thick",
+    "mixed",
+    "bucketed",
 ]
 
 
@@ -180,7 +188,10 @@ def test_freeform_flips_happen():
         base = FreeFormMasks(flip=False)(64, 96, rng(seed))
         out = FreeFormMasks(flip=True)(64, 96, rng(seed))
         for key, candidate in (
-            ("none", base), ("h", base[:, ::-1]), ("v", base[::-1]), ("hv", base[::-1, ::-1]),
+            ("none", base),
+            ("h", base[:, ::-1]),
+            ("v", base[::-1]),
+            ("hv", base[::-1, ::-1]),
         ):
             if np.array_equal(out, candidate):
                 seen[key] += 1
@@ -440,7 +451,7 @@ def test_bucketed_reproducible_and_pure():
 def test_bucketed_indexing_and_info():
     ms = BucketedTestMasks(size=64, per_bucket=2)
     assert ms.key(0) == (0, False, 0) and ms.key(2) == (0, True, 0) and ms.key(len(ms) - 1) == (5, True, 1)
-    mask, info = ms[-1]
+    _mask, info = ms[-1]
     assert info["bucket"] == (0.5, 0.6) and info["border"] is True and info["index"] == 1
     with pytest.raises(IndexError):
         ms[len(ms)]
@@ -518,7 +529,10 @@ def test_cli_module_entry_point(tmp_path):
     out = tmp_path / "set"
     proc = subprocess.run(
         [sys.executable, "-m", "data.masks", "--out", str(out), "--size", "48", "--per-bucket", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 0, proc.stderr
@@ -528,9 +542,7 @@ def test_cli_module_entry_point(tmp_path):
 # --- Hydra configs ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "name", ["freeform", "rect", "mixed", "lama_thin", "lama_medium", "lama_thick"]
-)
+@pytest.mark.parametrize("name", ["freeform", "rect", "mixed", "lama_thin", "lama_medium", "lama_thick"])
 def test_yaml_instantiates(name):
     gen = instantiate(OmegaConf.load(MASK_CONF / f"{name}.yaml"))
     for height, width in ((64, 80), (256, 256)):
@@ -548,9 +560,7 @@ def test_yaml_matches_published_defaults(name, default):
 
 def test_yaml_mixed_probs():
     gen = instantiate(OmegaConf.load(MASK_CONF / "mixed.yaml"))
-    assert gen.probs == pytest.approx(
-        {"freeform": 0.5, "rect": 0.2, "lama_medium": 0.15, "lama_thick": 0.15}
-    )
+    assert gen.probs == pytest.approx({"freeform": 0.5, "rect": 0.2, "lama_medium": 0.15, "lama_thick": 0.15})
     assert isinstance(gen.generators["lama_thick"], LamaMasks)
     assert gen.generators["lama_thick"].preset == "thick"
 

@@ -127,10 +127,14 @@ def test_edge_precision_recall_inside_a_mask_and_over_the_batch():
     pred, target = edge_maps()
     mask = torch.zeros(1, 1, 4, 4)
     mask[0, 0, 1:, :] = 1  # drops row 0: predicted {(1,1), (3,3)}, true {(1,1), (2,1), (3,1)}
-    torch.testing.assert_close(edge_precision_recall(pred, target, mask=mask), (torch.tensor(1 / 2), torch.tensor(1 / 3)))
+    torch.testing.assert_close(
+        edge_precision_recall(pred, target, mask=mask), (torch.tensor(1 / 2), torch.tensor(1 / 3))
+    )
     # Counts are pooled over the batch (EdgeConnect), not averaged per image: an empty second
     # image adds nothing.
-    batch = edge_precision_recall(torch.cat([pred, torch.zeros_like(pred)]), torch.cat([target, torch.zeros_like(target)]))
+    batch = edge_precision_recall(
+        torch.cat([pred, torch.zeros_like(pred)]), torch.cat([target, torch.zeros_like(target)])
+    )
     torch.testing.assert_close(batch, (torch.tensor(2 / 3), torch.tensor(2 / 4)))
 
 
@@ -143,7 +147,9 @@ def test_edge_precision_recall_empty_cases_follow_edgeconnect():
 
 def test_half_precision_inputs_and_bad_reduction():
     pred, target, mask = hole_case()
-    torch.testing.assert_close(psnr(pred.bfloat16(), target.bfloat16(), mask), psnr(pred, target, mask), atol=0.1, rtol=0)
+    torch.testing.assert_close(
+        psnr(pred.bfloat16(), target.bfloat16(), mask), psnr(pred, target, mask), atol=0.1, rtol=0
+    )
     assert psnr(pred.half(), target.half()).dtype == torch.float32
     with pytest.raises(ValueError, match="reduction"):
         l1(pred, target, reduction="sum")

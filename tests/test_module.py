@@ -40,8 +40,14 @@ def _loader(n=64):
 
 
 def _fit(module, steps):
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(module, _loader())
     return trainer
 
@@ -134,8 +140,11 @@ def test_grids_reach_real_tensorboard_and_offline_wandb_loggers(tmp_path, monkey
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
     monkeypatch.setenv("WANDB_SILENT", "true")
-    loggers = [CSVLogger(tmp_path, name="csv"), TensorBoardLogger(tmp_path, name="tb"),
-               WandbLogger(project="blindfill-test", save_dir=str(tmp_path), offline=True)]
+    loggers = [
+        CSVLogger(tmp_path, name="csv"),
+        TensorBoardLogger(tmp_path, name="tb"),
+        WandbLogger(project="blindfill-test", save_dir=str(tmp_path), offline=True),
+    ]
 
     class Trainer:
         is_global_zero, global_step, default_root_dir = True, 3, str(tmp_path)

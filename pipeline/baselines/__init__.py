@@ -8,7 +8,7 @@ runs one on torch batches the way evaluation code runs the network.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,8 +25,17 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "patchmatch": patchmatch,
 }
 
-__all__ = ["BASELINES", "get_baseline", "inpaint_batch", "telea", "navier_stokes", "biharmonic",
-           "exemplar", "patchmatch", "nnf"]
+__all__ = [
+    "BASELINES",
+    "biharmonic",
+    "exemplar",
+    "get_baseline",
+    "inpaint_batch",
+    "navier_stokes",
+    "nnf",
+    "patchmatch",
+    "telea",
+]
 
 
 def get_baseline(name: str) -> Callable[..., np.ndarray]:

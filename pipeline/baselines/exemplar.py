@@ -29,8 +29,14 @@ _TIE_PER_PIXEL = 1e-5
 def _source_positions(hole: np.ndarray, patch_size: int) -> np.ndarray:
     """Bool ``(H - p + 1, W - p + 1)``: True where the ``p x p`` patch with that top-left corner is
     inside the image and holds no hole pixel (the source region of the paper)."""
-    counts = cv2.boxFilter(hole.astype(np.float32), -1, (patch_size, patch_size), normalize=False,
-                           anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+    counts = cv2.boxFilter(
+        hole.astype(np.float32),
+        -1,
+        (patch_size, patch_size),
+        normalize=False,
+        anchor=(0, 0),
+        borderType=cv2.BORDER_CONSTANT,
+    )
     return counts[: hole.shape[0] - patch_size + 1, : hole.shape[1] - patch_size + 1] < 0.5
 
 
@@ -53,8 +59,7 @@ class _MaskedSSD:
         masked = (template * weight[..., None]).astype(np.float32)
         y0, y1 = rows.start, rows.stop + p - 1
         x0, x1 = cols.start, cols.stop + p - 1
-        cross = cv2.matchTemplate(self.flat[y0:y1, 3 * x0 : 3 * x1], masked.reshape(p, 3 * p),
-                                  cv2.TM_CCORR)[:, ::3]
+        cross = cv2.matchTemplate(self.flat[y0:y1, 3 * x0 : 3 * x1], masked.reshape(p, 3 * p), cv2.TM_CCORR)[:, ::3]
         energy = cv2.matchTemplate(self.energy[y0:y1, x0:x1], weight.astype(np.float32), cv2.TM_CCORR)
         return float((masked * template).sum()) - 2.0 * cross + energy
 
@@ -88,8 +93,10 @@ class _PriorityFields:
         grey = self.grey[rows, cols]
         gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3, scale=0.125) * stencil
         gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3, scale=0.125) * stencil
-        sums = (cv2.boxFilter(g, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
-                for g in (gx * gx, gx * gy, gy * gy, stencil))
+        sums = (
+            cv2.boxFilter(g, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
+            for g in (gx * gx, gx * gy, gy * gy, stencil)
+        )
         return (conf, nx, ny, *sums)
 
     def update(self, top: int, left: int) -> None:
@@ -124,8 +131,15 @@ def _search_window(corner: int, radius: int | None, limit: int) -> slice:
     return slice(start, max(min(corner + radius + 1, limit), start + 1))
 
 
-def _best_source(ssd: _MaskedSSD, template: np.ndarray, known: np.ndarray, invalid: np.ndarray,
-                 radius: int | None, top: int, left: int) -> tuple[int, int]:
+def _best_source(
+    ssd: _MaskedSSD,
+    template: np.ndarray,
+    known: np.ndarray,
+    invalid: np.ndarray,
+    radius: int | None,
+    top: int,
+    left: int,
+) -> tuple[int, int]:
     """Top-left corner of the source patch with the least SSD to ``template`` ``(p, p, 3)`` over its
     ``known`` ``(p, p)`` pixels; ``invalid`` ``(H - p + 1, W - p + 1)`` marks excluded corners; the
     search is limited to ``radius`` around ``(top, left)`` unless that window holds no source.

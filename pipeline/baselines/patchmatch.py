@@ -36,8 +36,9 @@ def patch_features(image: np.ndarray, patch_size: int, ys=None, xs=None) -> np.n
     """The ``patch_size`` patch around every pixel of ``image`` ``(H, W, C)``, flattened:
     ``(H, W, p * p * C)`` float32, or ``(N, p * p * C)`` for the pixels ``(ys, xs)`` only.
     Patches over the border see a reflection of the image."""
-    windows = sliding_window_view(_padded(image.astype(np.float32), patch_size // 2),
-                                  (patch_size, patch_size), axis=(0, 1))
+    windows = sliding_window_view(
+        _padded(image.astype(np.float32), patch_size // 2), (patch_size, patch_size), axis=(0, 1)
+    )
     if ys is None:
         return np.ascontiguousarray(windows).reshape(*image.shape[:2], -1)
     return windows[ys, xs].reshape(len(ys), -1)
@@ -59,8 +60,9 @@ class _Field:
     ``field`` ``(Ht, Wt, 2)`` holds a source centre for every grid pixel; the targets' entries are
     kept in sync, the other entries still serve as propagation sources."""
 
-    def __init__(self, source_features: np.ndarray, target_features: np.ndarray, ty, tx,
-                 field: np.ndarray, valid: np.ndarray):
+    def __init__(
+        self, source_features: np.ndarray, target_features: np.ndarray, ty, tx, field: np.ndarray, valid: np.ndarray
+    ):
         self.source = source_features.reshape(-1, source_features.shape[-1])
         self.source_width = source_features.shape[1]
         self.target, self.ty, self.tx = target_features, ty, tx
@@ -131,8 +133,9 @@ def _random_sources(valid: np.ndarray, count: int, rng: np.random.Generator) -> 
     return np.stack(np.divmod(picked, valid.shape[1]), axis=1)
 
 
-def nnf(source, target, patch_size: int = 7, iterations: int = 5, rng=None, valid=None,
-        init=None) -> tuple[np.ndarray, np.ndarray]:
+def nnf(
+    source, target, patch_size: int = 7, iterations: int = 5, rng=None, valid=None, init=None
+) -> tuple[np.ndarray, np.ndarray]:
     """PatchMatch nearest-neighbour field from every patch of ``target`` to ``source``.
 
     ``source`` ``(Hs, Ws, C)`` or ``(Hs, Ws)``, ``target`` ``(Ht, Wt, C)`` or ``(Ht, Wt)``; patches are
@@ -218,8 +221,9 @@ def _vote(image: np.ndarray, hole: np.ndarray, ty, tx, sy, sx, dist, patch_size:
     return out
 
 
-def _upsample_field(field: np.ndarray, shape: tuple[int, int], valid: np.ndarray,
-                    rng: np.random.Generator) -> np.ndarray:
+def _upsample_field(
+    field: np.ndarray, shape: tuple[int, int], valid: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Coarse field ``(h, w, 2)`` -> ``(H, W, 2)``: fine pixel (y, x) takes 2 * coarse match +
     (y mod 2, x mod 2); matches that are not ``valid`` fine sources are redrawn at random."""
     ys, xs = np.indices(shape)
@@ -232,8 +236,15 @@ def _upsample_field(field: np.ndarray, shape: tuple[int, int], valid: np.ndarray
     return fine
 
 
-def _complete_level(image: np.ndarray, hole: np.ndarray, field: np.ndarray, patch_size: int,
-                    em_steps: int, iterations: int, rng: np.random.Generator) -> np.ndarray:
+def _complete_level(
+    image: np.ndarray,
+    hole: np.ndarray,
+    field: np.ndarray,
+    patch_size: int,
+    em_steps: int,
+    iterations: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """EM at one level: ``image`` ``(H, W, 3)`` has a first guess in ``hole``; ``field`` (updated in
     place) starts the search. Returns the completed image."""
     valid = _source_centres(hole, patch_size)
@@ -249,8 +260,9 @@ def _complete_level(image: np.ndarray, hole: np.ndarray, field: np.ndarray, patc
     return image
 
 
-def patchmatch(image, mask, patch_size: int = 7, em_steps: int = 3, iterations: int = 2,
-               seed: int | None = 0) -> np.ndarray:
+def patchmatch(
+    image, mask, patch_size: int = 7, em_steps: int = 3, iterations: int = 2, seed: int | None = 0
+) -> np.ndarray:
     """PatchMatch (Barnes et al.) completion, coarse to fine (Wexler et al.).
 
     ``image``: float32 ``(H, W, 3)`` in [0, 1]; ``mask``: ``(H, W)``, hole where ``> 0.5``.
