@@ -1,31 +1,76 @@
-"""Loading checkpoints safely: ``weights_only=True`` always, and clear errors for a missing,
-corrupt, foreign or incompatible file."""
+"""The one loader: model files in, checked modules out.
+
+A *model file* is a Lightning checkpoint (``.ckpt``, written by training) or a safetensors file
+(``.safetensors``, written by ``pipeline.export``). Either holds a *kind* (a stage name, ``joint``
+or ``pipeline``), the constructor arguments of what it holds (its *config*), the weights, and
+the blindfill format version. :func:`read_model_file` reads both the same way:
+
+- ``.ckpt`` with ``torch.load(weights_only=True)``: a file holding pickled code is refused;
+- ``.safetensors`` holds no code by construction; its config is JSON in the metadata.
+
+:func:`build` makes a module from a config after checking it: known argument names, values of
+the annotated types (a typed structured config derived from the constructor, hydra-zen's
+``builds``), and the networks' own bounds (a width no network has is refused before anything is
+allocated). :func:`fit_state` loads weights after checking names and shapes. Every failure is a
+:class:`~common.errors.CheckpointError` with the file's name, in one style.
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
 import pickle
 import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from hydra_zen import builds
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-STAGE_KEY = "blindfill"
+from common.errors import CheckpointError
+
+FORMAT_VERSION = 2
+RECORD_KEY = "blindfill"
+SAFETENSORS_FORMAT = "blindfill"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, unsafe, or from another stage or model."""
+def stage_record(kind: str) -> dict:
+    """What a Lightning checkpoint of ``kind`` carries besides Lightning's own keys."""
+    return {RECORD_KEY: {"stage": kind, "format": FORMAT_VERSION}}
 
 
-def load_checkpoint(path, stage: str | None = None) -> dict:
-    """Read a Lightning checkpoint with ``torch.load(weights_only=True)``.
+@dataclass
+class ModelFile:
+    """A model file's contents: ``kind`` (stage name, ``joint`` or ``pipeline``), ``config``
+    (constructor arguments), ``state`` (weights) and, for a Lightning checkpoint, the whole
+    ``checkpoint`` dict (optimizer and loop state for resuming)."""
 
-    Files holding anything but tensors and plain data (pickled code) are refused. With
-    ``stage``, a checkpoint written by another stage is refused too.
-    """
-    path = Path(str(path)).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    path: Path
+    kind: str
+    config: dict
+    state: dict[str, torch.Tensor]
+    checkpoint: dict | None = None
+
+
+def _check_version(path: Path, version: Any) -> None:
+    if version == FORMAT_VERSION:
+        return
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer blindfill (format {version}; this one reads {FORMAT_VERSION}): upgrade"
+        )
+    raise CheckpointError(
+        f"{path} was written by an older blindfill (format {version or 1}; this one reads {FORMAT_VERSION}): "
+        "train again, or load and export it with the blindfill release that wrote it"
+    )
+
+
+def _read_ckpt(path: Path) -> ModelFile:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -36,26 +81,147 @@ def load_checkpoint(path, stage: str | None = None) -> dict:
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file): {err}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
-    found = checkpoint.get(STAGE_KEY, {}).get("stage")
-    if stage is not None and found != stage:
-        raise CheckpointError(f"{path} is a checkpoint of stage {found!r}, not {stage!r}")
-    return checkpoint
+    record = checkpoint.get(RECORD_KEY)
+    if not isinstance(record, dict) or not isinstance(record.get("stage"), str):
+        raise CheckpointError(f"{path} is not a blindfill checkpoint (no '{RECORD_KEY}' record)")
+    _check_version(path, record.get("format"))
+    config = checkpoint.get("hyper_parameters", {})
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its hyper_parameters are not a mapping")
+    return ModelFile(path, record["stage"], dict(config), checkpoint["state_dict"], checkpoint)
 
 
-def load_weights(module: nn.Module, path, stage: str | None = None) -> None:
-    """Load only the weights of a checkpoint into ``module`` (fine-tuning); shapes must match."""
-    state = load_checkpoint(path, stage)["state_dict"]
+def _read_safetensors(path: Path) -> ModelFile:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
+    if metadata.get("format") != SAFETENSORS_FORMAT:
+        raise CheckpointError(f"{path} is not a blindfill model (format {metadata.get('format')!r})")
+    try:
+        version = int(metadata.get("version", "1"))
+        config = json.loads(metadata["config"])
+        kind = metadata["kind"]
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable blindfill metadata ({err})") from None
+    _check_version(path, version)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its config is not a mapping")
+    return ModelFile(path, kind, config, state)
+
+
+def read_model_file(path, kind: str | tuple[str, ...] | None = None) -> ModelFile:
+    """Read a ``.ckpt`` or ``.safetensors`` model file; with ``kind``, refuse a file of another kind."""
+    path = Path(str(path)).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"model file {path} does not exist")
+    model = _read_safetensors(path) if path.suffix == ".safetensors" else _read_ckpt(path)
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and model.kind not in kinds:
+        raise CheckpointError(f"{path} holds a {model.kind!r} model, not {' or '.join(map(repr, kinds))}")
+    return model
+
+
+def write_model_file(path, kind: str, config: Mapping, state: Mapping[str, torch.Tensor]) -> Path:
+    """Write ``state`` and ``config`` (JSON) as a safetensors model file of ``kind``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    metadata = {
+        "format": SAFETENSORS_FORMAT,
+        "version": str(FORMAT_VERSION),
+        "kind": kind,
+        "config": json.dumps(config),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+# -- building and filling modules -----------------------------------------------------------------
+
+
+def arguments_schema(cls: Callable) -> Any:
+    """The typed structured config of ``cls``'s constructor: its arguments, their annotated types
+    and their defaults, as written once in the code (hydra-zen ``builds``)."""
+    return builds(cls, populate_full_signature=True)
+
+
+def check_arguments(cls: Callable, arguments: Mapping, where: str) -> dict:
+    """``arguments`` checked against ``cls``'s constructor: no unknown name, every value of its
+    annotated type (converted where OmegaConf converts, e.g. 1 -> 1.0). Returns them as plain data."""
+    names = set(inspect.signature(cls).parameters) - {"self", "args", "kwargs"}
+    unknown = sorted(set(arguments) - names)
+    if unknown:
+        raise CheckpointError(f"{where}: unknown {cls.__name__} argument(s) {unknown}")
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(arguments_schema(cls)), dict(arguments))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise CheckpointError(f"{where}: {cls.__name__} argument {key}: {str(err).splitlines()[0]}") from None
+    checked = OmegaConf.to_container(typed, resolve=True)
+    checked.pop("_target_", None)
+    return {k: v for k, v in checked.items() if k in arguments}
+
+
+def build(cls: Callable[..., nn.Module], arguments: Mapping, where: str, inference: bool = True) -> nn.Module:
+    """``cls(**arguments)`` after :func:`check_arguments`; with ``inference``, the training-only
+    parts (``cls.training_only``) are not built."""
+    arguments = dict(arguments)
+    if inference:
+        for name in getattr(cls, "training_only", ()):
+            arguments[name] = None
+    arguments = check_arguments(cls, arguments, where)
+    try:
+        return cls(**arguments)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: cannot build {cls.__name__}: {err}") from None
+
+
+def fit_state(
+    module: nn.Module, state: Mapping[str, torch.Tensor], where: str, ignore: Callable[[str], bool] = lambda k: False
+) -> None:
+    """Load ``state`` into ``module`` after checking it: every weight present with its shape, and
+    no other weight except those ``ignore(key)`` accepts (parts the module was built without)."""
     own = module.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not ignore(k)}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or mismatched:
         details = "; ".join(
-            f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
             for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", mismatched))
             if keys
         )
-        raise CheckpointError(f"{path} does not fit this model ({details}); were the model widths changed?")
+        raise CheckpointError(f"{where}: the weights do not fit the model ({details})")
     module.load_state_dict(state)
+
+
+def training_only_key(module_class) -> Callable[[str], bool]:
+    """Whether a state key belongs to a training-only part of ``module_class`` (its first name)."""
+    parts = set(getattr(module_class, "training_only", ()))
+    return lambda key: key.split(".", 1)[0] in parts
+
+
+def load_module(path, cls, inference: bool = True) -> nn.Module:
+    """The module of class ``cls`` (``cls.stage_name`` is the kind the file must hold) rebuilt from
+    a model file: checked config, checked weights; for ``inference`` without its training-only
+    parts, in eval mode and frozen."""
+    model = read_model_file(path, cls.stage_name)
+    module = build(cls, model.config, str(model.path), inference)
+    fit_state(module, model.state, str(model.path), training_only_key(cls) if inference else lambda k: False)
+    return module.eval().requires_grad_(False) if inference else module
+
+
+def load_weights(module: nn.Module, path) -> None:
+    """Load only the weights of a model file of the module's kind into ``module`` (fine-tuning)."""
+    model = read_model_file(path, module.stage_name)
+    fit_state(module, model.state, f"{model.path} (were the widths changed?)")

@@ -1,5 +1,6 @@
 """Layer helpers shared by the stages: spectral-norm convolutions
-(``torch.nn.utils.parametrizations.spectral_norm``), initialisation, and padding to a multiple."""
+(``torch.nn.utils.parametrizations.spectral_norm``), initialisation, padding to a multiple, and
+the width multiplier with its bounds."""
 
 from __future__ import annotations
 
@@ -71,17 +72,25 @@ def pad_to_multiple(
     return F.pad(x, pads, mode="reflect" if reflectable else "replicate"), pads
 
 
-def hard_mask(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """A continuous mask ``(B, 1, H, W)`` -> {0, 1} (1 = destroyed) at ``threshold``, same dtype.
-    Every place that needs a yes/no hole (attention, edge cutting) thresholds with this."""
-    return (mask > threshold).to(mask.dtype)
+MAX_CHANNELS = 4096  # wider than any published inpainting network: refuse rather than allocate
 
 
-def scale_widths(widths: dict | None, mult: float, **defaults: int) -> dict:
-    """Copy of ``widths`` (constructor arguments) with each channel count named in ``defaults``
-    (taken from ``widths`` or the default) multiplied by ``mult``, at least 1. The stages use it
-    for ``model_width``: tests and smoke runs build the same networks tiny."""
-    scaled = dict(widths or {})
-    for key, default in defaults.items():
-        scaled[key] = max(1, round(scaled.get(key, default) * mult))
-    return scaled
+def scaled_width(channels: int, width_mult: float, name: str = "width", widest: int = 1) -> int:
+    """``channels × width_mult``, at least 1: how every network applies ``width_mult`` (tests and
+    quick runs build the published networks narrower). A network whose widest layer is ``widest``
+    times this width above :data:`MAX_CHANNELS` is refused before anything is allocated, so a
+    config or a model file cannot ask for absurd sizes."""
+    if not 0 < width_mult < float("inf"):
+        raise ValueError(f"width_mult must be a positive number, got {width_mult}")
+    width = max(1, round(channels * width_mult))
+    if not (channels >= 1 and width * widest <= MAX_CHANNELS):
+        raise ValueError(f"{name}={channels} × width_mult={width_mult} is out of range (1..{MAX_CHANNELS} channels)")
+    return width
+
+
+def check_range(name: str, value: int, low: int, high: int) -> int:
+    """``value`` if ``low <= value <= high``, else a ValueError naming ``name``: structural
+    arguments (depth, block counts) are bounded like widths."""
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, got {value}")
+    return value

@@ -1,62 +1,112 @@
-"""LightningModule bases every stage builds on: :class:`StageModule` (non-finite-loss guard,
-validation grids) and :class:`GANModule` (the one GAN training step: D then G, manual
-optimisation, per-network Adam settings, gradient clipping by hand)."""
+"""LightningModule bases every stage builds on: :class:`StageModule` (the shape every stage has,
+the non-finite-loss guard, validation logging and grids) and :class:`GANModule` (the one GAN
+training step: D then G, manual optimisation, per-network Adam settings, gradient clipping).
+
+Every stage has the same shape, so knowing one means knowing all:
+
+- ``generator``: its network (``discriminator`` too for a GAN stage);
+- ``forward(...)``: the network on the tensors the pipeline hands it, returning a dict of named
+  outputs (``(B, C, H, W)`` tensors), built with the stage's one inputs builder
+  (``generator_inputs``);
+- ``generate(batch)``: ``forward`` on a training batch, with what the earlier stages give this one
+  (:meth:`StageModule.fed`);
+- ``generator_loss(batch, outputs)`` and ``validation_metrics(batch, outputs)``.
+
+``training_only`` names the constructor arguments that build parts used only in training (the
+discriminator, a VGG loss network): the one loader (:mod:`common.checkpoint`) builds a model for
+inference without them.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import lightning as L
 import torch
 from torch import nn
 
-from common.checkpoint import STAGE_KEY
+from common.checkpoint import stage_record
+from common.errors import ConfigError, NonFiniteLossError
 from common.images import labelled_grid, log_grid
-from common.losses import AdversarialLoss
+
+Feed = Callable[[dict], dict]
 
 
-class ConfigError(ValueError):
-    """A configuration value that cannot work (reported in one line by the CLIs)."""
+class StageModule(L.LightningModule, abc.ABC):
+    """Shared behaviour of the stage modules (see the module docstring for the shape).
 
-
-class NonFiniteLossError(RuntimeError):
-    """The loss was NaN or infinite for too many steps in a row."""
-
-
-class StageModule(L.LightningModule):
-    """Shared behaviour of the stage modules.
-
-    ``check_finite(loss)`` returns False for a NaN / infinite loss, so the step is skipped
-    (weights untouched); ``max_nonfinite`` such steps in a row stop training with a clear error
-    instead of silently training on garbage.
+    ``feed``: a callable ``batch -> {"mask": ..., "predicted_edges": ...}`` giving what the earlier
+    stages hand this one (``pipeline.model.StageFeed``: the blind pipeline up to this stage, with the
+    truth in place of stages that are not given). It is attached, not a submodule: never trained,
+    never saved. ``check_finite(loss)`` returns False for a NaN / infinite loss, so the step is
+    skipped (weights untouched); ``max_nonfinite`` such steps in a row stop training with a clear
+    error instead of silently training on garbage.
     """
 
     stage_name = "stage"
+    training_only: tuple[str, ...] = ()
+    generator: nn.Module
 
-    def __init__(self, max_nonfinite: int = 10, grid_rows: int = 8):
+    def __init__(self, feed: Feed | None = None, max_nonfinite: int = 10, grid_rows: int = 8):
         super().__init__()
         self.max_nonfinite, self.grid_rows = max_nonfinite, grid_rows
         self._nonfinite_in_a_row = 0
-        self._frozen: dict[str, nn.Module] = {}
+        self._frozen: dict[str, nn.Module | Callable] = {}
+        self.attach_frozen("feed", feed)
 
-    def attach_frozen(self, name: str, module: nn.Module | None) -> None:
-        """Keep a trained, frozen network (an earlier stage) beside this one. It is not a
-        submodule: it is never trained and not saved in this stage's checkpoints."""
-        if module is not None:
-            self._frozen[name] = module.eval().requires_grad_(False)
+    # -- what the stage is fed
 
-    def frozen(self, name: str) -> nn.Module | None:
-        """The frozen network ``name`` on this module's device and in eval mode, or None."""
+    def attach_frozen(self, name: str, module: nn.Module | Callable | None) -> None:
+        """Keep a helper (a frozen network, the feed) beside this module. It is not a submodule:
+        it is never trained and not saved in checkpoints; it follows the module's device."""
+        if module is None:
+            self._frozen.pop(name, None)
+            return
+        if isinstance(module, nn.Module):
+            module.eval().requires_grad_(False)
+        self._frozen[name] = module
+
+    def frozen(self, name: str) -> nn.Module | Callable | None:
+        """The attached helper ``name`` on this module's device (eval mode), or None."""
         module = self._frozen.get(name)
-        return None if module is None else module.to(self.device).eval()
+        if isinstance(module, nn.Module):
+            module.to(self.device).eval()
+        return module
 
     @torch.no_grad()
-    def predicted_mask(self, batch: dict) -> torch.Tensor:
-        """The mask this stage works with ``(B, 1, H, W)``: a frozen MPN's m̂ when one is attached
-        (``mask_source=mpn``), else the true m of the batch."""
-        mpn = self.frozen("mask_predictor")
-        return batch["mask"] if mpn is None else mpn(batch["corrupted"])
+    def fed(self, batch: dict) -> dict:
+        """What the earlier stages give this one for ``batch`` (see ``feed``)."""
+        feed = self.frozen("feed")
+        if feed is None:
+            raise ConfigError(
+                f"{self.stage_name}: no feed is attached, so nothing says which mask and edges this stage "
+                "learns on; build it with feed=pipeline.model.StageFeed(...) (the stage configs do)"
+            )
+        return feed(batch)
+
+    # -- the stage's shape
+
+    @abc.abstractmethod
+    def generate(self, batch: dict) -> dict:
+        """The stage's outputs for a training batch (with gradients)."""
+
+    @abc.abstractmethod
+    def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
+        """The generator's loss on ``outputs`` and the parts to log."""
+
+    @abc.abstractmethod
+    def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        """Scores of ``outputs`` against the truth, logged as ``val/<name>``."""
+
+    @abc.abstractmethod
+    def grid_columns(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        """Named ``(B, C, H, W)`` columns of the validation grid."""
+
+    def generator_parameters(self):
+        return self.generator.parameters()
+
+    # -- training and validation
 
     def check_finite(self, loss: torch.Tensor, what: str = "loss") -> bool:
         if torch.isfinite(loss).all():
@@ -72,65 +122,63 @@ class StageModule(L.LightningModule):
             )
         return False
 
+    def training_step(self, batch: dict, batch_idx: int):
+        """One optimizer (the generator's): Lightning runs backward and the step."""
+        loss, parts = self.generator_loss(batch, self.generate(batch))
+        if not self.check_finite(loss):
+            return None  # Lightning skips backward and the optimizer step
+        size = batch_size(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        outputs = self.generate(batch)
+        metrics = self.validation_metrics(batch, outputs)
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=batch_size(batch))
+        if batch_idx == 0:
+            self.log_grid(f"val/{self.stage_name}", self.grid_columns(batch, outputs))
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[STAGE_KEY] = {"stage": self.stage_name}
+        checkpoint.update(stage_record(self.stage_name))
 
     def log_grid(self, tag: str, columns: Mapping[str, torch.Tensor]) -> None:
         """Save and log a sample grid of ``columns`` (each ``(B, C, H, W)``) for this step."""
         log_grid(self._trainer, tag, labelled_grid(dict(columns), max_rows=self.grid_rows))
 
 
-class GANModule(StageModule, abc.ABC):
+class GANModule(StageModule):
     """A generator trained against a discriminator: subclasses set ``self.generator`` and
-    ``self.discriminator`` and implement
-
-    - ``generate(batch) -> dict`` of generator outputs (with gradients),
-    - ``discriminator_loss(batch, outputs) -> (loss, logs)`` on detached outputs,
-    - ``generator_loss(batch, outputs) -> (loss, logs)``.
+    ``self.discriminator`` (None in a model built for inference) and implement, besides the
+    stage's shape, ``discriminator_loss(batch, outputs) -> (loss, logs)`` on detached outputs.
 
     One training step: D on real vs detached fake, then G with D's weights frozen
-    (``toggle_optimizer``). Adam per network (EdgeConnect: lr 1e-4, betas (0, 0.9), D lr ×0.1;
-    DeepFill v2: lr 1e-4, betas (0.5, 0.999)). Lightning does not clip gradients in manual
-    optimisation, so ``grad_clip`` (max norm, 0 = off) is applied here. Lightning counts each
+    (``toggle_optimizer``). The default optimizers are Adam per network from the subclass's
+    ``lr``, ``d2g_lr`` (D's rate relative to G's) and ``betas`` hyper-parameters (EdgeConnect:
+    1e-4, 0.1, (0, 0.9); DeepFill v2: 1e-4, 1, (0.5, 0.999)). Lightning does not clip gradients in
+    manual optimisation, so ``grad_clip`` (max norm, 0 = off) is applied here. Lightning counts each
     optimizer's step in ``global_step``, so one D+G iteration advances it by 2.
     """
 
-    generator: nn.Module
-    discriminator: nn.Module
+    training_only = ("discriminator",)
+    discriminator: nn.Module | None
 
-    def __init__(
-        self,
-        gan_loss: str = "nsgan",
-        lr: float = 1e-4,
-        d2g_lr: float = 0.1,
-        betas: tuple[float, float] = (0.0, 0.9),
-        grad_clip: float = 0.0,
-        **kwargs,
-    ):
+    def __init__(self, grad_clip: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.automatic_optimization = False
-        self.adversarial = AdversarialLoss(gan_loss)
-        self.lr, self.d2g_lr, self.betas, self.grad_clip = lr, d2g_lr, tuple(betas), grad_clip
-
-    def generator_parameters(self):
-        return self.generator.parameters()
+        self.grad_clip = grad_clip
 
     def configure_optimizers(self):
-        opt_g = torch.optim.Adam(self.generator_parameters(), lr=self.lr, betas=self.betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr * self.d2g_lr, betas=self.betas)
+        if self.discriminator is None:
+            raise ConfigError(f"{self.stage_name} was built for inference (no discriminator); it cannot train")
+        hp = self.hparams
+        opt_g = torch.optim.Adam(self.generator_parameters(), lr=hp.lr, betas=tuple(hp.betas))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr * hp.d2g_lr, betas=tuple(hp.betas))
         return [opt_g, opt_d]
-
-    @abc.abstractmethod
-    def generate(self, batch: dict) -> dict:
-        """Generator outputs for ``batch`` (with gradients)."""
 
     @abc.abstractmethod
     def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         """D's loss on real data vs the detached ``outputs``, and extra values to log."""
-
-    @abc.abstractmethod
-    def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
-        """G's loss (adversarial and reconstruction terms), and extra values to log."""
 
     def _optimise(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -154,11 +202,11 @@ class GANModule(StageModule, abc.ABC):
             self._optimise(opt_g, g_loss)
         self.untoggle_optimizer(opt_g)
 
-        size = _batch_size(batch)
+        size = batch_size(batch)
         logs = {"d_loss": d_loss, "g_loss": g_loss, **d_logs, **g_logs}
         self.log_dict({f"train/{k}": torch.as_tensor(v).detach().float() for k, v in logs.items()}, batch_size=size)
         self.log("g", g_loss.detach(), prog_bar=True, logger=False, batch_size=size)
 
 
-def _batch_size(batch: dict) -> int:
+def batch_size(batch: dict) -> int:
     return next(v.shape[0] for v in batch.values() if torch.is_tensor(v))

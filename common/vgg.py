@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.checkpoint import CheckpointError
+from common.errors import CheckpointError
 
 # Index of each ReLU in torchvision's vgg19().features.
 RELU_INDEX = {

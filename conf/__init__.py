@@ -1,1 +1,128 @@
-"""Hydra configs, one group per swappable part. Installed as a package so `pkg://conf` finds them."""
+"""The configuration of every blindfill command, in one folder.
+
+Defaults are written once, in the code: each constructor's signature holds them (the papers'
+values for the networks and losses). Importing this package registers a typed structured config
+for each configurable class (hydra-zen ``builds``: argument names, annotated types, defaults) in
+Hydra's ConfigStore under ``schema/...``; the YAML files compose those schemas and write only what
+a command or data set changes. So ``python -m pipeline.train stage=epn --cfg job`` shows every
+value, ``stage.module.lr=abc`` is refused by type, and an unknown key is refused by name.
+
+- ``schema/network/<name>``: a network's arguments, without a target (the stage module builds
+  its network from them) and without ``in_channels`` (the stage's inputs builder fixes it);
+- ``schema/module/<stage>``, ``schema/feed``: the Lightning modules and what feeds a stage;
+- ``schema/pipeline``: the :class:`~pipeline.model.BlindPipeline` settings (training);
+  ``schema/pipeline_overrides``: the same names, ``null`` = "as stored in the model" (inference);
+- ``schema/inference``: :class:`~pipeline.inference.InpaintSettings`;
+- ``schema/data``, ``schema/dataset/<name>``, ``schema/mask/<name>``, ``schema/corruption``: the
+  data module, the data sets, mask generators and corruption model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra_zen import builds
+from omegaconf import MISSING
+
+
+def arguments_config(cls, exclude: tuple[str, ...] = (), name: str | None = None, optional: bool = False) -> type:
+    """A dataclass of ``cls``'s constructor arguments (typed, with the constructor's defaults) and
+    no ``_target_``; ``optional``: every field ``Optional`` with default None (overrides)."""
+    built = builds(cls, populate_full_signature=True, zen_exclude=exclude)
+    fields = []
+    for f in dataclasses.fields(built):
+        if f.name == "_target_":
+            continue
+        if optional:
+            fields.append((f.name, Optional[f.type], dataclasses.field(default=None)))  # noqa: UP045
+        elif f.default_factory is not dataclasses.MISSING:
+            fields.append((f.name, f.type, dataclasses.field(default_factory=f.default_factory)))
+        else:
+            fields.append((f.name, f.type, dataclasses.field(default=f.default)))
+    return dataclasses.make_dataclass(name or f"{cls.__name__}Arguments", fields)
+
+
+def command_config(name: str, base: type, **fields: Any) -> type:
+    """The root config of a command: ``base``'s fields (typed, with the code's defaults) plus the
+    command's own ``fields`` (name -> type; their values come from the command's YAML)."""
+    own = [(key, hint, dataclasses.field(default=MISSING)) for key, hint in fields.items()]
+    return dataclasses.make_dataclass(name, own, bases=(base,))
+
+
+def register() -> None:
+    from data.corruption import Corruptor
+    from data.datamodule import InpaintingDataModule
+    from data.datasets import celeba, image_folder, paris_streetview, places2
+    from data.masks import FreeFormMasks, IrregularMaskFolder, LamaMasks, MixedMasks, RectMasks
+    from data.sample import sample
+    from epn.model import EdgeGenerator, PatchDiscriminator
+    from epn.module import EPNModule
+    from ipn.layers import ContextualAttention
+    from ipn.model import DeepFillGenerator, SNPatchDiscriminator
+    from ipn.module import IPNModule
+    from mpn.model import UNet
+    from mpn.module import MPNModule
+    from pipeline.inference import InpaintSettings
+    from pipeline.joint import JointModule
+    from pipeline.model import BlindPipeline, StageFeed
+
+    store = ConfigStore.instance()
+    networks = {
+        "unet": UNet,
+        "edge_generator": EdgeGenerator,
+        "patch_discriminator": PatchDiscriminator,
+        "deepfill_generator": DeepFillGenerator,
+        "sn_patch_discriminator": SNPatchDiscriminator,
+    }
+    for name, cls in networks.items():
+        node: Any = arguments_config(cls, exclude=("in_channels",))
+        if cls is DeepFillGenerator:
+            attention = arguments_config(ContextualAttention)
+            node = dataclasses.make_dataclass(
+                "DeepFillGeneratorArguments",
+                [("attention", attention, dataclasses.field(default_factory=attention))],
+                bases=(node,),
+            )
+        store.store(group="schema/network", name=name, node=node)
+
+    modules = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule, "joint": JointModule}
+    for name, cls in modules.items():
+        store.store(group="schema/module", name=name, node=builds(cls, populate_full_signature=True))
+    store.store(group="schema", name="feed", node=builds(StageFeed, populate_full_signature=True))
+
+    exclude = ("mpn", "epn", "ipn")
+    store.store(group="schema", name="pipeline", node=arguments_config(BlindPipeline, exclude, "PipelineSettings"))
+    overrides = arguments_config(BlindPipeline, exclude, "PipelineOverrides", optional=True)
+    store.store(group="schema", name="pipeline_overrides", node=overrides)
+    inference = arguments_config(InpaintSettings)
+    store.store(group="schema", name="inference", node=inference)
+    # Commands whose root holds InpaintSettings' fields (mode=..., working_size=...).
+    path = Optional[str]  # noqa: UP045 (OmegaConf reads typing.Optional)
+    inpaint = command_config(
+        "InpaintCommand", inference, input=str, output=str, checkpoint=path, mask=path, save_intermediates=bool,
+        overwrite=bool, batch_size=int, device=str, pipeline=overrides,
+    )  # fmt: skip
+    store.store(group="schema/command", name="inpaint", node=inpaint)
+    evaluate = command_config(
+        "EvaluateCommand", inference, data=Any, corruption=Any, pipeline=overrides, method=str, checkpoint=path,
+        mask_checkpoint=path, mask_set=path, mask_set_size=int, masks_per_bucket=int, limit=Optional[int],  # noqa: UP045
+        seed=int, lpips_weights=path, lpips_net=str, fid_weights=path, batch_size=int, device=str, grid_rows=int,
+        progress=bool,
+    )  # fmt: skip
+    store.store(group="schema/command", name="evaluate", node=evaluate)
+
+    data = builds(InpaintingDataModule, populate_full_signature=True, zen_exclude=("masks", "corruption", "seed"))
+    store.store(group="schema", name="data", node=data)
+    datasets = {"sample": sample, "folder": image_folder, "celeba": celeba, "psv": paris_streetview, "places2": places2}
+    for name, fn in datasets.items():  # partials: the data module passes split and size
+        node = builds(fn, populate_full_signature=True, zen_partial=True, zen_exclude=("split", "size"))
+        store.store(group="schema/dataset", name=name, node=node)
+    store.store(group="schema", name="corruption", node=builds(Corruptor, populate_full_signature=True))
+    masks = {"freeform": FreeFormMasks, "rect": RectMasks, "irregular": IrregularMaskFolder, "lama": LamaMasks}
+    for name, cls in {**masks, "mixed": MixedMasks}.items():
+        store.store(group="schema/mask", name=name, node=builds(cls, populate_full_signature=True))
+
+
+register()

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from common.ops import image_edges
 from data.datasets import SPLITS, DatasetError, ImageDataset
-from data.edges import image_edges
 from data.io import ImageReadError
 
 log = logging.getLogger(__name__)
@@ -186,19 +186,9 @@ class InpaintingDataModule(L.LightningDataModule):
 
 
 def build_datamodule(cfg) -> InpaintingDataModule:
-    """The DataModule from a composed config with ``data``, ``mask``, ``corruption`` and ``seed``."""
-    from hydra.utils import instantiate
+    """The DataModule from a composed config with ``data``, ``masks``, ``corruption`` and ``seed``."""
+    from common.errors import instantiate
 
-    data = cfg.data
-    return InpaintingDataModule(
-        dataset=instantiate(data.dataset),
-        masks=instantiate(cfg.mask),
-        corruption=instantiate(cfg.corruption),
-        size=data.size,
-        batch_size=data.batch_size,
-        num_workers=data.num_workers,
-        edges=data.edges,
-        edge_sigma=data.edge_sigma,
-        donor_fill=data.donor_fill,
-        seed=cfg.get("seed", 0),
-    )
+    masks = instantiate(cfg.masks, _convert_="all") if cfg.get("masks") is not None else None
+    corruption = instantiate(cfg.corruption, _convert_="all")
+    return instantiate(cfg.data, masks=masks, corruption=corruption, seed=cfg.get("seed", 0), _convert_="all")

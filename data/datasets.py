@@ -17,12 +17,13 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from common.errors import BlindfillError
 from data.io import ImageReadError, is_image_file, list_images, load_image
 
 SPLITS = ("train", "val", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(BlindfillError):
     """A dataset cannot be built: a missing or empty root, a bad file list, an unknown split."""
 
 
@@ -185,9 +186,9 @@ def _crop_for(split: str, size: int, scale=(0.5, 1.0), box=None) -> SquareCrop:
 
 
 def image_folder(
-    root,
     split: str,
     size: int,
+    root: str | None = None,
     train_flist=None,
     val_flist=None,
     test_flist=None,
@@ -218,7 +219,7 @@ def image_folder(
     return ImageDataset(files, _crop_for(split, size, scale), name=f"folder:{split}")
 
 
-def celeba(root, split: str, size: int) -> ImageDataset:
+def celeba(split: str, size: int, root: str | None = None) -> ImageDataset:
     """CelebA aligned faces (178×218): the 178×178 face crop (top 20 px), resized to ``size``.
 
     Images in ``root/img_align_celeba/`` (or ``root`` itself); the official split from
@@ -246,7 +247,9 @@ def celeba(root, split: str, size: int) -> ImageDataset:
     return ImageDataset(files, crop, name=f"celeba:{split}")
 
 
-def paris_streetview(root, split: str, size: int, scale: tuple[float, float] = (0.5, 1.0)) -> ImageDataset:
+def paris_streetview(
+    split: str, size: int, root: str | None = None, scale: tuple[float, float] = (0.5, 1.0)
+) -> ImageDataset:
     """Paris StreetView (Pathak et al. 2016): 936×537 photos.
 
     Train: ``root/paris_train_original`` (or ``root/train``), random multi-scale square crops.
@@ -264,7 +267,7 @@ def paris_streetview(root, split: str, size: int, scale: tuple[float, float] = (
     )
 
 
-def places2(root, split: str, size: int, scale: tuple[float, float] = (0.5, 1.0)) -> ImageDataset:
+def places2(split: str, size: int, root: str | None = None, scale: tuple[float, float] = (0.5, 1.0)) -> ImageDataset:
     """Places365-Standard (256×256 release): ``data_256/`` with ``places365_train_standard.txt``
     for train, ``val_256/`` with ``places365_val.txt`` for val and test (the test labels are
     unpublished, so papers evaluate on val). Without the list files the folders are scanned."""

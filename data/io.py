@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.errors import BlindfillError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 # Pillow's own decompression-bomb guard stays on; this is its limit, stated here so the
@@ -21,7 +23,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
 
 
-class ImageReadError(ValueError):
+class ImageReadError(BlindfillError):
     """An image file could not be read; the message names the file and the reason."""
 
 

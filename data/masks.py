@@ -42,6 +42,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from common.errors import BlindfillError
 from data.io import IMAGE_EXTENSIONS, list_images
 
 __all__ = [
@@ -63,7 +64,7 @@ MaskGenerator = Callable[[int, int, np.random.Generator], np.ndarray]
 DEFAULT_BUCKETS = ((0.01, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
 
 
-class MaskSourceError(ValueError):
+class MaskSourceError(BlindfillError):
     """A mask source (folder, file or saved mask set) is missing, empty or unreadable."""
 
 

@@ -1,4 +1,4 @@
-"""``python -m data.preview [data=...] [mask=...] [corruption=...] out=DIR n=8``
+"""``python -m data.preview [data=...] [masks=...] [corruption=...] out=DIR n=8``
 
 Writes ``DIR/preview.png``: one row per sample, columns image / mask / corrupted / edges.
 """
@@ -6,17 +6,16 @@ Writes ``DIR/preview.png``: one row per sample, columns image / mask / corrupted
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig
 
+from common.errors import ConfigError, cli
 from common.images import labelled_grid, save_grid
+from common.ops import image_edges
 from data.datamodule import build_datamodule
-from data.datasets import DatasetError
-from data.edges import image_edges
 
 log = logging.getLogger("data.preview")
 
@@ -34,23 +33,21 @@ def preview_grid(samples: list[dict[str, torch.Tensor]], edge_sigma: float = 2.0
 
 
 @hydra.main(config_path="pkg://conf", config_name="preview", version_base="1.3")
+@cli
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.out).expanduser().resolve()
     root = cfg.data.dataset.get("root")
     root = Path(str(root)).expanduser().resolve() if root else None
     if root is not None and root.is_dir() and (out == root or root in out.parents):
-        sys.exit(f"error: out={out} is inside the data root; choose a folder outside it")
-    try:
-        datamodule = build_datamodule(cfg)
-        samples = datamodule.split(cfg.split)
-        count = min(int(cfg.n), len(samples))
-        torch.manual_seed(cfg.seed)
-        batch = [samples[i] for i in range(count)]
-    except DatasetError as err:
-        sys.exit(f"error: {err}")
+        raise ConfigError(f"out={out} is inside the data root; choose a folder outside it")
+    datamodule = build_datamodule(cfg)
+    samples = datamodule.split(cfg.split)
+    count = min(int(cfg.n), len(samples))
+    torch.manual_seed(cfg.seed)
+    batch = [samples[i] for i in range(count)]
     out.mkdir(parents=True, exist_ok=True)
     path = out / "preview.png"
-    save_grid(preview_grid(batch, cfg.edge_sigma), path)
+    save_grid(preview_grid(batch, cfg.data.edge_sigma), path)
     ratios = ", ".join(f"{s['mask'].mean().item():.2f}" for s in batch)
     log.info(
         "wrote %s (%d samples of %s/%s; mean m per sample: %s)",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from common.layers import init_normal, pad_to_multiple, sn, sn_conv2d
+from common.layers import check_range, init_normal, pad_to_multiple, scaled_width, sn, sn_conv2d
 
 
 class ResnetBlock(nn.Module):
@@ -82,6 +82,7 @@ class EdgeGenerator(nn.Module):
         residual_blocks: number of residual blocks (8 in the paper).
         use_spectral_norm: spectral norm on every conv but the last.
         init_std: standard deviation of the N(0, std) weight initialisation.
+        width_mult: multiplies ``base_channels``.
     """
 
     multiple = 4
@@ -94,9 +95,12 @@ class EdgeGenerator(nn.Module):
         residual_blocks: int = 8,
         use_spectral_norm: bool = True,
         init_std: float = 0.02,
+        width_mult: float = 1.0,
     ) -> None:
         super().__init__()
-        b = base_channels
+        check_range("in_channels", in_channels, 1, 64)
+        check_range("residual_blocks", residual_blocks, 0, 64)
+        b = scaled_width(base_channels, width_mult, "base_channels", widest=4)
         self.encoder = nn.Sequential(
             nn.ReflectionPad2d(3),
             sn(nn.Conv2d(in_channels, b, 7), use_spectral_norm),
@@ -150,6 +154,7 @@ class PatchDiscriminator(nn.Module):
         use_sigmoid: apply a sigmoid to ``outputs`` (the features are unaffected).
         use_spectral_norm: spectral norm (and no bias) on all five convs.
         init_std: standard deviation of the N(0, std) weight initialisation.
+        width_mult: multiplies ``base_channels``.
     """
 
     def __init__(
@@ -159,9 +164,11 @@ class PatchDiscriminator(nn.Module):
         use_sigmoid: bool = False,
         use_spectral_norm: bool = True,
         init_std: float = 0.02,
+        width_mult: float = 1.0,
     ) -> None:
         super().__init__()
-        b = base_channels
+        check_range("in_channels", in_channels, 1, 64)
+        b = scaled_width(base_channels, width_mult, "base_channels", widest=8)
         self.use_sigmoid = use_sigmoid
         self.conv1 = _conv_lrelu(in_channels, b, 2, use_spectral_norm)
         self.conv2 = _conv_lrelu(b, 2 * b, 2, use_spectral_norm)

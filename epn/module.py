@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from common.layers import hard_mask, scale_widths
-from common.losses import feature_matching_loss
+from common.losses import AdversarialLoss, feature_matching_loss
 from common.metrics import edge_precision_recall
 from common.module import GANModule
-from epn.edges import epn_inputs, to_gray
+from common.ops import hard_mask, to_gray
 from epn.model import EdgeGenerator, PatchDiscriminator
+
+
+def generator_inputs(corrupted: torch.Tensor, mask: torch.Tensor, known_edges: torch.Tensor) -> torch.Tensor:
+    """EdgeConnect's edge-model input ``[gray·(1−m)+m, known_edges·(1−hard(m)), m]`` ``(B, 3, H, W)``
+    from the corrupted image ``(B, 3, H, W)``, its mask and its Canny edges (``(B, 1, H, W)``).
+
+    The gray image is blended with the continuous mask (EdgeConnect pastes white into the hole; a
+    soft m blends); edges found on the corrupted image are kept only where the pixel is known.
+    """
+    gray = to_gray(corrupted)
+    return torch.cat([gray * (1 - mask) + mask, known_edges * (1 - hard_mask(mask)), mask], dim=1)
 
 
 def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
@@ -20,24 +29,22 @@ def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
 class EPNModule(GANModule):
     """Edge generator (G1 of EdgeConnect) against a 70×70 PatchGAN on [gray, edges].
 
-    Batches need ``image``, ``corrupted``, ``mask``, ``edge`` (Canny of the truth) and
-    ``corrupted_edge`` (Canny of the corrupted image). The mask comes from the batch
-    (``mask_source=truth``, the default) or from a frozen MPN handed in as ``mask_predictor``
-    by :mod:`pipeline.train` (``mask_source=mpn``), so the EPN learns on the masks it will see.
-    The predictor is not part of this module's state: EPN checkpoints hold EPN weights only.
+    Batches need ``image``, ``corrupted``, ``edge`` (Canny of the truth, D's real edges) and
+    ``corrupted_edge`` (Canny of the corrupted image); the mask the EPN works with comes from the
+    feed (the truth's, or a frozen MPN's, through the pipeline's mask rule).
 
     Losses and optimiser as EdgeConnect: ``adv_weight``·adversarial (nsgan) +
     ``fm_weight`` (10)·feature matching; Adam lr 1e-4, betas (0, 0.9), D lr × 0.1.
+    ``edge_threshold`` (EdgeConnect's EDGE_THRESHOLD, 0.5) binarises the predicted edge map for
+    precision and recall.
     """
 
     stage_name = "epn"
-    needs_edges = True
 
     def __init__(
         self,
         generator: dict | None = None,
         discriminator: dict | None = None,
-        width_mult: float = 1.0,
         gan_loss: str = "nsgan",
         lr: float = 1e-4,
         d2g_lr: float = 0.1,
@@ -45,45 +52,38 @@ class EPNModule(GANModule):
         adv_weight: float = 1.0,
         fm_weight: float = 10.0,
         grad_clip: float = 0.0,
-        mask_threshold: float = 0.5,
         edge_threshold: float = 0.5,
         max_nonfinite: int = 10,
         grid_rows: int = 8,
-        mask_predictor: nn.Module | None = None,
+        feed=None,
     ):
-        super().__init__(
-            gan_loss=gan_loss,
-            lr=lr,
-            d2g_lr=d2g_lr,
-            betas=betas,
-            grad_clip=grad_clip,
-            max_nonfinite=max_nonfinite,
-            grid_rows=grid_rows,
-        )
-        self.save_hyperparameters(ignore=["mask_predictor"])
-        self.generator = EdgeGenerator(**scale_widths(generator, width_mult, base_channels=64))
-        self.discriminator = PatchDiscriminator(**scale_widths(discriminator, width_mult, base_channels=64))
-        self.attach_frozen("mask_predictor", mask_predictor)
+        super().__init__(grad_clip=grad_clip, max_nonfinite=max_nonfinite, grid_rows=grid_rows, feed=feed)
+        self.save_hyperparameters(ignore=["feed"])
+        self.adversarial = AdversarialLoss(gan_loss)
+        self.generator = EdgeGenerator(**(generator or {}))
+        self.discriminator = None if discriminator is None else PatchDiscriminator(**discriminator)
 
-    def forward(self, corrupted: torch.Tensor, mask: torch.Tensor, known_edges: torch.Tensor) -> torch.Tensor:
-        """Edge map ``(B, 1, H, W)`` in [0, 1] from the corrupted image ``(B, 3, H, W)``, its mask
-        and the Canny edges of the corrupted image (both ``(B, 1, H, W)``)."""
-        return self.generator(epn_inputs(to_gray(corrupted), known_edges, mask, self.hparams.mask_threshold))
+    def forward(
+        self, corrupted: torch.Tensor, mask: torch.Tensor, known_edges: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``predicted_edges`` ``(B, 1, H, W)`` in [0, 1] from the corrupted image ``(B, 3, H, W)``,
+        its mask and the Canny edges of the corrupted image (both ``(B, 1, H, W)``)."""
+        return {"predicted_edges": self.generator(generator_inputs(corrupted, mask, known_edges))}
 
     def generate(self, batch: dict) -> dict:
-        mask = self.predicted_mask(batch)
-        return {"edges": self(batch["corrupted"], mask, batch["corrupted_edge"]), "mask": mask}
+        mask = self.fed(batch)["mask"]
+        return {**self(batch["corrupted"], mask, batch["corrupted_edge"]), "mask": mask}
 
     def _discriminate(self, batch: dict, edges: torch.Tensor):
         return self.discriminator(torch.cat([to_gray(batch["image"]), edges], dim=1))
 
     def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         real, _ = self._discriminate(batch, batch["edge"])
-        fake, _ = self._discriminate(batch, outputs["edges"])
+        fake, _ = self._discriminate(batch, outputs["predicted_edges"])
         return self.adversarial.discriminator(real, fake), {}
 
     def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
-        fake, fake_features = self._discriminate(batch, outputs["edges"])
+        fake, fake_features = self._discriminate(batch, outputs["predicted_edges"])
         with torch.no_grad():
             _, real_features = self._discriminate(batch, batch["edge"])
         adversarial = self.adversarial.generator(fake)
@@ -91,31 +91,23 @@ class EPNModule(GANModule):
         loss = self.hparams.adv_weight * adversarial + self.hparams.fm_weight * matching
         return loss, {"g_adv": adversarial, "g_fm": matching}
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        outputs = self.generate(batch)
-        edges, hole = outputs["edges"], hard_mask(outputs["mask"], self.hparams.mask_threshold)
-        t = self.hparams.edge_threshold
+    def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        edges, hole, t = outputs["predicted_edges"], hard_mask(outputs["mask"]), self.hparams.edge_threshold
         precision, recall = edge_precision_recall(edges, batch["edge"], threshold=t)
         precision_hole, recall_hole = edge_precision_recall(edges, batch["edge"], threshold=t, mask=hole)
-        self.log_dict(
-            {
-                "val/precision": precision,
-                "val/recall": recall,
-                "val/precision_hole": precision_hole,
-                "val/recall_hole": recall_hole,
-                "val/f1_hole": _f1(precision_hole, recall_hole),
-            },
-            prog_bar=True,
-            batch_size=edges.shape[0],
-        )
-        if batch_idx == 0:
-            self.log_grid(
-                "val/epn",
-                {
-                    "corrupted": batch["corrupted"],
-                    "mask": outputs["mask"],
-                    "input edges": batch["corrupted_edge"] * (1 - hole),
-                    "predicted": edges,
-                    "truth": batch["edge"],
-                },
-            )
+        return {
+            "precision": precision,
+            "recall": recall,
+            "precision_hole": precision_hole,
+            "recall_hole": recall_hole,
+            "f1_hole": _f1(precision_hole, recall_hole),
+        }
+
+    def grid_columns(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        return {
+            "corrupted": batch["corrupted"],
+            "mask": outputs["mask"],
+            "input edges": batch["corrupted_edge"] * (1 - hard_mask(outputs["mask"])),
+            "predicted": outputs["predicted_edges"],
+            "truth": batch["edge"],
+        }

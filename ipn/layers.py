@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.layers import hard_mask
+from common.ops import hard_mask
 
 _ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "none": nn.Identity}
 

@@ -26,7 +26,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from common.layers import hard_mask, pad_to_multiple, sn
+from common.layers import check_range, pad_to_multiple, scaled_width, sn
+from common.ops import compose, hard_mask
 from ipn.layers import ContextualAttention, GatedConv2d, GatedUpConv2d
 
 
@@ -140,14 +141,6 @@ class RefineNetwork(nn.Module):
         return self.decoder(torch.cat([hallucinated, attended], dim=1))
 
 
-def paste(coarse: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``coarse·mask + image·(1 − mask)``: the coarse result inside the hole, the input outside.
-
-    With a continuous mask m̂ the blend is soft: a pixel destroyed by half keeps half of its input.
-    """
-    return coarse * mask + image * (1 - mask)
-
-
 class DeepFillGenerator(nn.Module):
     """DeepFill v2's coarse-to-fine gated generator.
 
@@ -176,14 +169,17 @@ class DeepFillGenerator(nn.Module):
             ``2·cnum`` channels, the last one ``cnum // 4`` (any ``cnum``, so widths can be scaled).
         attention: keyword arguments of :class:`~ipn.layers.ContextualAttention` (defaults: the
             reference's ``ksize=3, stride=1, rate=2``, fused scores, softmax scale 10).
+        width_mult: multiplies ``cnum``.
     """
 
-    def __init__(self, in_channels: int = 5, cnum: int = 48, attention: dict | None = None) -> None:
+    def __init__(
+        self, in_channels: int = 5, cnum: int = 48, attention: dict | None = None, width_mult: float = 1.0
+    ) -> None:
         super().__init__()
-        if in_channels < 3:
-            raise ValueError(f"in_channels must be >= 3 (the image comes first), got {in_channels}")
+        check_range("in_channels", in_channels, 3, 64)  # the image comes first
+        cnum = scaled_width(cnum, width_mult, "cnum", widest=4)
         if cnum < 4:
-            raise ValueError(f"cnum must be >= 4, got {cnum}")
+            raise ValueError(f"cnum × width_mult must be >= 4, got {cnum}")
         self.in_channels = in_channels
         self.coarse = CoarseNetwork(in_channels, cnum)
         self.refine = RefineNetwork(cnum, attention)
@@ -210,7 +206,7 @@ class DeepFillGenerator(nn.Module):
         x, mask = padded[:, :-1], padded[:, -1:]
 
         coarse = self.coarse(x)
-        pasted = paste(coarse, x[:, :3], mask)
+        pasted = compose(x[:, :3], coarse, mask)
         refined = self.refine(pasted, hard_mask(mask))
         return coarse[..., top : top + h, left : left + w], refined[..., top : top + h, left : left + w]
 
@@ -237,8 +233,10 @@ class SNPatchDiscriminator(nn.Module):
     parameters at the defaults, 1,216 of them biases.
     """
 
-    def __init__(self, in_channels: int = 4, cnum: int = 64) -> None:
+    def __init__(self, in_channels: int = 4, cnum: int = 64, width_mult: float = 1.0) -> None:
         super().__init__()
+        check_range("in_channels", in_channels, 1, 64)
+        cnum = scaled_width(cnum, width_mult, "cnum", widest=4)
         widths = [cnum, 2 * cnum, 4 * cnum, 4 * cnum, 4 * cnum, 4 * cnum]
         layers = []
         for i, (c_in, c_out) in enumerate(zip([in_channels, *widths], widths), start=1):

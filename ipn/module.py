@@ -4,49 +4,46 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from common.layers import scale_widths
+from common.losses import AdversarialLoss
 from common.metrics import l1, psnr, ssim
 from common.module import GANModule
+from common.ops import compose, merge_edges
 from common.vgg import VGGFeatures, perceptual_loss, style_loss
-from epn.edges import merge_edges
 from ipn.model import DeepFillGenerator, SNPatchDiscriminator
 
+INPUT_CHANNELS = 6  # [masked RGB (3), ones (1), mask (1), edges (1)]
 
-def generator_input(corrupted: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+
+def generator_inputs(corrupted: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """``[masked RGB in [-1, 1], ones, m, edges]`` ``(B, 6, H, W)`` from the corrupted image
-    ``(B, 3, H, W)`` in [0, 1], the continuous mask and the edge map (both ``(B, 1, H, W)``).
+    ``(B, 3, H, W)`` in [0, 1], the continuous mask and the edge guide (both ``(B, 1, H, W)``).
     As DeepFill v2, the hole is zero (mid-gray) in [-1, 1]; a soft m fades the pixel out."""
     masked = (corrupted * 2 - 1) * (1 - mask)
     return torch.cat([masked, torch.ones_like(mask), mask, edges], dim=1)
-
-
-def compose(corrupted: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(1 − m)·corrupted + m·generated``: known pixels kept, soft masks blend."""
-    return (1 - mask) * corrupted + mask * generated
 
 
 class IPNModule(GANModule):
     """DeepFill v2 generator (with the edge map as a sixth input channel) against an SN-PatchGAN
     on [RGB, mask].
 
+    The edge guide is EdgeConnect's: ``predicted_edges`` inside the hole and the Canny edges of the
+    corrupted image (``known_edges``) outside it (:func:`common.ops.merge_edges`). In training the
+    feed supplies the mask and the predicted edges (the truth's Canny standing in for the EPN, or a
+    frozen EPN), so the IPN learns on the guide inference gives it.
+
     Losses as DeepFill v2: hinge adversarial + L1(coarse) + L1(refined), 1 : 1 : 1; Adam lr 1e-4,
     betas (0.5, 0.999), the same learning rate for D. With ``vgg_weights`` (a path; nothing is
     downloaded) EdgeConnect's perceptual (0.1) and style (250) losses are added.
-    Masks come from the batch or a frozen MPN (``mask_source``); edges are the ground truth's
-    Canny (``edge``) or a frozen EPN's prediction inside the hole (``edge_source=epn``), both
-    handed in by :mod:`pipeline.train`.
     """
 
     stage_name = "ipn"
-    needs_edges = True
+    training_only = ("discriminator", "vgg_weights")
 
     def __init__(
         self,
         generator: dict | None = None,
         discriminator: dict | None = None,
-        width_mult: float = 1.0,
         gan_loss: str = "hinge",
         lr: float = 1e-4,
         d2g_lr: float = 1.0,
@@ -58,50 +55,34 @@ class IPNModule(GANModule):
         perceptual_weight: float = 0.1,
         style_weight: float = 250.0,
         grad_clip: float = 0.0,
-        mask_threshold: float = 0.5,
         max_nonfinite: int = 10,
         grid_rows: int = 8,
-        mask_predictor: nn.Module | None = None,
-        edge_predictor: nn.Module | None = None,
+        feed=None,
     ):
-        super().__init__(
-            gan_loss=gan_loss,
-            lr=lr,
-            d2g_lr=d2g_lr,
-            betas=betas,
-            grad_clip=grad_clip,
-            max_nonfinite=max_nonfinite,
-            grid_rows=grid_rows,
-        )
-        self.save_hyperparameters(ignore=["mask_predictor", "edge_predictor"])
-        generator = {"in_channels": 6, **(generator or {})}  # [masked RGB, ones, mask, edges]
-        self.generator = DeepFillGenerator(**scale_widths(generator, width_mult, cnum=48))
-        self.discriminator = SNPatchDiscriminator(**scale_widths(discriminator, width_mult, cnum=64))
-        self.vgg = VGGFeatures(vgg_weights) if vgg_weights else None
-        self.attach_frozen("mask_predictor", mask_predictor)
-        self.attach_frozen("edge_predictor", edge_predictor)
+        super().__init__(grad_clip=grad_clip, max_nonfinite=max_nonfinite, grid_rows=grid_rows, feed=feed)
+        self.save_hyperparameters(ignore=["feed"])
+        self.adversarial = AdversarialLoss(gan_loss)
+        self.generator = DeepFillGenerator(**{**(generator or {}), "in_channels": INPUT_CHANNELS})
+        self.discriminator = None if discriminator is None else SNPatchDiscriminator(**discriminator)
+        # A frozen loss network, attached (not a submodule): checkpoints do not carry its weights.
+        self.attach_frozen("vgg", VGGFeatures(vgg_weights) if vgg_weights else None)
 
-    @torch.no_grad()
-    def edges_for(self, batch: dict, mask: torch.Tensor) -> torch.Tensor:
-        """Edges the generator is guided by ``(B, 1, H, W)``: the truth's, or a frozen EPN's
-        prediction in the hole merged with the known-region edges outside it (EdgeConnect)."""
-        epn = self.frozen("edge_predictor")
-        if epn is None:
-            return batch["edge"]
-        known = batch["corrupted_edge"]
-        return merge_edges(epn(batch["corrupted"], mask, known), known, mask, self.hparams.mask_threshold)
-
-    def forward(self, corrupted: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Fill the hole: ``coarse`` and ``refined`` generator outputs and the composed ``output``,
-        all ``(B, 3, H, W)`` in [0, 1]."""
-        coarse, refined = self.generator(generator_input(corrupted, mask, edges), mask)
+    def forward(
+        self, corrupted: torch.Tensor, mask: torch.Tensor, predicted_edges: torch.Tensor, known_edges: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Fill the hole of ``corrupted`` ``(B, 3, H, W)`` given its ``mask``, the edges predicted
+        for the hole and the Canny edges of the corrupted image (each ``(B, 1, H, W)``): the
+        ``edges`` guide used ``(B, 1, H, W)``, and the ``coarse`` and ``refined`` generator outputs
+        and the composed ``output`` ``(B, 3, H, W)``, all in [0, 1]."""
+        edges = merge_edges(predicted_edges, known_edges, mask)
+        coarse, refined = self.generator(generator_inputs(corrupted, mask, edges), mask)
         coarse, refined = (coarse + 1) / 2, (refined + 1) / 2
-        return {"coarse": coarse, "refined": refined, "output": compose(corrupted, refined, mask)}
+        return {"edges": edges, "coarse": coarse, "refined": refined, "output": compose(corrupted, refined, mask)}
 
     def generate(self, batch: dict) -> dict:
-        mask = self.predicted_mask(batch)
-        edges = self.edges_for(batch, mask)
-        return {**self(batch["corrupted"], mask, edges), "mask": mask, "edges": edges}
+        fed = self.fed(batch)
+        outputs = self(batch["corrupted"], fed["mask"], fed["predicted_edges"], batch["corrupted_edge"])
+        return {**outputs, "mask": fed["mask"]}
 
     def _discriminate(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.discriminator(torch.cat([image * 2 - 1, mask], dim=1))
@@ -115,40 +96,34 @@ class IPNModule(GANModule):
         hp, target = self.hparams, batch["image"]
         adversarial = self.adversarial.generator(self._discriminate(outputs["output"], outputs["mask"]))
         # DeepFill v2 takes L1 on [-1, 1] images: twice the [0, 1] value. Halving it would halve
-        # reconstruction against the adversarial term (measured: the hole then drifts to one colour).
+        # reconstruction against the adversarial term (the hole then drifts to one colour).
         l1_coarse = 2 * F.l1_loss(outputs["coarse"], target)
         l1_refine = 2 * F.l1_loss(outputs["refined"], target)
         loss = hp.adv_weight * adversarial + hp.l1_coarse_weight * l1_coarse + hp.l1_refine_weight * l1_refine
         parts = {"g_adv": adversarial, "l1_coarse": l1_coarse, "l1_refine": l1_refine}
-        if self.vgg is not None:
-            fake, real = self.vgg(outputs["output"]), self.vgg(target)
+        vgg = self.frozen("vgg")
+        if vgg is not None:
+            fake, real = vgg(outputs["output"]), vgg(target)
             parts["perceptual"], parts["style"] = perceptual_loss(fake, real), style_loss(fake, real)
             loss = loss + hp.perceptual_weight * parts["perceptual"] + hp.style_weight * parts["style"]
         return loss, parts
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        outputs = self.generate(batch)
+    def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
         output, target, mask = outputs["output"], batch["image"], outputs["mask"]
-        self.log_dict(
-            {
-                "val/psnr": psnr(output, target),
-                "val/ssim": ssim(output, target),
-                "val/l1": l1(output, target),
-                "val/psnr_hole": psnr(output, target, mask=mask),
-                "val/l1_hole": l1(output, target, mask=mask),
-            },
-            prog_bar=True,
-            batch_size=target.shape[0],
-        )
-        if batch_idx == 0:
-            self.log_grid(
-                "val/ipn",
-                {
-                    "corrupted": batch["corrupted"],
-                    "mask": mask,
-                    "edges": outputs["edges"],
-                    "coarse": outputs["coarse"],
-                    "output": output,
-                    "truth": target,
-                },
-            )
+        return {
+            "psnr": psnr(output, target),
+            "ssim": ssim(output, target),
+            "l1": l1(output, target),
+            "psnr_hole": psnr(output, target, mask=mask),
+            "l1_hole": l1(output, target, mask=mask),
+        }
+
+    def grid_columns(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        return {
+            "corrupted": batch["corrupted"],
+            "mask": outputs["mask"],
+            "edges": outputs["edges"],
+            "coarse": outputs["coarse"],
+            "output": outputs["output"],
+            "truth": batch["image"],
+        }

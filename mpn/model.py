@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from common.layers import pad_to_multiple
+from common.layers import check_range, pad_to_multiple, scaled_width
 
 NORMS = ("batch", "instance", "none")
 
@@ -77,6 +77,7 @@ class UNet(nn.Module):
         depth: number of 2×2 max-pool downsamplings.
         norm: ``"batch"``, ``"instance"`` (affine) or ``"none"`` (then the convs have biases).
         max_channels: cap on the channels of the deeper levels.
+        width_mult: multiplies ``base_channels`` and ``max_channels`` (1 = as given).
     """
 
     def __init__(
@@ -86,14 +87,16 @@ class UNet(nn.Module):
         depth: int = 4,
         norm: str = "batch",
         max_channels: int = 512,
+        width_mult: float = 1.0,
     ) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        if depth < 0:
-            raise ValueError(f"depth must be >= 0, got {depth}")
-        self.depth = depth
-        widths = [min(base_channels * 2**i, max_channels) for i in range(depth + 1)]
+        check_range("in_channels", in_channels, 1, 64)
+        self.depth = check_range("depth", depth, 0, 8)
+        base = scaled_width(base_channels, width_mult, "base_channels")
+        cap = scaled_width(max_channels, width_mult, "max_channels")
+        widths = [min(base * 2**i, cap) for i in range(depth + 1)]
         self.widths = widths
 
         self.encoder = nn.ModuleList([DoubleConv(in_channels, widths[0], norm)])
@@ -130,11 +133,3 @@ class UNet(nn.Module):
             x = up(x, skips.pop())
 
         return self.head(x)[..., top : top + h, left : left + w]
-
-    def predict_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The continuous mask m̂ = ``sigmoid(forward(x))`` ``(B, 1, H, W)`` in [0, 1].
-
-        Gradients flow (joint training backpropagates through m̂); wrap in ``torch.no_grad()``
-        for inference.
-        """
-        return torch.sigmoid(self(x))

@@ -65,7 +65,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
-from epn.edges import canny, to_gray
+from common.ops import canny, to_gray
 
 STAGES = ("mpn", "epn", "ipn")
 VARIANTS = ("fp32", "bf16", "channels_last")
@@ -349,22 +349,20 @@ def prepared_batch(batch: dict, variant: str) -> dict:
 
 def build_stage(cfg: DictConfig, name: str, device: torch.device):
     """Stage ``name``'s LightningModule as ``pipeline.train stage=<name>`` builds it (its
-    ``conf/stage/<name>.yaml``, at ``model_width``), seeded, on ``device``."""
+    ``conf/stage/<name>.yaml``, at ``width_mult``), seeded, on ``device``."""
     torch.manual_seed(cfg.seed)
     try:
         module = instantiate(cfg.models[name].module)
     except InstantiationException as err:
         cause = err.__cause__ or err
-        raise BenchmarkError(f"cannot build {name} at model_width={cfg.model_width}: {cause}") from None
+        raise BenchmarkError(f"cannot build {name} at width_mult={cfg.width_mult}: {cause}") from None
     return module.to(device)
 
 
 def parameter_counts(module) -> dict[str, int]:
     """Parameters per trained network of a stage module."""
-    parts = (
-        {"generator": "generator", "discriminator": "discriminator"} if hasattr(module, "generator") else {"net": "net"}
-    )
-    return {label: sum(p.numel() for p in getattr(module, attr).parameters()) for label, attr in parts.items()}
+    networks = {"generator": module.generator, "discriminator": getattr(module, "discriminator", None)}
+    return {label: sum(p.numel() for p in net.parameters()) for label, net in networks.items() if net is not None}
 
 
 def synthetic_batch(batch_size: int, size: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -388,12 +386,10 @@ def synthetic_batch(batch_size: int, size: int, device: torch.device, seed: int 
 
 
 def inference_call(name: str, module, batch: dict) -> Callable[[], torch.Tensor]:
-    """Stage ``name``'s generator on ``batch``: the mask, the edges, or the composed image."""
-    if name == "mpn":
-        return lambda: module(batch["corrupted"])
-    if name == "epn":
-        return lambda: module(batch["corrupted"], batch["mask"], batch["corrupted_edge"])
-    return lambda: module(batch["corrupted"], batch["mask"], batch["edge"])["output"]
+    """Stage ``name`` on ``batch`` as training feeds it: its first output (mask logits, edges, or
+    the composed image; every stage's ``generate`` has the same shape)."""
+    key = {"mpn": "mask_logits", "epn": "predicted_edges", "ipn": "output"}[name]
+    return lambda: module.generate(batch)[key]
 
 
 def _step(optimizer, loss: torch.Tensor) -> None:
@@ -405,15 +401,15 @@ def _step(optimizer, loss: torch.Tensor) -> None:
 def training_steps(name: str, module, batch: dict, variant: str, device: torch.device) -> dict[str, Callable[[], None]]:
     """One optimizer step per call, per network of the stage (see the module docstring)."""
     module.train()
-    if name == "mpn":
+    if getattr(module, "discriminator", None) is None:
         optimizer = module.configure_optimizers()
 
-        def net_step() -> None:
+        def generator_only_step() -> None:
             with autocast_for(variant, device):
-                loss, _ = module.loss(module.net(batch["corrupted"]), batch["mask"])
+                loss, _ = module.generator_loss(batch, module.generate(batch))
             _step(optimizer, loss)
 
-        return {"net": net_step}
+        return {"generator": generator_only_step}
 
     opt_g, opt_d = module.configure_optimizers()
     with torch.no_grad(), autocast_for(variant, device):
@@ -600,17 +596,22 @@ class Benchmark:
 
     def measure_pipeline(self) -> None:
         try:
-            from pipeline.inference import BlindInpainter
+            from pipeline.inference import BlindInpainter, InpaintSettings
+            from pipeline.model import BlindPipeline
         except ImportError as err:
             warn(f"skipping the pipeline: {err}")
             return
         stages = {name: build_stage(self.cfg, name, self.device).eval() for name in STAGES}
-        working_size = getattr(getattr(BlindInpainter(*stages.values()), "settings", None), "working_size", None)
+        working_size = InpaintSettings().working_size
         for size in self.sizes:
             corrupted = synthetic_batch(1, size, self.device, self.cfg.seed)["corrupted"]
             reference = None
             for variant in self.variants:
-                inpainter = BlindInpainter(*(prepared_module(stages[n], variant) for n in STAGES)).to(self.device)
+                pipeline = BlindPipeline(
+                    **{n: prepared_module(stages[n], variant) for n in STAGES}, **self.cfg.pipeline
+                )
+                layout = InpaintSettings(channels_last=tuple(STAGES) if variant == "channels_last" else ())
+                inpainter = BlindInpainter(pipeline, layout).to(self.device)
                 image = corrupted.contiguous(memory_format=memory_format_for(variant))
                 call = in_inference_mode(lambda: inpainter.inpaint(image)["output"], variant, self.device)
                 run = self.attempt(f"pipeline {size} {variant}", lambda: self.timed(call))

@@ -54,18 +54,16 @@ from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from common.errors import ConfigError, cli
 from common.images import labelled_grid, save_grid
-from common.layers import hard_mask
 from common.metrics import edge_counts, l1, mask_bce, mask_iou, mask_mae, pooled_precision_recall, psnr, ssim
+from common.ops import canny, hard_mask, to_gray
 from data.datamodule import build_datamodule
 from data.datasets import ImageDataset
 from data.masks import BucketedTestMasks, _resize_nearest, hole_ratio
-from epn.edges import canny, to_gray
 from pipeline.baselines import BASELINES, inpaint_batch
-from pipeline.inference import BlindInpainter, InpaintSettings, grow
-from pipeline.inpaint import InpaintError
-from pipeline.inpaint import _device as resolve_device
-from pipeline.train import USER_ERRORS
+from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device
+from pipeline.model import BlindPipeline
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -92,10 +90,6 @@ METRIC_KEYS = (
 EDGE_COUNTS = ("edge_tp", "edge_predicted", "edge_true")
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-
-
-class EvaluateError(ValueError):
-    """A wrong setting or input: reported in one line, without a traceback."""
 
 
 # -- buckets --------------------------------------------------------------------------------------
@@ -217,11 +211,11 @@ def build_test_pairs(cfg: DictConfig) -> EvaluationPairs:
     """The test pairs of ``cfg``: its data config's test split × the mask set, ``cfg.corruption``."""
     data_cfg = cfg.copy()
     with open_dict(data_cfg):
-        data_cfg.mask = None  # the masks come from the test-mask set, not a training generator
+        data_cfg.masks = None  # the masks come from the test-mask set, not a training generator
     try:
         samples = build_datamodule(data_cfg).split("test")
     except ValueError as err:  # DatasetError, or a data.size the data module refuses
-        raise EvaluateError(str(err)) from None
+        raise ConfigError(str(err)) from None
     masks = load_mask_set(cfg)
     pairs = plan_pairs(len(samples.images), masks, cfg.masks_per_bucket, cfg.limit)
     return EvaluationPairs(
@@ -235,12 +229,13 @@ def build_test_pairs(cfg: DictConfig) -> EvaluationPairs:
 @dataclass
 class Method:
     """What is evaluated: ``name`` (``ours`` or a baseline) in ``mode``. ``model`` is our model
-    (ours), the model whose MPN finds a baseline's mask (blind baselines) or None."""
+    (ours), the model whose MPN finds a baseline's mask (blind baselines) or None; ``pipeline``
+    the pipeline whose mask rule hardens the true mask for a baseline in masked mode."""
 
     name: str
     mode: str
     model: BlindInpainter | None
-    settings: InpaintSettings
+    pipeline: BlindPipeline
 
     @property
     def is_ours(self) -> bool:
@@ -254,67 +249,62 @@ class Method:
             result = self.model.inpaint(corrupted, None if blind else true_mask, self.mode)
             return {k: result[k] for k in (("output", "mask", "edges") if blind else ("output", "edges"))}
         if blind:
-            with torch.inference_mode():
-                used = self.model._mask(corrupted.to(self.model.device), None, "blind").cpu()
+            used = self.model.masks(corrupted)["mask"]
             return {"output": inpaint_batch(self.name, corrupted, used), "mask": used}
-        hole = grow(hard_mask(true_mask, self.settings.hole_threshold), self.settings.dilate)
-        return {"output": inpaint_batch(self.name, corrupted, hole)}
+        return {"output": inpaint_batch(self.name, corrupted, self.pipeline.mask_rule(true_mask))}
 
     def mask_prediction(self, corrupted: torch.Tensor) -> torch.Tensor | None:
         """The MPN's soft mask ``(B, 1, H, W)`` that the mask metrics measure (blind), else None."""
-        if self.mode != "blind":
-            return None
-        with torch.inference_mode():
-            return self.model.mpn(corrupted.to(self.model.device)).float().cpu()
+        return self.model.masks(corrupted)["predicted_mask"] if self.mode == "blind" else None
 
 
 def check_config(cfg: DictConfig) -> None:
     """Refuse contradictory or missing settings before anything is loaded."""
     methods = [OURS, *BASELINES]
     if cfg.method not in methods:
-        raise EvaluateError(f"unknown method {cfg.method!r}; expected one of {', '.join(methods)}")
+        raise ConfigError(f"unknown method {cfg.method!r}; expected one of {', '.join(methods)}")
     if cfg.mode not in MODES:
-        raise EvaluateError(f"mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.method == OURS:
         if not cfg.checkpoint:
-            raise EvaluateError(
+            raise ConfigError(
                 "method=ours needs checkpoint=MODEL (model.safetensors, a joint .ckpt or a stage=all run folder)"
             )
         if cfg.mask_checkpoint:
-            raise EvaluateError(
+            raise ConfigError(
                 "mask_checkpoint= is for baselines in mode=blind; method=ours finds the mask with its own MPN"
             )
     else:
         if cfg.checkpoint:
-            raise EvaluateError(
+            raise ConfigError(
                 f"checkpoint= is the model of method=ours; method={cfg.method} takes the model whose MPN "
                 "finds its mask (mode=blind) as mask_checkpoint="
             )
         if cfg.mode == "blind" and not cfg.mask_checkpoint:
-            raise EvaluateError(
+            raise ConfigError(
                 f"method={cfg.method} mode=blind needs mask_checkpoint=MODEL, the model whose MPN finds "
                 "the mask (or use mode=masked)"
             )
         if cfg.mode == "masked" and cfg.mask_checkpoint:
-            raise EvaluateError("mask_checkpoint= is used in mode=blind only; mode=masked gives the true mask")
+            raise ConfigError("mask_checkpoint= is used in mode=blind only; mode=masked gives the true mask")
     for key in ("batch_size", "masks_per_bucket", "mask_set_size"):
         if cfg[key] < 1:
-            raise EvaluateError(f"{key} must be at least 1, got {cfg[key]}")
+            raise ConfigError(f"{key} must be at least 1, got {cfg[key]}")
     if cfg.grid_rows < 0:
-        raise EvaluateError(f"grid_rows must be at least 0, got {cfg.grid_rows}")
+        raise ConfigError(f"grid_rows must be at least 0, got {cfg.grid_rows}")
     if cfg.limit is not None and cfg.limit < 1:
-        raise EvaluateError(f"limit must be at least 1 (or null for all pairs), got {cfg.limit}")
+        raise ConfigError(f"limit must be at least 1 (or null for all pairs), got {cfg.limit}")
     if cfg.lpips_net not in LPIPS_BACKBONES:
-        raise EvaluateError(f"lpips_net must be one of {', '.join(LPIPS_BACKBONES)}, got {cfg.lpips_net!r}")
+        raise ConfigError(f"lpips_net must be one of {', '.join(LPIPS_BACKBONES)}, got {cfg.lpips_net!r}")
 
 
 def build_method(cfg: DictConfig, device: str) -> Method:
-    settings = InpaintSettings(
-        mode=cfg.mode, hole_threshold=cfg.hole_threshold, dilate=cfg.dilate, canny_sigma=cfg.canny_sigma
-    )
     path = cfg.checkpoint if cfg.method == OURS else cfg.mask_checkpoint
-    model = BlindInpainter.from_pretrained(path, settings=settings, map_location=device) if path else None
-    return Method(cfg.method, cfg.mode, model, settings)
+    overrides = {k: v for k, v in cfg.pipeline.items() if v is not None}
+    settings = InpaintSettings(mode=cfg.mode, working_size=cfg.working_size, channels_last=tuple(cfg.channels_last))
+    model = BlindInpainter.from_pretrained(path, settings, device, **overrides) if path else None
+    pipeline = model.pipeline if model is not None else BlindPipeline(**overrides)
+    return Method(cfg.method, cfg.mode, model, pipeline)
 
 
 # -- metrics --------------------------------------------------------------------------------------
@@ -326,8 +316,7 @@ def pair_metrics(
     true_mask: torch.Tensor,
     predicted_mask: torch.Tensor | None = None,
     edges: torch.Tensor | None = None,
-    hole_threshold: float = 0.5,
-    canny_sigma: float = 2.0,
+    edge_sigma: float = 2.0,
 ) -> dict[str, torch.Tensor]:
     """Per-pair scores ``(B,)`` of ``output`` vs ``image`` ``(B, 3, H, W)``, the hole being the
     true mask ``(B, 1, H, W)``; mask scores of the soft ``predicted_mask``; edge counts inside the
@@ -345,8 +334,8 @@ def pair_metrics(
         values["mask_bce"] = mask_bce(predicted_mask, true_mask, reduction="none")
         values["mask_mae"] = mask_mae(predicted_mask, true_mask, reduction="none")
     if edges is not None:
-        truth = canny(to_gray(image), sigma=canny_sigma)
-        counts = edge_counts(edges, truth, mask=hard_mask(true_mask, hole_threshold))
+        truth = canny(to_gray(image), sigma=edge_sigma)
+        counts = edge_counts(edges, truth, mask=hard_mask(true_mask))
         values.update(zip(EDGE_COUNTS, counts))
     return values
 
@@ -389,7 +378,7 @@ def lpips_metric(weights: str, net: str):
 
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise EvaluateError(f"lpips_weights {path} does not exist")
+        raise ConfigError(f"lpips_weights {path} does not exist")
     url = getattr(torchvision.models, LPIPS_BACKBONES[net]).DEFAULT.url
     previous = torch.hub.get_dir()
     with tempfile.TemporaryDirectory() as hub:
@@ -400,7 +389,7 @@ def lpips_metric(weights: str, net: str):
         try:
             return LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="none", normalize=True)
         except Exception as err:  # torch.load / load_state_dict: any failure means wrong weights
-            raise EvaluateError(
+            raise ConfigError(
                 f"lpips_weights {path} are not torchvision's {net} ImageNet weights "
                 f"(lpips_net={net}): {str(err).splitlines()[0]}"
             ) from None
@@ -416,9 +405,9 @@ def inception_features(weights: str) -> torch.nn.Module:
 
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise EvaluateError(f"fid_weights {path} does not exist")
+        raise ConfigError(f"fid_weights {path} does not exist")
     if not _TORCH_FIDELITY_AVAILABLE:
-        raise EvaluateError(
+        raise ConfigError(
             "fid_weights= needs the torch-fidelity package, which is not installed (pip install torch-fidelity)"
         )
     try:
@@ -426,7 +415,7 @@ def inception_features(weights: str) -> torch.nn.Module:
             name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path)
         )
     except Exception as err:  # torch.load / load_state_dict: any failure means wrong weights
-        raise EvaluateError(
+        raise ConfigError(
             f"fid_weights {path} are not torch-fidelity's InceptionV3 weights: {str(err).splitlines()[0]}"
         ) from None
 
@@ -609,8 +598,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
             true_mask,
             method.mask_prediction(corrupted),
             result.get("edges"),
-            cfg.hole_threshold,
-            cfg.canny_sigma,
+            method.pipeline.edge_sigma,
         )
         lpips = perceptual.lpips_values(result["output"], image)
         if lpips is not None:
@@ -648,7 +636,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         "seed": cfg.seed,
         "mask_set": describe_mask_set(cfg, pairs.masks),
         "masks_per_bucket": cfg.masks_per_bucket,
-        "settings": {"hole_threshold": cfg.hole_threshold, "dilate": cfg.dilate, "canny_sigma": cfg.canny_sigma},
+        "pipeline": method.pipeline.settings(),
         "num_images": len({r["image"] for r in rows}),
         "num_pairs": len(rows),
         "inputs_sha256": digest.hexdigest(),
@@ -679,11 +667,9 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 @hydra.main(config_path="pkg://conf", config_name="evaluate", version_base="1.3")
+@cli
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (EvaluateError, InpaintError, *USER_ERRORS) as err:
-        sys.exit(f"error: {err}")
+    evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 if __name__ == "__main__":

@@ -1,80 +1,72 @@
 """``python -m pipeline.export checkpoint=MODEL out=model.safetensors [torchscript=graph.pt]``
 
-Writes the three generators' weights and their configuration as safetensors (no pickle: loading
-it can't run code), which :class:`~pipeline.inference.BlindInpainter` and ``pipeline.inpaint``
-accept. ``checkpoint`` is a joint checkpoint, a ``stage=all`` run folder, or three stage
-checkpoints given as ``mpn=... epn=... ipn=...``.
+Writes the blind pipeline (:class:`~pipeline.model.BlindPipeline`) for inference as safetensors:
+the three generators' weights, their configuration and the pipeline's settings (no pickle:
+loading it can't run code), which :class:`~pipeline.inference.BlindInpainter`, ``pipeline.inpaint``
+and ``pipeline.evaluate`` accept. ``checkpoint`` is a joint checkpoint, a training run folder or
+a model file; or give three stage checkpoints as ``mpn=... epn=... ipn=...``.
 
-``torchscript=PATH`` also writes the inference graph traced with ``torch.jit.trace``, contextual
-attention included: ``graph(corrupted (B, 3, H, W), known_edges (B, 1, H, W)) -> (output, mask,
-edges)``, H and W multiples of 16 (pad first: the traced graph keeps the padding of the traced
-size, none). Canny runs in OpenCV outside the graph, so its edges are an input
-(``epn.edges.canny(to_gray(x))``). The export checks the traced graph against the eager model on
-a fresh input of another size and batch and refuses to write one that differs.
+``torchscript=PATH`` also writes the pipeline in blind mode traced with ``torch.jit.trace``,
+contextual attention included: ``graph(corrupted (B, 3, H, W), known_edges (B, 1, H, W)) ->
+(output, mask, edges)``, H and W multiples of 16 (pad first: the traced graph keeps the padding of
+the traced size, none). Canny runs in OpenCV outside the graph, so its edges are an input
+(``BlindPipeline.known_edges``). The export checks the traced graph against the eager pipeline
+on a fresh input of another size and batch and refuses to write one that differs.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 
 import hydra
 import torch
+from lightning.pytorch.core.module import _jit_is_scripting
 from omegaconf import DictConfig
 from torch import nn
 
-from common.checkpoint import CheckpointError
-from epn.edges import epn_inputs, merge_edges, to_gray
-from ipn.module import compose, generator_input
-from pipeline.inference import BlindInpainter, write_safetensors
-from pipeline.stages import load_stage
+from common.checkpoint import load_module
+from common.errors import CheckpointError, ConfigError, cli
+from pipeline.model import STAGES, BlindPipeline, load_pipeline, save_pipeline
 
 log = logging.getLogger("pipeline.export")
 
 
-class InferenceGraph(nn.Module):
-    """The blind pipeline as plain tensors in and out, for tracing: ``(corrupted, known_edges)``
-    -> ``(output (B, 3, H, W), mask (B, 1, H, W), edges (B, 1, H, W))`` with the soft m̂."""
+class TracedOutputs(nn.Module):
+    """The pipeline in blind mode with tuple outputs, as tracing wants them:
+    ``(corrupted, known_edges) -> (output, mask, edges)``."""
 
-    def __init__(self, inpainter: BlindInpainter):
+    def __init__(self, pipeline: BlindPipeline):
         super().__init__()
-        self.mask_net, self.edge_net, self.fill_net = (
-            inpainter.mpn.net,
-            inpainter.epn.generator,
-            inpainter.ipn.generator,
-        )
-        self.edge_threshold = inpainter.settings.edge_threshold
+        self.pipeline = pipeline
 
     def forward(self, corrupted: torch.Tensor, known_edges: torch.Tensor):
-        mask = torch.sigmoid(self.mask_net(corrupted))
-        edges = merge_edges(
-            self.edge_net(epn_inputs(to_gray(corrupted), known_edges, mask)), known_edges, mask, self.edge_threshold
-        )
-        _, refined = self.fill_net(generator_input(corrupted, mask, edges), mask)
-        return compose(corrupted, (refined + 1) / 2, mask), mask, edges
+        outputs = self.pipeline(corrupted, known_edges)
+        return outputs["output"], outputs["mask"], outputs["edges"]
 
 
-def _example(batch: int, size: tuple[int, int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from epn.edges import canny
-
+def _example(
+    pipeline: BlindPipeline, batch: int, size: tuple[int, int], seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 3, *size, generator=g)
-    return x, canny(to_gray(x))
+    return x, pipeline.known_edges(x)
 
 
 @torch.no_grad()
-def export_torchscript(inpainter: BlindInpainter, path: Path, size: int = 256, tolerance: float = 1e-4) -> float:
-    """Trace :class:`InferenceGraph` at ``size``² and check it on another size and batch against
-    the eager graph; returns the max abs difference (refuses to write above ``tolerance``)."""
+def export_torchscript(pipeline: BlindPipeline, path: Path, size: int = 256, tolerance: float = 1e-4) -> float:
+    """Trace the pipeline at ``size``² and check it on another size and batch against the eager
+    pipeline; returns the max abs difference (refuses to write above ``tolerance``)."""
     if size % 16 or size < 32:
-        raise CheckpointError(f"trace_size must be a multiple of 16 and at least 32, got {size}")
-    graph = InferenceGraph(inpainter).eval()
-    with warnings.catch_warnings():
+        raise ConfigError(f"trace_size must be a multiple of 16 and at least 32, got {size}")
+    graph = TracedOutputs(pipeline.eval()).eval()
+    # The stages are LightningModules: Lightning's own switch lets TorchScript read their
+    # attributes without a Trainer (as LightningModule.to_torchscript does).
+    with warnings.catch_warnings(), _jit_is_scripting():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # Python branches on shapes: checked below
-        traced = torch.jit.trace(graph, _example(1, (size, size), 0), check_trace=False)
-    check = _example(2, (size + 32, size - 16), 1)
+        traced = torch.jit.trace(graph, _example(pipeline, 1, (size, size), 0), check_trace=False)
+    check = _example(pipeline, 2, (size + 32, size - 16), 1)
     eager = graph(*check)
     try:
         scripted = traced(*check)
@@ -90,20 +82,24 @@ def export_torchscript(inpainter: BlindInpainter, path: Path, size: int = 256, t
     return diff
 
 
-def load_inpainter(cfg: DictConfig) -> BlindInpainter:
-    stage_paths = {name: cfg.get(name) for name in ("mpn", "epn", "ipn")}
+def load_for_export(cfg: DictConfig) -> BlindPipeline:
+    """The pipeline from ``checkpoint=``, or from the three stage checkpoints ``mpn= epn= ipn=``
+    with ``pipeline.*`` settings."""
+    stage_paths = {name: cfg.get(name) for name in STAGES}
     if cfg.checkpoint and any(stage_paths.values()):
-        raise CheckpointError("give either checkpoint= or mpn= epn= ipn=, not both")
+        raise ConfigError("give either checkpoint= or mpn= epn= ipn=, not both")
     if cfg.checkpoint:
-        return BlindInpainter.from_pretrained(cfg.checkpoint)
+        return load_pipeline(cfg.checkpoint, **cfg.pipeline)
     if not all(stage_paths.values()):
-        raise CheckpointError("give checkpoint=<joint .ckpt or stage=all run folder>, or all of mpn= epn= ipn=")
-    return BlindInpainter.from_stage_modules({n: load_stage(n, p) for n, p in stage_paths.items()})
+        raise ConfigError("give checkpoint=<model file, joint .ckpt or run folder>, or all of mpn= epn= ipn=")
+    stages = {name: load_module(path, STAGES[name]) for name, path in stage_paths.items()}
+    settings = {k: v for k, v in cfg.pipeline.items() if v is not None}
+    return BlindPipeline(**stages, **settings).eval()
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise CheckpointError(f"{path} exists; overwrite=true replaces it")
+        raise ConfigError(f"{path} exists; overwrite=true replaces it")
 
 
 def export(cfg: DictConfig) -> dict[str, Path]:
@@ -111,11 +107,11 @@ def export(cfg: DictConfig) -> dict[str, Path]:
     _refuse_existing(out, cfg.overwrite)
     if cfg.torchscript:
         _refuse_existing(Path(cfg.torchscript), cfg.overwrite)
-    inpainter = load_inpainter(cfg)
-    written = {"safetensors": write_safetensors(inpainter, out)}
-    log.info("wrote %s (%d tensors)", out, len(inpainter.state_dict()))
+    pipeline = load_for_export(cfg)
+    written = {"safetensors": save_pipeline(pipeline, out)}
+    log.info("wrote %s", out)
     if cfg.torchscript:
-        diff = export_torchscript(inpainter, Path(cfg.torchscript), cfg.trace_size)
+        diff = export_torchscript(pipeline, Path(cfg.torchscript), cfg.trace_size)
         written["torchscript"] = Path(cfg.torchscript)
         log.info(
             "wrote %s (traced at %d², max abs difference to the model on another size: %.1e)",
@@ -126,12 +122,10 @@ def export(cfg: DictConfig) -> dict[str, Path]:
     return written
 
 
-@hydra.main(config_path="pkg://conf.inference", config_name="export", version_base="1.3")
+@hydra.main(config_path="pkg://conf", config_name="export", version_base="1.3")
+@cli
 def main(cfg: DictConfig) -> None:
-    try:
-        export(cfg)
-    except CheckpointError as err:
-        sys.exit(f"error: {err}")
+    export(cfg)
 
 
 if __name__ == "__main__":

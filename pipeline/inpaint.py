@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,19 +32,16 @@ from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
 
-from common.checkpoint import CheckpointError
+from common.errors import ConfigError, cli
+from common.ops import grow
 from data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, load_image
-from pipeline.inference import MODES, BlindInpainter, InpaintSettings, grow
+from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device
 
 log = logging.getLogger("pipeline.inpaint")
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 GREEN_TOLERANCE = 40 / 255  # real photos almost never hold (≤40, ≥215, ≤40)
 GREEN_GROW = 2  # JPEG's chroma subsampling smears the paint's border over ~2 px: cover it too
-
-
-class InpaintError(ValueError):
-    """A problem with the command's inputs, reported in one line."""
 
 
 @dataclass
@@ -114,20 +110,20 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> l
     """The images under ``input_path`` with their masks and result paths; refuses an output
     folder that is the input folder or inside it."""
     if not input_path.exists():
-        raise InpaintError(f"input {input_path} does not exist")
+        raise ConfigError(f"input {input_path} does not exist")
     input_root = input_path if input_path.is_dir() else input_path.parent
     out, root = output.resolve(), input_root.resolve()
     if out == root or (input_path.is_dir() and out.is_relative_to(root)):
-        raise InpaintError(
+        raise ConfigError(
             f"output {output} is {'the input folder' if out == root else 'inside the input folder'}: "
             "choose another folder (inputs are never written to)"
         )
     if mask is not None and not mask.exists():
-        raise InpaintError(f"mask {mask} does not exist")
+        raise ConfigError(f"mask {mask} does not exist")
     if input_path.is_dir():
         files = list_images(input_path)
         if not files:
-            raise InpaintError(f"input folder {input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise ConfigError(f"input folder {input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     else:
         files = [input_path]
 
@@ -142,7 +138,7 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> l
         if mode == "masked" and mask is not None:
             mask_file = mask if mask.is_file() else _find_mask(mask, relative)
             if mask_file is None:
-                raise InpaintError(
+                raise ConfigError(
                     f"no mask for {source} in {mask} (looked for {relative.stem}.* and {relative.stem}_mask.*)"
                 )
         jobs.append(Job(source, mask_file, target))
@@ -223,38 +219,20 @@ def run(
     return report
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InpaintError("device=cuda but no CUDA device is available")
-    return name
-
-
 def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
-    if cfg.mode not in MODES:
-        raise InpaintError(f"mode must be one of {list(MODES)}, got {cfg.mode!r}")
+    settings = InpaintSettings(mode=cfg.mode, working_size=cfg.working_size, channels_last=tuple(cfg.channels_last))
     if not cfg.checkpoint:
-        raise InpaintError(
+        raise ConfigError(
             "give the model: checkpoint=runs/quickstart/<time>/model.safetensors "
             "(written by `python -m pipeline.train experiment=quickstart` or `python -m pipeline.export`)"
         )
     if cfg.batch_size < 1:
-        raise InpaintError(f"batch_size must be at least 1, got {cfg.batch_size}")
-    if cfg.working_size < 16:
-        raise InpaintError(f"working_size must be at least 16, got {cfg.working_size}")
+        raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
     if cfg.mask and cfg.mode != "masked":
-        raise InpaintError(f"mask= is used with mode=masked (mode is {cfg.mode})")
-    settings = InpaintSettings(
-        mode=cfg.mode,
-        hole_threshold=cfg.hole_threshold,
-        dilate=cfg.dilate,
-        working_size=cfg.working_size,
-        canny_sigma=cfg.canny_sigma,
-        channels_last=tuple(cfg.channels_last),
-    )
+        raise ConfigError(f"mask= is used with mode=masked (mode is {cfg.mode})")
     jobs = plan_jobs(Path(cfg.input), Path(cfg.output), Path(cfg.mask) if cfg.mask else None, cfg.mode)
-    inpainter = BlindInpainter.from_pretrained(cfg.checkpoint, settings=settings, map_location=_device(cfg.device))
+    device = resolve_device(cfg.device)
+    inpainter = BlindInpainter.from_pretrained(cfg.checkpoint, settings, device, **cfg.pipeline)
     report = run(inpainter, jobs, cfg.mode, cfg.batch_size, cfg.save_intermediates, cfg.overwrite)
     log.info(
         "%d written to %s, %d skipped (already there; overwrite=true replaces them), %d unreadable",
@@ -266,14 +244,12 @@ def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
     return report
 
 
-@hydra.main(config_path="pkg://conf.inference", config_name="inpaint", version_base="1.3")
+@hydra.main(config_path="pkg://conf", config_name="inpaint", version_base="1.3")
+@cli
 def main(cfg: DictConfig) -> None:
-    try:
-        report = inpaint_cli(cfg)
-    except (InpaintError, CheckpointError, ImageReadError) as err:
-        sys.exit(f"error: {err}")
+    report = inpaint_cli(cfg)
     if report["failed"] and not report["written"]:
-        sys.exit(f"error: none of the {len(report['failed'])} images could be read")
+        raise ImageReadError(f"none of the {len(report['failed'])} images could be read")
 
 
 if __name__ == "__main__":

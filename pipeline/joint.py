@@ -1,10 +1,11 @@
-"""Joint fine-tuning: MPN → EPN → IPN in one graph (``python -m pipeline.train stage=joint``).
+"""Joint fine-tuning of the blind pipeline: MPN → EPN → IPN in one graph (``stage=joint``).
 
-The three trained stages are loaded from their checkpoints and trained together: the IPN's and
-the EPN's losses reach the MPN through the continuous m̂ (it enters the EPN input, the IPN input
-and the final composition), so the mask is tuned for the repair it drives. Both discriminators
-keep training. The training step is the shared one of :class:`~common.module.GANModule`; the
-losses are each stage's own, summed with ``loss_weights``.
+The three trained stages are loaded from their checkpoints into one
+:class:`~pipeline.model.BlindPipeline` and trained together: the IPN's and the EPN's losses reach
+the MPN through m̂ (the mask rule passes its gradient straight through), so the mask is tuned
+for the repair it drives. Both discriminators keep training. The training step is the shared one
+of :class:`~common.module.GANModule`; the losses are each stage's own, summed with
+``loss_weights``.
 """
 
 from __future__ import annotations
@@ -13,42 +14,37 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from common.checkpoint import CheckpointError, load_checkpoint
-from common.layers import hard_mask
+from common.checkpoint import build, check_arguments, fit_state, read_model_file
+from common.errors import CheckpointError, ConfigError
 from common.metrics import edge_precision_recall, l1, mask_iou, mask_mae, psnr, ssim
-from common.module import ConfigError, GANModule
-from epn.edges import merge_edges
-from epn.module import EPNModule
-from ipn.module import IPNModule
-from mpn.module import MPNModule
-
-STAGES = ("mpn", "epn", "ipn")
+from common.module import GANModule
+from common.ops import hard_mask
+from pipeline.model import STAGES, BlindPipeline
 
 
 class JointModule(GANModule):
-    """MPN, EPN and IPN (with both discriminators) fine-tuned together.
+    """The blind pipeline (stages with their discriminators) fine-tuned together.
 
-    ``stages``: each stage's constructor arguments (the ``hyper_parameters`` of its checkpoint),
-    so a joint checkpoint rebuilds itself without the stage checkpoints. ``loss_weights``
-    scale the MPN loss (self-adaptive BCE + L1), the EPN generator loss (adversarial + feature
-    matching) and the IPN generator loss (hinge + L1s). Learning rates are each stage's own times
-    ``lr_scale`` (0.1: fine-tuning moves trained weights gently). ``freeze``: stages whose
-    generator is not updated (kept in eval mode); gradients still pass through it to the stages
-    before it, and the discriminators always train.
+    ``stages``: each stage's constructor arguments (the configuration stored in its checkpoint),
+    so a joint checkpoint rebuilds itself without the stage checkpoints; ``pipeline``: the
+    :class:`~pipeline.model.BlindPipeline` settings. ``loss_weights`` scale the MPN loss
+    (self-adaptive BCE + L1), the EPN generator loss (adversarial + feature matching) and the IPN
+    generator loss (hinge + L1s). Learning rates are each stage's own times ``lr_scale`` (0.1:
+    fine-tuning moves trained weights gently). ``freeze``: stages whose generator is not updated
+    (kept in eval mode); gradients still pass through it to the stages before it, and the
+    discriminators always train.
     """
 
     stage_name = "joint"
-    needs_edges = True
 
     def __init__(
         self,
         stages: Mapping[str, Mapping],
+        pipeline: Mapping | None = None,
         loss_weights: Mapping[str, float] | None = None,
         lr_scale: float = 0.1,
         freeze: Sequence[str] = (),
         grad_clip: float = 0.0,
-        mask_threshold: float = 0.5,
-        edge_threshold: float = 0.5,
         max_nonfinite: int = 10,
         grid_rows: int = 8,
     ):
@@ -61,59 +57,40 @@ class JointModule(GANModule):
             raise ConfigError(f"freeze: unknown stage(s) {unknown}; choose from {list(STAGES)}")
         if set(freeze) == set(STAGES):
             raise ConfigError("freeze lists every stage: nothing would be trained")
-        stages = {
-            name: {**stages[name], "vgg_weights": None}
-            if name == "ipn" and "vgg_weights" in stages[name]
-            else dict(stages[name])
-            for name in STAGES
-        }
+        weights = {**dict.fromkeys(STAGES, 1.0), **(loss_weights or {})}
+        stages = {name: dict(stages[name]) for name in STAGES}
+        settings = check_arguments(BlindPipeline, dict(pipeline or {}), "pipeline settings")
         self.save_hyperparameters(
-            {
-                "stages": stages,
-                "loss_weights": {**dict.fromkeys(STAGES, 1.0), **(loss_weights or {})},
-                "lr_scale": lr_scale,
-                "freeze": list(freeze),
-                "grad_clip": grad_clip,
-                "mask_threshold": mask_threshold,
-                "edge_threshold": edge_threshold,
-                "max_nonfinite": max_nonfinite,
-                "grid_rows": grid_rows,
-            }
-        )
-        self.mpn = MPNModule(**stages["mpn"])
-        self.epn = EPNModule(**stages["epn"])
-        self.ipn = IPNModule(**stages["ipn"])
+            {"stages": stages, "pipeline": settings, "loss_weights": weights, "lr_scale": lr_scale,
+             "freeze": list(freeze), "grad_clip": grad_clip, "max_nonfinite": max_nonfinite, "grid_rows": grid_rows}
+        )  # fmt: skip
+        modules = {name: build(cls, stages[name], f"joint: {name}", inference=False) for name, cls in STAGES.items()}
+        self.pipeline = BlindPipeline(**modules, **settings)
         for name in freeze:
-            self._stage_generator(name).requires_grad_(False).eval()
+            self.stage(name).generator.requires_grad_(False).eval()
 
     @classmethod
-    def from_stage_checkpoints(cls, checkpoints: Mapping[str, str], **kwargs) -> JointModule:
+    def from_stage_checkpoints(cls, checkpoints: Mapping[str, str | None], **kwargs) -> JointModule:
         """Build from the three stage checkpoints (each checked to be of its stage, read with
-        ``weights_only=True``) and load their weights."""
+        ``weights_only=True``) and load their weights, discriminators included."""
         loaded = {}
         for name in STAGES:
             if not checkpoints.get(name):
                 raise CheckpointError(f"joint needs stage.{name}_checkpoint=path/to/{name}.ckpt")
-            loaded[name] = load_checkpoint(checkpoints[name], name)
-        module = cls(stages={n: c.get("hyper_parameters", {}) for n, c in loaded.items()}, **kwargs)
-        for name, checkpoint in loaded.items():
-            stage = getattr(module, name)
-            state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("vgg.")}
-            missing, unexpected = stage.load_state_dict(state, strict=False)
-            if missing or unexpected:
-                raise CheckpointError(
-                    f"{checkpoints[name]} does not fit its own configuration "
-                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-                )
+            loaded[name] = read_model_file(checkpoints[name], name)
+        module = cls(stages={n: m.config for n, m in loaded.items()}, **kwargs)
+        for name, model in loaded.items():
+            fit_state(module.stage(name), model.state, str(model.path))
         return module
 
-    def _stage_generator(self, name: str) -> torch.nn.Module:
-        return {"mpn": self.mpn.net, "epn": self.epn.generator, "ipn": self.ipn.generator}[name]
+    def stage(self, name: str):
+        """The stage module ``name`` inside the pipeline."""
+        return getattr(self.pipeline, name)
 
     def train(self, mode: bool = True) -> JointModule:
         super().train(mode)
         for name in self.hparams.freeze:
-            self._stage_generator(name).eval()  # frozen: batch-norm statistics stay as trained
+            self.stage(name).generator.eval()  # frozen: batch-norm statistics stay as trained
         return self
 
     def configure_optimizers(self):
@@ -121,86 +98,58 @@ class JointModule(GANModule):
         discriminator at its stage's D rate (``lr × d2g_lr``)."""
         scale, generator_groups, discriminator_groups = self.hparams.lr_scale, [], []
         for name in STAGES:
-            stage = getattr(self, name)
+            stage = self.stage(name)
             lr, betas = stage.hparams.lr * scale, tuple(stage.hparams.betas)
             if name not in self.hparams.freeze:
-                generator_groups.append(
-                    {"params": list(self._stage_generator(name).parameters()), "lr": lr, "betas": betas}
-                )
-            if name != "mpn":
+                generator_groups.append({"params": list(stage.generator.parameters()), "lr": lr, "betas": betas})
+            if getattr(stage, "discriminator", None) is not None:
+                d_lr = lr * stage.hparams.d2g_lr
                 discriminator_groups.append(
-                    {"params": list(stage.discriminator.parameters()), "lr": lr * stage.hparams.d2g_lr, "betas": betas}
+                    {"params": list(stage.discriminator.parameters()), "lr": d_lr, "betas": betas}
                 )
         return [torch.optim.Adam(generator_groups), torch.optim.Adam(discriminator_groups)]
 
     def forward(self, corrupted: torch.Tensor, known_edges: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The blind pipeline with gradients: ``corrupted`` ``(B, 3, H, W)`` and its Canny edges
-        ``(B, 1, H, W)`` -> mask logits and m̂, the EPN's edges, the merged edge map, and the IPN's
-        ``coarse`` / ``refined`` / ``output`` ``(B, 3, H, W)``."""
-        logits = self.mpn.net(corrupted)
-        mask = torch.sigmoid(logits)
-        edges = self.epn(corrupted, mask, known_edges)
-        merged = merge_edges(edges, known_edges, mask, self.hparams.edge_threshold)
-        return {
-            "mask_logits": logits,
-            "mask": mask,
-            "edges": edges,
-            "merged_edges": merged,
-            **self.ipn(corrupted, mask, merged),
-        }
+        """The blind pipeline with gradients (see :meth:`BlindPipeline.forward`)."""
+        return self.pipeline(corrupted, known_edges)
 
     def generate(self, batch: dict) -> dict:
         return self(batch["corrupted"], batch["corrupted_edge"])
 
     def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         # The two discriminators share no parameters: one summed loss steps both.
-        d_epn, _ = self.epn.discriminator_loss(batch, outputs)
-        d_ipn, _ = self.ipn.discriminator_loss(batch, outputs)
+        d_epn, _ = self.stage("epn").discriminator_loss(batch, outputs)
+        d_ipn, _ = self.stage("ipn").discriminator_loss(batch, outputs)
         return d_epn + d_ipn, {"d_epn": d_epn, "d_ipn": d_ipn}
 
     def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
-        w = self.hparams.loss_weights
-        mpn_loss, _ = self.mpn.loss(outputs["mask_logits"], batch["mask"])
-        epn_loss, epn_parts = self.epn.generator_loss(batch, outputs)
-        ipn_loss, ipn_parts = self.ipn.generator_loss(batch, outputs)
-        loss = w["mpn"] * mpn_loss + w["epn"] * epn_loss + w["ipn"] * ipn_loss
-        parts = {
-            "mpn_loss": mpn_loss,
-            "epn_loss": epn_loss,
-            "ipn_loss": ipn_loss,
-            **{f"epn_{k}": v for k, v in epn_parts.items()},
-            **{f"ipn_{k}": v for k, v in ipn_parts.items()},
-        }
+        weights, loss, parts = self.hparams.loss_weights, 0.0, {}
+        for name in STAGES:
+            stage_loss, stage_parts = self.stage(name).generator_loss(batch, outputs)
+            loss = loss + weights[name] * stage_loss
+            parts.update({f"{name}_loss": stage_loss, **{f"{name}_{k}": v for k, v in stage_parts.items()}})
         return loss, parts
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        outputs = self.generate(batch)
-        output, target, mask = outputs["output"], batch["image"], outputs["mask"]
-        true_hole = hard_mask(batch["mask"], self.hparams.mask_threshold)
-        precision, recall = edge_precision_recall(outputs["edges"], batch["edge"], mask=true_hole)
-        self.log_dict(
-            {
-                "val/psnr": psnr(output, target),
-                "val/ssim": ssim(output, target),
-                "val/l1": l1(output, target),
-                "val/psnr_hole": psnr(output, target, mask=batch["mask"]),
-                "val/iou": mask_iou(mask, batch["mask"]),
-                "val/mask_mae": mask_mae(mask, batch["mask"]),
-                "val/edge_precision_hole": precision,
-                "val/edge_recall_hole": recall,
-            },
-            prog_bar=True,
-            batch_size=target.shape[0],
-        )
-        if batch_idx == 0:
-            self.log_grid(
-                "val/joint",
-                {
-                    "corrupted": batch["corrupted"],
-                    "true mask": batch["mask"],
-                    "predicted mask": mask,
-                    "edges": outputs["merged_edges"],
-                    "output": output,
-                    "truth": target,
-                },
-            )
+    def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        output, target, true_mask = outputs["output"], batch["image"], batch["mask"]
+        precision, recall = edge_precision_recall(outputs["predicted_edges"], batch["edge"], mask=hard_mask(true_mask))
+        return {
+            "psnr": psnr(output, target),
+            "ssim": ssim(output, target),
+            "l1": l1(output, target),
+            "psnr_hole": psnr(output, target, mask=true_mask),
+            "iou": mask_iou(outputs["predicted_mask"], true_mask),
+            "mask_mae": mask_mae(outputs["predicted_mask"], true_mask),
+            "edge_precision_hole": precision,
+            "edge_recall_hole": recall,
+        }
+
+    def grid_columns(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        return {
+            "corrupted": batch["corrupted"],
+            "true mask": batch["mask"],
+            "predicted mask": outputs["mask"],
+            "edges": outputs["edges"],
+            "output": outputs["output"],
+            "truth": batch["image"],
+        }

@@ -38,29 +38,32 @@ def run_module(*args, cwd=ROOT, timeout=300):
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def compose_train(run_dir, stage, *overrides):
-    """The training config of ``stage`` with the smoke trainer, logging into ``run_dir``."""
+def compose_config(name, *overrides):
+    """The config ``name`` of ``conf/`` with ``overrides``, as its command composes it."""
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        return compose(
-            "train",
-            [
-                f"stage={stage}",
-                "trainer=smoke",
-                f"logger.save_dir={run_dir}",
-                "trainer.enable_progress_bar=false",
-                *overrides,
-            ],
-        )
+        return compose(name, list(overrides))
+
+
+def compose_train(run_dir, stage, *overrides):
+    """The training config of ``stage`` with ``debug=smoke``, logging into ``run_dir``."""
+    quiet = (f"logger.save_dir={run_dir}", "trainer.enable_progress_bar=false")
+    return compose_config("train", f"stage={stage}", "debug=smoke", *quiet, *overrides)
+
+
+def compose_chain(run_dir, *overrides):
+    """The whole chain (``experiment=all``) with ``debug=smoke``, logging into ``run_dir``."""
+    quiet = (f"logger.save_dir={run_dir}", "trainer.enable_progress_bar=false")
+    return compose_config("train", "experiment=all", "debug=smoke", *quiet, *overrides)
 
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One tiny ``stage=all`` run (mpn → epn → ipn → joint, smoke trainer), shared by the tests of
     joint training, inference and export: ``{"dir", "mpn", "epn", "ipn", "joint", "model"}``."""
-    from pipeline.train import train_all
+    from pipeline.train import train_chain
 
     run_dir = tmp_path_factory.mktemp("smoke_all")
-    checkpoints = train_all(compose_train(run_dir, "all", "stage.demo_rows=2"), run_dir)
+    checkpoints = train_chain(compose_chain(run_dir, "chain.demo_rows=2"), run_dir)
     return {"dir": run_dir, **checkpoints, "model": run_dir / "model.safetensors"}

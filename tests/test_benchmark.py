@@ -12,7 +12,7 @@ from tests.conftest import run_module
 
 # Tiny everything; one thread, so the test stays fast while another process shares the CPU.
 TINY = [
-    "model_width=0.125",
+    "width_mult=0.125",
     "sizes=[32]",
     "train.size=32",
     "train.batch_size=2",
@@ -71,7 +71,7 @@ def test_cli_measures_every_stage_and_the_pipeline(tmp_path):
     assert {"fp32", "channels_last"} <= set(variants)
 
     trained = {(r["stage"], r["network"], r["variant"]) for r in report["train"]}
-    expected = {("mpn", "net")} | {(s, n) for s in ("epn", "ipn") for n in ("generator", "discriminator")}
+    expected = {("mpn", "generator")} | {(s, n) for s in ("epn", "ipn") for n in ("generator", "discriminator")}
     assert trained == {(s, n, v) for s, n in expected for v in variants}
     for row in report["train"]:
         assert row["batch_size"] == 2 and row["size"] == 32

@@ -16,7 +16,7 @@ from tests.conftest import ROOT, run_module
 
 GROUPS = {
     g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml"))
-    for g in ("data", "mask", "corruption", "trainer", "logger")
+    for g in ("data", "masks", "corruption", "trainer", "logger", "callbacks", "debug", "stage")
 }
 
 
@@ -27,24 +27,27 @@ def _compose(*overrides, config="train"):
 
 def test_groups_are_filled():
     assert set(GROUPS["data"]) >= {"sample", "folder", "celeba", "psv", "places2"}
-    assert set(GROUPS["mask"]) >= {"freeform", "irregular", "rect", "mixed"}
+    assert set(GROUPS["masks"]) >= {"freeform", "irregular", "rect", "mixed"}
     assert set(GROUPS["corruption"]) >= {"blind", "denoise", "none"}
-    assert set(GROUPS["trainer"]) >= {"cpu", "gpu", "ddp", "smoke"}
+    assert set(GROUPS["trainer"]) >= {"cpu", "gpu", "ddp"}
     assert set(GROUPS["logger"]) >= {"csv", "wandb", "tensorboard"}
+    assert set(GROUPS["callbacks"]) >= {"default", "ema", "early_stopping"}
+    assert set(GROUPS["debug"]) >= {"smoke", "fast_dev_run"}
+    assert set(GROUPS["stage"]) == {"mpn", "epn", "ipn", "joint"}  # the chain is an experiment, not a stage
 
 
-@pytest.mark.parametrize("name", GROUPS["mask"])
+@pytest.mark.parametrize("name", GROUPS["masks"])
 def test_every_mask_option_instantiates(name, tmp_path):
     import cv2
     import numpy as np
 
-    overrides = [f"mask={name}"]
+    overrides = [f"masks={name}"]
     if name == "irregular":
         mask = np.zeros((64, 64), np.uint8)
         mask[10:40, 20:30] = 255
         cv2.imwrite(str(tmp_path / "m.png"), mask)
-        overrides.append(f"mask.root={tmp_path}")
-    gen = instantiate(_compose(*overrides).mask)
+        overrides.append(f"masks.root={tmp_path}")
+    gen = instantiate(_compose(*overrides).masks)
     out = gen(40, 48, np.random.default_rng(0))
     assert out.shape == (40, 48)
 
@@ -83,8 +86,65 @@ def test_every_logger_option_instantiates_offline(name, tmp_path, monkeypatch):
         wandb.finish()
 
 
-def test_smoke_trainer_shrinks_the_data_and_a_batch_comes_out():
-    cfg = _compose("trainer=smoke")
+@pytest.mark.parametrize("name", GROUPS["callbacks"])
+@pytest.mark.parametrize("stage", ["mpn", "ipn"])
+def test_every_callbacks_option_instantiates_for_the_stages_metric(name, stage, tmp_path):
+    from pipeline.train import build_callbacks
+
+    cfg = _compose(f"stage={stage}", f"callbacks={name}")
+    callbacks = build_callbacks(cfg, tmp_path)
+    checkpoint = next(c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint))
+    assert checkpoint.monitor == cfg.stage.monitor and checkpoint.dirpath == str(tmp_path / "checkpoints")
+    if name == "ema":
+        assert any(type(c).__name__ == "EMAWeightAveraging" for c in callbacks)
+
+
+def test_defaults_are_written_once(tmp_path):
+    """A group option's YAML states only what differs from the code's defaults (the schemas in
+    conf/__init__.py carry those): no value in it equals the schema's."""
+    from omegaconf import OmegaConf
+
+    repeated = []
+    for group in ("data", "masks", "corruption", "stage"):
+        for name in GROUPS[group]:
+            raw = OmegaConf.load(ROOT / "conf" / group / f"{name}.yaml")
+            schema = OmegaConf.create()
+            for entry in raw.get("defaults", []):
+                if isinstance(entry, str) and entry.startswith("/schema/") and "@" in entry:
+                    path, package = entry[1:].split("@")
+                    node = _compose_schema(path)
+                    schema = OmegaConf.merge(schema, node if package == "_here_" else OmegaConf.create({}))
+                    if package != "_here_":
+                        OmegaConf.update(schema, package, node, force_add=True)
+            for key, mine in _leaves(OmegaConf.to_container(raw)):
+                if key.startswith("defaults") or str(mine).startswith("${"):
+                    continue
+                theirs = OmegaConf.select(schema, key, default="<absent>", throw_on_resolution_failure=False)
+                if mine == theirs:
+                    repeated.append(f"{group}/{name}: {key}={mine}")
+    assert not repeated, repeated
+
+
+def _compose_schema(path):
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    import conf  # noqa: F401 (registers the schemas)
+
+    node = ConfigStore.instance().load(f"{path}.yaml").node
+    return OmegaConf.create(OmegaConf.to_container(node))
+
+
+def _leaves(tree, prefix=""):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _leaves(v, f"{prefix}{k}.")
+    else:
+        yield prefix[:-1], tree
+
+
+def test_smoke_debug_shrinks_the_data_and_a_batch_comes_out():
+    cfg = _compose("debug=smoke")
     assert cfg.data.size == 32 and cfg.trainer.limit_train_batches == 4 and cfg.trainer.max_epochs == 1
     dm = build_datamodule(cfg)
     batch = next(iter(dm.val_dataloader()))
@@ -116,7 +176,8 @@ def test_preview_writes_a_grid(tmp_path):
     [
         ("data.nonsense=1", "Could not override 'data.nonsense'"),
         ("data=nowhere", "Could not find 'data/nowhere'"),
-        ("mask=nowhere", "Could not find 'mask/nowhere'"),
+        ("masks=nowhere", "Could not find 'masks/nowhere'"),
+        ("data.size=abc", "could not be converted to Integer"),
         ("data=celeba", "the CelebA root folder is not set: set the CELEBA_ROOT"),
         ("data=folder", "the image folder root folder is not set"),
     ],

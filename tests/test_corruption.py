@@ -204,9 +204,10 @@ def test_picklable():
 @pytest.mark.parametrize("name", ["blind", "denoise", "none"])
 def test_yaml_presets(name):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    corrupt = instantiate(OmegaConf.load(ROOT / "conf" / "corruption" / f"{name}.yaml"))
+    from tests.conftest import compose_config
+
+    corrupt = instantiate(compose_config("train", f"corruption={name}").corruption)
     assert isinstance(corrupt, Corruptor)
     pickle.dumps(corrupt)
     image, hole = _image(), _rect_hole()

@@ -81,7 +81,7 @@ def test_bad_files_are_reported_and_skipped(tmp_path, caplog):
     good = (root / "good0.png").read_bytes()
     (root / "truncated.png").write_bytes(good[: len(good) // 3])
     write_photo(root / "tiny.png", 4, 4)
-    dm = _module(dataset=lambda split, size: image_folder(root, split, size, fractions=(1, 0, 0)), batch_size=3)
+    dm = _module(dataset=lambda split, size: image_folder(split, size, root=root, fractions=(1, 0, 0)), batch_size=3)
     with caplog.at_level(logging.WARNING):
         batches = list(dm.train_dataloader())
     assert len(batches) == 3  # 9 files, 3 of them unusable but the epoch is complete
@@ -97,7 +97,7 @@ def test_bad_files_are_counted_across_workers(tmp_path):
     for i in range(2):
         (root / f"bad{i}.jpg").write_bytes(b"nope")
     dm = _module(
-        dataset=lambda split, size: image_folder(root, split, size, fractions=(1, 0, 0)),
+        dataset=lambda split, size: image_folder(split, size, root=root, fractions=(1, 0, 0)),
         batch_size=2,
         num_workers=2,
         donor_fill=False,
@@ -112,7 +112,11 @@ def test_a_folder_of_only_bad_files_stops_clearly(tmp_path):
     for i in range(3):
         (root / f"b{i}.png").write_bytes(b"x")
     samples = InpaintingSamples(
-        image_folder(root, "train", SIZE, fractions=(1, 0, 0)), FreeFormMasks(), Corruptor(), train=True, max_skips=3
+        image_folder("train", SIZE, root=root, fractions=(1, 0, 0)),
+        FreeFormMasks(),
+        Corruptor(),
+        train=True,
+        max_skips=3,
     )
     with pytest.raises(DatasetError, match="unreadable images in a row"):
         samples[0]

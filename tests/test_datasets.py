@@ -22,12 +22,14 @@ def _assert_images(ds, n=None):
 
 
 def test_folder_hash_split_partitions_all_files(photo_folder):
-    splits = {s: image_folder(photo_folder, s, SIZE, fractions=(0.5, 0.25, 0.25)) for s in ("train", "val", "test")}
+    splits = {
+        s: image_folder(s, SIZE, root=photo_folder, fractions=(0.5, 0.25, 0.25)) for s in ("train", "val", "test")
+    }
     files = [f for ds in splits.values() for f in ds.items]
     assert len(files) == 12 and len(set(files)) == 12
     _assert_images(splits["train"])
     # stable: the same split twice
-    assert image_folder(photo_folder, "val", SIZE, fractions=(0.5, 0.25, 0.25)).items == splits["val"].items
+    assert image_folder("val", SIZE, root=photo_folder, fractions=(0.5, 0.25, 0.25)).items == splits["val"].items
 
 
 def test_folder_split_subfolders_and_flists(tmp_path, photo_folder):
@@ -35,7 +37,7 @@ def test_folder_split_subfolders_and_flists(tmp_path, photo_folder):
     for s, n in (("train", 3), ("val", 2), ("test", 1)):
         for i in range(n):
             write_photo(root / s / f"{i}.png", seed=i)
-    assert [len(image_folder(root, s, SIZE)) for s in ("train", "val", "test")] == [3, 2, 1]
+    assert [len(image_folder(s, SIZE, root=root)) for s in ("train", "val", "test")] == [3, 2, 1]
 
     files = sorted(photo_folder.rglob("*.png"))
     flist = tmp_path / "train.flist"
@@ -44,21 +46,21 @@ def test_folder_split_subfolders_and_flists(tmp_path, photo_folder):
     rel.write_text("\n".join(str(f.relative_to(photo_folder)) for f in files[4:]))
     assert read_flist(flist) == files[:4]
     assert read_flist(rel) == files[4:]
-    _assert_images(image_folder(None, "train", SIZE, train_flist=flist), 4)
-    _assert_images(image_folder(rel, "test", SIZE), len(files) - 4)
+    _assert_images(image_folder("train", SIZE, root=None, train_flist=flist), 4)
+    _assert_images(image_folder("test", SIZE, root=rel), len(files) - 4)
 
 
 def test_folder_errors_name_the_folder(tmp_path):
     with pytest.raises(DatasetError, match="not set"):
-        image_folder(None, "train", SIZE)
+        image_folder("train", SIZE, root=None)
     with pytest.raises(DatasetError, match="nowhere"):
-        image_folder(tmp_path / "nowhere", "train", SIZE)
+        image_folder("train", SIZE, root=tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images")
     with pytest.raises(DatasetError, match="no images under .*empty"):
-        image_folder(tmp_path / "empty", "train", SIZE)
+        image_folder("train", SIZE, root=tmp_path / "empty")
     with pytest.raises(DatasetError, match="unknown split"):
-        image_folder(tmp_path, "training", SIZE)
+        image_folder("training", SIZE, root=tmp_path)
     with pytest.raises(DatasetError, match="lists no images"):
         (tmp_path / "e.flist").write_text("\n")
         read_flist(tmp_path / "e.flist")
@@ -75,18 +77,18 @@ def test_celeba_official_split_and_face_crop(tmp_path):
         Image.fromarray(arr).save(root / "img_align_celeba" / name)
     codes = [0, 0, 0, 0, 1, 1, 2]
     (root / "list_eval_partition.txt").write_text("".join(f"{n} {c}\n" for n, c in zip(names, codes)))
-    assert [len(celeba(root, s, SIZE)) for s in ("train", "val", "test")] == [4, 2, 1]
-    face = celeba(root, "test", SIZE)[0]
+    assert [len(celeba(s, SIZE, root=root)) for s in ("train", "val", "test")] == [4, 2, 1]
+    face = celeba("test", SIZE, root=root)[0]
     assert face.shape == (3, SIZE, SIZE)
     assert torch.allclose(face, torch.full_like(face, 128 / 255), atol=2 / 255)  # no white or black band
 
     (root / "list_eval_partition.txt").unlink()  # no split file: stable hash split of everything
-    assert 0 < len(celeba(root, "train", SIZE)) <= 7
+    assert 0 < len(celeba("train", SIZE, root=root)) <= 7
 
 
 def test_celeba_root_unset_mentions_env_var():
     with pytest.raises(DatasetError, match="CELEBA_ROOT"):
-        celeba(None, "train", SIZE)
+        celeba("train", SIZE, root=None)
 
 
 def test_paris_streetview_layout(tmp_path):
@@ -95,12 +97,12 @@ def test_paris_streetview_layout(tmp_path):
         write_photo(root / "paris_train_original" / f"{i}.JPG", 936, 537, seed=i)
     for i in range(2):
         write_photo(root / "paris_eval_gt" / f"{i:03d}_im.png", 227, 227, seed=10 + i)
-    train, test = paris_streetview(root, "train", SIZE), paris_streetview(root, "test", SIZE)
+    train, test = paris_streetview("train", SIZE, root=root), paris_streetview("test", SIZE, root=root)
     _assert_images(train, 3)
     _assert_images(test, 2)
     assert train.crop.mode == "random" and test.crop.mode == "centre"
     with pytest.raises(DatasetError, match="paris_train_original"):
-        paris_streetview(tmp_path / "psv" / "paris_eval_gt", "train", SIZE)
+        paris_streetview("train", SIZE, root=tmp_path / "psv" / "paris_eval_gt")
 
 
 def test_places2_split_files(tmp_path):
@@ -112,10 +114,10 @@ def test_places2_split_files(tmp_path):
     for i in range(2):
         write_photo(root / "val_256" / f"Places365_val_{i + 1:08d}.jpg", 64, 64, seed=i)
     (root / "places365_val.txt").write_text("Places365_val_00000001.jpg 165\n")
-    _assert_images(places2(root, "train", SIZE), 2)  # the list, not the folder, decides
-    _assert_images(places2(root, "val", SIZE), 1)
+    _assert_images(places2("train", SIZE, root=root), 2)  # the list, not the folder, decides
+    _assert_images(places2("val", SIZE, root=root), 1)
     (root / "places365_val.txt").unlink()
-    _assert_images(places2(root, "test", SIZE), 2)
+    _assert_images(places2("test", SIZE, root=root), 2)
 
 
 def test_square_crop_random_centre_and_too_small():

@@ -215,3 +215,27 @@ def test_receptive_field_is_70_empirically():
     assert (rows.min().item(), rows.max().item()) == (33, 33 + 69)
     assert (cols.min().item(), cols.max().item()) == (33, 33 + 69)
     assert seen.sum().item() == 70 * 70
+
+
+def test_generator_inputs_follow_edgeconnect():
+    from epn.module import generator_inputs
+
+    corrupted = torch.full((1, 3, 4, 4), 0.25)  # gray 0.25 (the luma weights sum to 1)
+    edges = torch.ones(1, 1, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 0, 0], mask[..., 0, 1] = 1.0, 0.3  # one destroyed pixel, one partly
+    x = generator_inputs(corrupted, mask, edges)
+    assert x.shape == (1, 3, 4, 4)
+    assert x[0, 0, 0, 0] == 1.0 and x[0, 0, 0, 1] == pytest.approx(0.25 * 0.7 + 0.3)  # gray·(1−m)+m
+    assert x[0, 1, 0, 0] == 0 and x[0, 1, 0, 1] == 1  # edges cut only where m > 0.5
+    assert torch.equal(x[:, 2:], mask)
+
+
+def test_width_mult_scales_and_absurd_widths_are_refused_before_allocating():
+    assert EdgeGenerator(width_mult=0.25).encoder[1].out_channels == 16
+    with pytest.raises(ValueError, match="out of range"):
+        EdgeGenerator(base_channels=10**9)  # would be terabytes: refused at once
+    with pytest.raises(ValueError, match="residual_blocks"):
+        EdgeGenerator(residual_blocks=10**6)
+    with pytest.raises(ValueError, match="width_mult"):
+        PatchDiscriminator(width_mult=float("nan"))

@@ -1,11 +1,14 @@
-"""EPN: the module's GAN step, `python -m pipeline.train stage=epn` through Hydra, mask_source=mpn."""
+"""EPN: the module's GAN step, `python -m pipeline.train stage=epn` through Hydra, and the feed
+(the true mask through the pipeline's mask rule, or a frozen MPN's)."""
 
 import pytest
 import torch
 
-from common.checkpoint import CheckpointError, load_checkpoint
+from common.checkpoint import load_module, read_model_file
+from common.errors import CheckpointError, ConfigError
 from epn.module import EPNModule
-from pipeline.stages import load_stage
+from mpn.module import MPNModule
+from pipeline.model import StageFeed
 from pipeline.train import build_module, train
 from tests.conftest import compose_train, run_module
 
@@ -15,6 +18,7 @@ def _batch(b=2, size=32):
     image = torch.rand(b, 3, size, size)
     mask = torch.zeros(b, 1, size, size)
     mask[..., 8:20, 10:24] = 1
+    mask[..., 8:20, 24] = 0.3  # a soft rim
     return {
         "image": image,
         "corrupted": image * (1 - mask) + mask * 0.5,
@@ -24,11 +28,17 @@ def _batch(b=2, size=32):
     }
 
 
+def _module(**kwargs):
+    tiny = {"generator": {"base_channels": 8, "residual_blocks": 2}, "discriminator": {"base_channels": 8}}
+    return EPNModule(**tiny, **kwargs)
+
+
 def test_losses_are_edgeconnects_and_the_generator_learns_from_them():
-    module = EPNModule(generator={"base_channels": 8, "residual_blocks": 2}, discriminator={"base_channels": 8})
+    module = _module(feed=StageFeed())
     batch = _batch()
     outputs = module.generate(batch)
-    assert outputs["edges"].shape == (2, 1, 32, 32) and 0 <= outputs["edges"].min() <= outputs["edges"].max() <= 1
+    edges = outputs["predicted_edges"]
+    assert edges.shape == (2, 1, 32, 32) and 0 <= edges.min() <= edges.max() <= 1
     _d_loss, _ = module.discriminator_loss(batch, {k: v.detach() for k, v in outputs.items()})
     g_loss, parts = module.generator_loss(batch, outputs)
     assert g_loss.item() == pytest.approx((parts["g_adv"] + 10 * parts["g_fm"]).item(), rel=1e-5)
@@ -38,10 +48,21 @@ def test_losses_are_edgeconnects_and_the_generator_learns_from_them():
     assert opt_g.param_groups[0]["betas"] == (0.0, 0.9) and opt_d.param_groups[0]["lr"] == pytest.approx(1e-5)
 
 
+def test_the_true_mask_reaches_the_stage_through_the_pipelines_mask_rule():
+    batch = _batch()
+    mask = _module(feed=StageFeed(pipeline={"dilate": 1})).generate(batch)["mask"]
+    hole = torch.zeros_like(batch["mask"])
+    hole[..., 7:21, 9:25] = 1  # the hard hole grown by 1 px swallows the soft rim
+    assert torch.equal(mask, torch.maximum(batch["mask"], hole))
+
+
+def test_without_a_feed_training_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no feed is attached"):
+        _module().generate(_batch())
+
+
 def test_fast_dev_run_through_hydra(tmp_path):
-    proc = run_module(
-        "pipeline.train", "stage=epn", "trainer=smoke", "+trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}"
-    )
+    proc = run_module("pipeline.train", "stage=epn", "debug=fast_dev_run", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -51,40 +72,39 @@ def test_smoke_run_validates_and_writes_a_grid(tmp_path):
     for key in ("val/precision", "val/recall", "val/precision_hole", "val/recall_hole", "val/f1_hole"):
         assert key in metrics and 0 <= metrics[key] <= 1
     assert list((tmp_path / "samples").glob("val_epn_*.png"))
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", "epn")["global_step"] == 8  # 4 batches × (D + G)
+    last = read_model_file(tmp_path / "checkpoints" / "last.ckpt", "epn")
+    assert last.checkpoint["global_step"] == 8  # 4 batches × (D + G)
 
 
-def test_mask_source_mpn_uses_a_frozen_mpn_from_a_smoke_run(tmp_path):
+def test_a_frozen_mpn_from_a_smoke_run_feeds_the_epn(tmp_path):
     mpn_dir, epn_dir = tmp_path / "mpn", tmp_path / "epn"
     train(compose_train(mpn_dir, "mpn"), mpn_dir)
     mpn_ckpt = mpn_dir / "checkpoints" / "last.ckpt"
-    cfg = compose_train(epn_dir, "epn", "stage.mask_source=mpn", f"stage.mpn_checkpoint={mpn_ckpt}")
+    cfg = compose_train(epn_dir, "epn", f"stage.module.feed.mpn_checkpoint={mpn_ckpt}")
 
     module = build_module(cfg.stage)
     batch = _batch()
-    predicted = module.predicted_mask(batch)
-    expected = load_stage("mpn", mpn_ckpt)(batch["corrupted"])
-    assert torch.allclose(predicted, expected) and not torch.equal(predicted, batch["mask"])
+    fed = module.fed(batch)["mask"]
+    mpn = load_module(mpn_ckpt, MPNModule)
+    expected = module.frozen("feed").pipeline.mask_rule(mpn(batch["corrupted"])["predicted_mask"])
+    assert torch.allclose(fed, expected) and not torch.equal(fed, batch["mask"])
 
     trainer = train(cfg, epn_dir)
-    state = load_checkpoint(epn_dir / "checkpoints" / "last.ckpt", "epn")["state_dict"]
-    assert not any(k.startswith(("net.", "_frozen")) for k in state)  # EPN weights only
-    used = trainer.lightning_module.frozen("mask_predictor")
-    saved = load_checkpoint(mpn_ckpt)["state_dict"]
-    assert all(torch.equal(v, saved[f"net.{k}"]) for k, v in used.net.state_dict().items())  # the MPN stayed frozen
+    state = read_model_file(epn_dir / "checkpoints" / "last.ckpt", "epn").state
+    assert all(k.startswith(("generator.", "discriminator.")) for k in state)  # EPN weights only
+    used = trainer.lightning_module.frozen("feed").pipeline.mpn
+    saved = read_model_file(mpn_ckpt).state
+    assert all(torch.equal(v, saved[k]) for k, v in used.state_dict().items())  # the MPN stayed frozen
 
 
-def test_mask_source_mpn_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="needs stage.mpn_checkpoint"):
-        build_module(compose_train(tmp_path, "epn", "stage.mask_source=mpn").stage)
+def test_a_feed_checkpoint_of_another_stage_is_refused(tmp_path):
     epn_dir = tmp_path / "epn"
     train(compose_train(epn_dir, "epn"), epn_dir)
-    with pytest.raises(CheckpointError, match="stage 'epn', not 'mpn'"):
-        build_module(
-            compose_train(
-                tmp_path,
-                "epn",
-                "stage.mask_source=mpn",
-                f"stage.mpn_checkpoint={epn_dir / 'checkpoints' / 'last.ckpt'}",
-            ).stage
-        )
+    wrong = epn_dir / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError, match="holds a 'epn' model, not 'mpn'"):
+        build_module(compose_train(tmp_path, "epn", f"stage.module.feed.mpn_checkpoint={wrong}").stage)
+    proc = run_module(
+        "pipeline.train", "stage=epn", "debug=smoke", f"stage.module.feed.mpn_checkpoint={tmp_path / 'nope.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert proc.returncode != 0 and "error: model file" in proc.stderr and "Traceback" not in proc.stderr

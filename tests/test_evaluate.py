@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import run_module
 
+from common.errors import ConfigError
 from data.masks import BucketedTestMasks, hole_ratio
 from pipeline.evaluate import (
-    EvaluateError,
     assign_bucket,
     build_test_pairs,
     check_config,
@@ -208,7 +208,7 @@ def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
     "overrides, message",
     [
         (["method=deepfill"], "error: unknown method 'deepfill'; expected one of ours, telea"),
-        (["checkpoint=/no/such/model.safetensors"], "error: model /no/such/model.safetensors does not exist"),
+        (["checkpoint=/no/such/model.safetensors"], "error: model file /no/such/model.safetensors does not exist"),
         (["method=telea", "mode=blind"], "error: method=telea mode=blind needs mask_checkpoint=MODEL"),
     ],
 )
@@ -231,7 +231,7 @@ def test_cli_errors_are_one_line(tmp_path, overrides, message):
     ],
 )
 def test_contradictory_settings_are_refused(overrides, message):
-    with pytest.raises(EvaluateError, match=message):
+    with pytest.raises(ConfigError, match=message):
         check_config(compose_evaluate(*overrides))
 
 
@@ -242,9 +242,9 @@ def test_lpips_loads_its_backbone_from_the_path_only(squeeze_weights, tmp_path):
     x = torch.rand(2, 3, 48, 48)
     with torch.inference_mode():
         assert torch.allclose(metric(x, x), torch.zeros(2), atol=1e-6)
-    with pytest.raises(EvaluateError, match="are not torchvision's alex ImageNet weights"):
+    with pytest.raises(ConfigError, match="are not torchvision's alex ImageNet weights"):
         lpips_metric(str(squeeze_weights), "alex")
-    with pytest.raises(EvaluateError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         lpips_metric(str(tmp_path / "missing.pth"), "alex")
 
 
@@ -252,8 +252,8 @@ def test_fid_without_torch_fidelity_says_so(squeeze_weights):
     try:
         import torch_fidelity  # noqa: F401
     except ImportError:
-        with pytest.raises(EvaluateError, match="needs the torch-fidelity package"):
+        with pytest.raises(ConfigError, match="needs the torch-fidelity package"):
             inception_features(str(squeeze_weights))
     else:
-        with pytest.raises(EvaluateError, match="are not torch-fidelity's InceptionV3 weights"):
+        with pytest.raises(ConfigError, match="are not torch-fidelity's InceptionV3 weights"):
             inception_features(str(squeeze_weights))

@@ -12,11 +12,13 @@ from conftest import ROOT, run_module, write_photo
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-from common.checkpoint import CheckpointError
+from common.checkpoint import read_model_file
+from common.errors import CheckpointError, ConfigError
 from pipeline import BlindInpainter
-from pipeline.export import export_torchscript
-from pipeline.inference import InpaintSettings, read_safetensors, working_shape, write_safetensors
-from pipeline.inpaint import InpaintError, green_mask, inpaint_cli, read_mask
+from pipeline.export import TracedOutputs, export_torchscript
+from pipeline.inference import InpaintSettings, working_shape
+from pipeline.inpaint import green_mask, inpaint_cli, read_mask
+from pipeline.model import load_pipeline, save_pipeline
 
 
 def _digests(root):
@@ -24,7 +26,7 @@ def _digests(root):
 
 
 def _inpaint(*overrides):
-    with initialize_config_module(config_module="conf.inference", version_base="1.3"):
+    with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose("inpaint", list(overrides))
     return inpaint_cli(cfg)
 
@@ -86,8 +88,8 @@ def test_denoise_keeps_the_soft_mask_and_blind_hardens_it(inpainter):
     x = torch.rand(1, 3, 48, 48)
     soft = inpainter.inpaint(x, mode="denoise")["mask"]
     hard = inpainter.inpaint(x, mode="blind")["mask"]
-    s = inpainter.settings
-    assert torch.equal(soft, inpainter.mpn(x))  # denoise: the MPN's continuous m̂ as it is
+    s = inpainter.pipeline
+    assert torch.equal(soft, inpainter.masks(x)["predicted_mask"])  # denoise: the MPN's continuous m̂ as it is
     assert (hard >= soft).all()
     confident = torch.nn.functional.max_pool2d((soft > s.hole_threshold).float(), 2 * s.dilate + 1, 1, s.dilate)
     assert torch.equal(hard == 1, (confident == 1) | (soft == 1))
@@ -177,7 +179,7 @@ def test_output_in_the_input_folder_is_refused(smoke_run, tmp_path, inside):
     photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
     source = tmp_path / "in" if inside else photo
     output = tmp_path / "in" / "results" if inside else tmp_path / "in"
-    with pytest.raises(InpaintError, match="input folder"):
+    with pytest.raises(ConfigError, match="input folder"):
         _inpaint(f"input={source}", f"output={output}", f"checkpoint={smoke_run['model']}")
     assert not (tmp_path / "in" / "results").exists()
 
@@ -196,8 +198,9 @@ def test_unreadable_images_are_reported_and_the_rest_repaired(smoke_run, tmp_pat
         (("checkpoint=null",), "give the model"),
         (("input={tmp}/missing.png",), "does not exist"),
         (("checkpoint={tmp}/nope.safetensors",), "does not exist"),
-        (("checkpoint={mpn}",), "not 'joint'"),  # a stage checkpoint is not a whole model
-        (("mode=fancy",), "mode must be one of"),
+        (("checkpoint={mpn}",), "not 'pipeline' or 'joint'"),  # a stage checkpoint is not a whole model
+        (("mode=fancy",), "unknown mode"),
+        (("pipeline.dilate=-1",), "dilate must be in"),
         (("batch_size=0",), "batch_size"),
     ],
 )
@@ -205,7 +208,7 @@ def test_bad_arguments_are_explained(smoke_run, tmp_path, args, error):
     photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
     base = {"input": str(photo), "output": str(tmp_path / "out"), "checkpoint": str(smoke_run["model"])}
     base.update(a.format(tmp=tmp_path, mpn=smoke_run["mpn"]).split("=", 1) for a in args)
-    with pytest.raises((InpaintError, CheckpointError), match=error):
+    with pytest.raises((ConfigError, CheckpointError), match=error):
         _inpaint(*(f"{k}={v}" for k, v in base.items()))
 
 
@@ -236,8 +239,10 @@ def test_a_large_image_is_repaired_at_working_size_with_known_pixels_exact(inpai
 def test_a_3000x2000_photo_through_the_cli_stays_within_memory(smoke_run, tmp_path):
     photo = write_photo(tmp_path / "in" / "large.jpg", 3000, 2000)
     code = (
-        "import resource, sys; from pipeline.inpaint import main; sys.argv = ['x', 'input={}', 'output={}', 'checkpoint={}'];"
-        "\ntry:\n    main()\nexcept SystemExit:\n    pass\nprint('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "import resource, sys; from pipeline.inpaint import main;"
+        " sys.argv = ['x', 'input={}', 'output={}', 'checkpoint={}'];"
+        "\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     ).format(photo, tmp_path / "out", smoke_run["model"])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -259,13 +264,23 @@ def test_python_api_takes_paths_pillow_numpy_and_tensors(inpainter, tmp_path):
 
 def test_safetensors_round_trip_gives_identical_outputs(smoke_run, tmp_path):
     from_checkpoint = BlindInpainter.from_pretrained(smoke_run["joint"])
-    path = write_safetensors(from_checkpoint, tmp_path / "model.safetensors")
+    path = save_pipeline(from_checkpoint.pipeline, tmp_path / "model.safetensors")
     from_file = BlindInpainter.from_pretrained(path)
     x = torch.rand(2, 3, 40, 56)
     a, b = from_checkpoint.inpaint(x), from_file.inpaint(x)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    config, state = read_safetensors(path)
-    assert set(config) == {"mpn", "epn", "ipn"} and not any("discriminator" in k for k in state)
+    model = read_model_file(path, "pipeline")
+    assert set(model.config["stages"]) == {"mpn", "epn", "ipn"} and not any("discriminator" in k for k in model.state)
+    assert model.config["pipeline"] == from_checkpoint.pipeline.settings()
+
+
+def test_stored_pipeline_settings_are_used_unless_overridden(smoke_run, tmp_path):
+    pipeline = load_pipeline(smoke_run["model"])
+    pipeline.dilate = 5
+    path = save_pipeline(pipeline, tmp_path / "dilate5.safetensors")
+    assert load_pipeline(path).dilate == 5
+    assert load_pipeline(path, dilate=1, hole_threshold=None).dilate == 1  # None keeps the stored value
+    assert BlindInpainter.from_pretrained(path, hole_threshold=0.8).pipeline.hole_threshold == 0.8
 
 
 def test_export_cli_writes_safetensors_and_a_checked_torchscript_graph(smoke_run, tmp_path):
@@ -274,15 +289,12 @@ def test_export_cli_writes_safetensors_and_a_checked_torchscript_graph(smoke_run
         "pipeline.export", f"checkpoint={smoke_run['dir']}", f"out={out}", f"torchscript={graph}", "trace_size=48"
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    model = BlindInpainter.from_pretrained(out)
+    model = load_pipeline(out)
     traced = torch.jit.load(str(graph))
-    from epn.edges import canny, to_gray
-    from pipeline.export import InferenceGraph
-
     x = torch.rand(1, 3, 64, 32)
     with torch.no_grad():
-        expected = InferenceGraph(model)(x, canny(to_gray(x)))
-        got = traced(x, canny(to_gray(x)))
+        expected = TracedOutputs(model)(x, model.known_edges(x))
+        got = traced(x, model.known_edges(x))
     assert all(torch.allclose(e, g, atol=1e-5) for e, g in zip(expected, got))
     again = run_module("pipeline.export", f"checkpoint={smoke_run['dir']}", f"out={out}")
     assert again.returncode != 0 and "overwrite=true" in again.stderr and "Traceback" not in again.stderr
@@ -300,8 +312,8 @@ def test_foreign_safetensors_are_refused(tmp_path):
 
 
 def test_export_torchscript_refuses_a_bad_trace_size(inpainter, tmp_path):
-    with pytest.raises(CheckpointError, match="multiple of 16"):
-        export_torchscript(inpainter, tmp_path / "g.pt", size=50)
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        export_torchscript(inpainter.pipeline, tmp_path / "g.pt", size=50)
 
 
 def test_green_and_gray_masks():
@@ -323,8 +335,10 @@ def test_read_mask_thresholds_gray_and_rejects_colour_without_green(tmp_path):
 
 
 def test_settings_are_validated():
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ConfigError, match="mode"):
         InpaintSettings(mode="magic")
+    with pytest.raises(ConfigError, match="channels_last"):
+        InpaintSettings(channels_last=("gan",))
 
 
 def test_channels_last_default_gives_the_contiguous_outputs(inpainter):

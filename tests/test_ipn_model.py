@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ipn.model import DeepFillGenerator, SNPatchDiscriminator, paste
+from common.ops import compose
+from ipn.model import DeepFillGenerator, SNPatchDiscriminator
 
 
 def n_params(module: nn.Module) -> int:
@@ -155,11 +156,11 @@ def test_refinement_input_is_the_pasted_image():
     assert torch.equal(seen["hard"], (mask > 0.5).float())
 
 
-def test_paste_helper():
+def test_the_paste_is_the_shared_compose():
     coarse, image = torch.full((1, 3, 2, 2), 1.0), torch.full((1, 3, 2, 2), -1.0)
     mask = torch.tensor([0.0, 1.0, 0.5, 0.25]).view(1, 1, 2, 2)
     expected = torch.tensor([-1.0, 1.0, 0.0, -0.5]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
-    assert torch.equal(paste(coarse, image, mask), expected)
+    assert torch.equal(compose(image, coarse, mask), expected)
 
 
 @pytest.mark.parametrize("size", [(64, 64), (45, 70)])

@@ -1,15 +1,19 @@
-"""IPN: inputs and composition, DeepFill v2 losses, optional VGG losses, training through Hydra."""
+"""IPN: inputs and composition, the edge guide it is fed, DeepFill v2 losses, optional VGG losses,
+training through Hydra."""
 
 import pytest
 import torch
 
-from common.checkpoint import CheckpointError, load_checkpoint
-from ipn.module import IPNModule, compose, generator_input
+from common.checkpoint import read_model_file
+from common.errors import CheckpointError
+from common.ops import compose
+from ipn.module import IPNModule, generator_inputs
+from pipeline.model import StageFeed
 from pipeline.train import build_module, train
 from tests.conftest import compose_train, run_module
 from tests.test_checkpoint import Exploit
 
-TINY = dict(generator={"cnum": 8}, discriminator={"cnum": 8})
+TINY = dict(generator={"cnum": 8}, discriminator={"cnum": 8}, feed=StageFeed())
 
 
 def _batch(b=2, size=32):
@@ -24,13 +28,13 @@ def _batch(b=2, size=32):
         "corrupted": image * (1 - mask) + mask * 0.5,
         "mask": mask,
         "edge": edge,
-        "corrupted_edge": edge,
+        "corrupted_edge": (torch.rand(b, 1, size, size) > 0.9).float(),
     }
 
 
 def test_generator_input_and_composition():
     batch = _batch()
-    x = generator_input(batch["corrupted"], batch["mask"], batch["edge"])
+    x = generator_inputs(batch["corrupted"], batch["mask"], batch["edge"])
     assert x.shape == (2, 6, 32, 32)
     assert torch.all(x[0, :3, 8:20, 10:24] == 0)  # the hole is mid-gray (0 in [-1, 1])
     assert torch.allclose(x[:, :3, 0, 0], batch["corrupted"][:, :, 0, 0] * 2 - 1)
@@ -60,6 +64,17 @@ def test_losses_are_deepfill_v2s():
     assert module.adversarial.kind == "hinge"
 
 
+def test_the_edge_guide_is_the_one_inference_gives():
+    """Truth's Canny inside the hole (standing in for the EPN), Canny of the corrupted image
+    outside it, on the mask the pipeline's rule makes of the true mask."""
+    batch = _batch()
+    outputs = IPNModule(**TINY).generate(batch)
+    mask, hole = outputs["mask"], outputs["mask"] > 0.5
+    assert torch.equal(mask, StageFeed().pipeline.mask_rule(batch["mask"]))
+    assert torch.equal(outputs["edges"][hole], batch["edge"][hole])
+    assert torch.equal(outputs["edges"][~hole], batch["corrupted_edge"][~hole])
+
+
 def test_vgg_losses_from_a_weights_path_only(tmp_path):
     from torchvision.models import vgg19
 
@@ -73,7 +88,8 @@ def test_vgg_losses_from_a_weights_path_only(tmp_path):
         parts["g_adv"] + parts["l1_coarse"] + parts["l1_refine"] + 0.1 * parts["perceptual"] + 250 * parts["style"]
     )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert not any(p.requires_grad for p in module.vgg.parameters())
+    assert not any(p.requires_grad for p in module.frozen("vgg").parameters())
+    assert not any(k.startswith("vgg") for k in module.state_dict())  # checkpoints do not carry it
     with pytest.raises(CheckpointError, match="never downloads"):
         IPNModule(**TINY, vgg_weights=str(tmp_path / "missing.pth"))
     marker = tmp_path / "pwned"
@@ -84,10 +100,10 @@ def test_vgg_losses_from_a_weights_path_only(tmp_path):
 
 
 def test_smoke_run_through_hydra(tmp_path):
-    proc = run_module("pipeline.train", "stage=ipn", "trainer=smoke", f"hydra.run.dir={tmp_path}")
+    proc = run_module("pipeline.train", "stage=ipn", "debug=smoke", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((tmp_path / "samples").glob("val_ipn_*.png"))
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", "ipn")["global_step"] == 8
+    assert read_model_file(tmp_path / "checkpoints" / "last.ckpt", "ipn").checkpoint["global_step"] == 8
 
 
 def test_trains_on_a_frozen_mpn_and_epn(tmp_path):
@@ -97,31 +113,24 @@ def test_trains_on_a_frozen_mpn_and_epn(tmp_path):
     cfg = compose_train(
         ipn_dir,
         "ipn",
-        "stage.mask_source=mpn",
-        f"stage.mpn_checkpoint={mpn_dir}/checkpoints/last.ckpt",
-        "stage.edge_source=epn",
-        f"stage.epn_checkpoint={epn_dir}/checkpoints/last.ckpt",
+        f"stage.module.feed.mpn_checkpoint={mpn_dir}/checkpoints/last.ckpt",
+        f"stage.module.feed.epn_checkpoint={epn_dir}/checkpoints/last.ckpt",
     )
     module = build_module(cfg.stage)
     batch = _batch()
-    mask = module.predicted_mask(batch)
-    edges = module.edges_for(batch, mask)
+    outputs = module.generate(batch)
+    mask, edges = outputs["mask"], outputs["edges"]
     assert not torch.equal(mask, batch["mask"]) and not torch.equal(edges, batch["edge"])
     hole = mask > 0.5
     assert torch.equal(edges[~hole], batch["corrupted_edge"][~hole])  # known-region edges kept outside the hole
+    fed = module.fed(batch)
+    assert torch.equal(edges[hole], fed["predicted_edges"][hole])  # the frozen EPN's inside it
     trainer = train(cfg, ipn_dir)
     metrics = trainer.callback_metrics
     for key in ("val/psnr", "val/ssim", "val/l1", "val/psnr_hole", "val/l1_hole"):
         assert key in metrics and torch.isfinite(metrics[key])
-    state = load_checkpoint(ipn_dir / "checkpoints" / "last.ckpt", "ipn")["state_dict"]
+    state = read_model_file(ipn_dir / "checkpoints" / "last.ckpt", "ipn").state
     assert all(k.startswith(("generator.", "discriminator.")) for k in state)
-
-
-def test_edge_source_needs_a_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match="needs stage.epn_checkpoint"):
-        build_module(compose_train(tmp_path, "ipn", "stage.edge_source=epn").stage)
-    with pytest.raises(CheckpointError, match="must be 'truth' or 'epn'"):
-        build_module(compose_train(tmp_path, "ipn", "stage.edge_source=canny").stage)
 
 
 def test_generator_learns_to_fill_a_fixed_batch():
@@ -139,8 +148,11 @@ def test_generator_learns_to_fill_a_fixed_batch():
     samples = InpaintingSamples(
         sample("val", 64, crops_per_photo=2), FreeFormMasks(), Corruptor(), train=False, edges=True
     )
-    batch = {k: torch.stack([samples[i][k] for i in range(4)]) for k in ("image", "corrupted", "mask", "edge")}
-    module = IPNModule(generator={"cnum": 8}, discriminator={"cnum": 8}, adv_weight=0.0, lr=1e-3)
+    batch = {
+        k: torch.stack([samples[i][k] for i in range(4)])
+        for k in ("image", "corrupted", "mask", "edge", "corrupted_edge")
+    }
+    module = IPNModule(**TINY, adv_weight=0.0, lr=1e-3)
     optimizer, _ = module.configure_optimizers()
 
     def hole_l1():

@@ -1,16 +1,16 @@
-"""Joint fine-tuning (pipeline.joint, stage=joint) and the stage=all sequence."""
+"""Joint fine-tuning (pipeline.joint, stage=joint) and the whole chain (experiment=all)."""
 
 import copy
 
 import lightning as L
 import pytest
 import torch
-from conftest import compose_train, run_module
+from conftest import compose_chain, compose_train, run_module
 
-from common.checkpoint import CheckpointError, load_checkpoint
-from common.module import ConfigError
+from common.checkpoint import read_model_file
+from common.errors import CheckpointError, ConfigError
 from pipeline.joint import JointModule
-from pipeline.train import build_datamodule, train, train_all
+from pipeline.train import build_datamodule, train, train_chain
 
 
 def _joint(smoke_run, **kwargs) -> JointModule:
@@ -25,19 +25,19 @@ def _batch(module: JointModule, run_dir) -> dict:
     return next(iter(datamodule.train_dataloader()))
 
 
-def test_stage_all_writes_every_step_the_model_and_the_grid(smoke_run):
+def test_the_chain_writes_every_step_the_model_and_the_grid(smoke_run):
     run = smoke_run["dir"]
     for step in ("mpn", "epn", "ipn", "joint"):
         assert (run / step / "DONE").is_file()
-        assert load_checkpoint(smoke_run[step], step)  # each step's checkpoint is of its own stage
+        assert read_model_file(smoke_run[step], step)  # each step's checkpoint is of its own stage
     assert smoke_run["model"].is_file()
     assert (run / "blind_inpainting.png").is_file()
 
 
-def test_stage_all_rerun_skips_finished_steps(smoke_run, tmp_path):
-    cfg = compose_train(smoke_run["dir"], "all", "stage.demo_rows=0")
+def test_a_chain_rerun_skips_finished_steps(smoke_run, tmp_path):
+    cfg = compose_chain(smoke_run["dir"], "chain.demo_rows=0")
     before = {p: p.stat().st_mtime_ns for p in smoke_run["dir"].rglob("*.ckpt")}
-    checkpoints = train_all(cfg, smoke_run["dir"])
+    checkpoints = train_chain(cfg, smoke_run["dir"])
     assert checkpoints["joint"] == smoke_run["joint"]
     assert {p: p.stat().st_mtime_ns for p in smoke_run["dir"].rglob("*.ckpt")} == before
 
@@ -45,8 +45,8 @@ def test_stage_all_rerun_skips_finished_steps(smoke_run, tmp_path):
 def test_joint_loads_the_three_stage_weights(smoke_run):
     module = _joint(smoke_run)
     for name in ("mpn", "epn", "ipn"):
-        trained = load_checkpoint(smoke_run[name], name)["state_dict"]
-        own = getattr(module, name).state_dict()
+        trained = read_model_file(smoke_run[name], name).state
+        own = module.stage(name).state_dict()
         assert all(torch.equal(own[k], v) for k, v in trained.items())
 
 
@@ -54,7 +54,7 @@ def test_joint_fast_dev_run_from_three_smoke_checkpoints(smoke_run, tmp_path):
     cfg = compose_train(
         tmp_path,
         "joint",
-        "+trainer.fast_dev_run=true",
+        "debug=fast_dev_run",
         *(f"stage.{n}_checkpoint={smoke_run[n]}" for n in ("mpn", "epn", "ipn")),
     )
     trainer = train(cfg, tmp_path)
@@ -65,12 +65,12 @@ def test_joint_fast_dev_run_from_three_smoke_checkpoints(smoke_run, tmp_path):
     )
 
 
-def test_ipn_loss_reaches_the_mask_network_through_the_soft_mask(smoke_run, tmp_path):
+def test_ipn_loss_reaches_the_mask_network_through_the_mask_rule(smoke_run, tmp_path):
     module = _joint(smoke_run, loss_weights={"mpn": 0.0, "epn": 0.0, "ipn": 1.0})
     batch = _batch(module, tmp_path)
     loss, _ = module.generator_loss(batch, module.generate(batch))
     loss.backward()
-    grads = [p.grad for p in module.mpn.net.parameters() if p.grad is not None]
+    grads = [p.grad for p in module.stage("mpn").generator.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum() for g in grads) > 0
 
 
@@ -98,11 +98,11 @@ def test_freeze_keeps_a_stage_fixed_while_the_rest_and_both_discriminators_train
             if k.startswith(prefix) and after[k].is_floating_point()
         )
 
-    mpn_params = {k for k, _ in module.named_parameters() if k.startswith("mpn.")}
-    assert not any(not torch.equal(before[k], after[k]) for k in mpn_params)
-    assert not module.mpn.net.training  # frozen batch-norm statistics stay as trained
-    assert changed("epn.generator.") and changed("ipn.generator.")
-    assert changed("epn.discriminator.") and changed("ipn.discriminator.")
+    mpn_params = {k for k, _ in module.named_parameters() if k.startswith("pipeline.mpn.")}
+    assert mpn_params and not any(not torch.equal(before[k], after[k]) for k in mpn_params)
+    assert not module.stage("mpn").generator.training  # frozen batch-norm statistics stay as trained
+    assert changed("pipeline.epn.generator.") and changed("pipeline.ipn.generator.")
+    assert changed("pipeline.epn.discriminator.") and changed("pipeline.ipn.discriminator.")
 
 
 def test_learning_rates_are_each_stages_own_times_lr_scale(smoke_run):
@@ -120,23 +120,23 @@ def test_bad_freeze_lists_are_refused(smoke_run, freeze):
 
 
 def test_joint_checkpoint_rebuilds_without_the_stage_checkpoints(smoke_run):
-    checkpoint = load_checkpoint(smoke_run["joint"], "joint")
-    module = JointModule(**dict(checkpoint["hyper_parameters"].items()))
-    module.load_state_dict(checkpoint["state_dict"])
+    joint = read_model_file(smoke_run["joint"], "joint")
+    module = JointModule(**joint.config)
+    module.load_state_dict(joint.state)
 
 
 def test_joint_resumes_from_its_last_checkpoint(smoke_run, tmp_path):
     last = smoke_run["dir"] / "joint" / "checkpoints" / "last.ckpt"
     cfg = compose_train(tmp_path, "joint", f"ckpt_path={last}", "trainer.max_epochs=2")
     trainer = train(cfg, tmp_path)
-    assert trainer.current_epoch == 2 and trainer.global_step > load_checkpoint(last)["global_step"]
+    assert trainer.current_epoch == 2 and trainer.global_step > read_model_file(last).checkpoint["global_step"]
 
 
 def test_joint_cli_reports_a_missing_or_foreign_checkpoint(smoke_run, tmp_path):
     result = run_module(
         "pipeline.train",
         "stage=joint",
-        "trainer=smoke",
+        "debug=smoke",
         f"hydra.run.dir={tmp_path}/a",
         f"stage.mpn_checkpoint={smoke_run['mpn']}",
         f"stage.epn_checkpoint={smoke_run['epn']}",
@@ -145,7 +145,7 @@ def test_joint_cli_reports_a_missing_or_foreign_checkpoint(smoke_run, tmp_path):
     result = run_module(
         "pipeline.train",
         "stage=joint",
-        "trainer=smoke",
+        "debug=smoke",
         f"hydra.run.dir={tmp_path}/b",
         f"stage.mpn_checkpoint={smoke_run['epn']}",
         f"stage.epn_checkpoint={smoke_run['epn']}",

@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from data.masks import (
@@ -32,7 +31,6 @@ from data.masks import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-MASK_CONF = REPO / "conf" / "mask"
 SIZES = [(256, 256), (32, 48), (48, 32), (97, 200)]
 
 
@@ -235,9 +233,9 @@ def test_rect_centre_is_centred(height, width):
         assert (top, bottom, left, right) == (64, 192, 64, 192)
     for seed in range(20):
         mask = RectMasks(mode="centre")(height, width, rng(seed))
-        t, b, l, r = bbox(mask)
-        assert abs(t - (height - b)) <= 1 and abs(l - (width - r)) <= 1
-        assert mask.sum() == (b - t) * (r - l)
+        top, bottom, left, right = bbox(mask)
+        assert abs(top - (height - bottom)) <= 1 and abs(left - (width - right)) <= 1
+        assert mask.sum() == (bottom - top) * (right - left)
 
 
 def test_rect_random_within_bounds():
@@ -246,12 +244,12 @@ def test_rect_random_within_bounds():
         tops, lefts = [], []
         for seed in range(200):
             mask = gen(256, 256, rng(seed))
-            t, b, l, r = bbox(mask)
-            assert mask.sum() == (b - t) * (r - l)  # a full rectangle
-            assert t >= margin and l >= margin and b <= 256 - margin and r <= 256 - margin
-            assert 96 <= b - t <= 128 and 96 <= r - l <= 128  # 128 minus up to 16 px per side
-            tops.append(t)
-            lefts.append(l)
+            top, bottom, left, right = bbox(mask)
+            assert mask.sum() == (bottom - top) * (right - left)  # a full rectangle
+            assert top >= margin and left >= margin and bottom <= 256 - margin and right <= 256 - margin
+            assert 96 <= bottom - top <= 128 and 96 <= right - left <= 128  # 128 minus up to 16 px per side
+            tops.append(top)
+            lefts.append(left)
         assert np.ptp(tops) > 60 and np.ptp(lefts) > 60
     with pytest.raises(ValueError):
         RectMasks(margin=70)(256, 256, rng())
@@ -428,8 +426,8 @@ def test_bucketed_masks_look_free_form():
     ms = BucketedTestMasks(size=128, per_bucket=3)
     for k in range(len(ms)):
         mask, _ = ms[k]
-        t, b, l, r = bbox(mask)
-        assert mask.sum() < (b - t) * (r - l)  # not a filled rectangle
+        top, bottom, left, right = bbox(mask)
+        assert mask.sum() < (bottom - top) * (right - left)  # not a filled rectangle
 
 
 def test_bucketed_reproducible_and_pure():
@@ -542,9 +540,15 @@ def test_cli_module_entry_point(tmp_path):
 # --- Hydra configs ---------------------------------------------------------------------------
 
 
+def _masks_config(name):
+    from tests.conftest import compose_config
+
+    return compose_config("train", f"masks={name}").masks
+
+
 @pytest.mark.parametrize("name", ["freeform", "rect", "mixed", "lama_thin", "lama_medium", "lama_thick"])
 def test_yaml_instantiates(name):
-    gen = instantiate(OmegaConf.load(MASK_CONF / f"{name}.yaml"))
+    gen = instantiate(_masks_config(name))
     for height, width in ((64, 80), (256, 256)):
         assert_valid(gen(height, width, rng()), height, width)
     pickle.loads(pickle.dumps(gen))
@@ -555,18 +559,18 @@ def test_yaml_instantiates(name):
     [("freeform", FreeFormMasks), ("rect", RectMasks), ("lama_medium", LamaMasks)],
 )
 def test_yaml_matches_published_defaults(name, default):
-    assert vars(instantiate(OmegaConf.load(MASK_CONF / f"{name}.yaml"))) == vars(default())
+    assert vars(instantiate(_masks_config(name))) == vars(default())
 
 
 def test_yaml_mixed_probs():
-    gen = instantiate(OmegaConf.load(MASK_CONF / "mixed.yaml"))
+    gen = instantiate(_masks_config("mixed"))
     assert gen.probs == pytest.approx({"freeform": 0.5, "rect": 0.2, "lama_medium": 0.15, "lama_thick": 0.15})
     assert isinstance(gen.generators["lama_thick"], LamaMasks)
     assert gen.generators["lama_thick"].preset == "thick"
 
 
 def test_yaml_irregular(mask_folder):
-    cfg = OmegaConf.load(MASK_CONF / "irregular.yaml")
+    cfg = _masks_config("irregular")
     with pytest.raises(MissingMandatoryValue):
         instantiate(cfg)
     cfg.root = str(mask_folder)

@@ -6,8 +6,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from common.errors import NonFiniteLossError
 from common.images import labelled_grid, log_grid
-from common.module import GANModule, NonFiniteLossError, StageModule
+from common.losses import AdversarialLoss
+from common.module import GANModule, StageModule
 
 
 class ToyGAN(GANModule):
@@ -15,8 +17,10 @@ class ToyGAN(GANModule):
 
     stage_name = "toy"
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, gan_loss="nsgan", lr=1e-4, d2g_lr=0.1, betas=(0.0, 0.9), grad_clip=0.0):
+        super().__init__(grad_clip=grad_clip)
+        self.save_hyperparameters()
+        self.adversarial = AdversarialLoss(gan_loss)
         self.generator = nn.Linear(2, 2)
         self.discriminator = nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
         self.steps = []
@@ -33,6 +37,12 @@ class ToyGAN(GANModule):
         self.steps.append("G")
         assert all(not p.requires_grad for p in self.discriminator.parameters())  # D frozen in the G step
         return self.adversarial.generator(self.discriminator(outputs["fake"])), {"mean": outputs["fake"].mean()}
+
+    def validation_metrics(self, batch, outputs):
+        return {"distance": (outputs["fake"] - 2).abs().mean()}
+
+    def grid_columns(self, batch, outputs):
+        return {}
 
 
 def _loader(n=64):
@@ -84,18 +94,28 @@ def test_gradient_clipping_is_applied_by_hand():
 
 
 class NaNModule(StageModule):
+    """A one-optimizer stage (the MPN's shape) whose loss is NaN at ``bad_steps``: the base class's
+    training step skips those."""
+
     stage_name = "nan"
 
     def __init__(self, bad_steps):
         super().__init__(max_nonfinite=3)
-        self.layer, self.bad_steps, self.calls = nn.Linear(2, 1), bad_steps, 0
+        self.generator, self.bad_steps, self.calls = nn.Linear(2, 1), bad_steps, 0
 
-    def training_step(self, batch, batch_idx):
+    def generate(self, batch):
+        return {"out": self.generator(batch["z"])}
+
+    def generator_loss(self, batch, outputs):
         self.calls += 1
-        loss = self.layer(batch["z"]).pow(2).mean()
-        if self.calls in self.bad_steps:
-            loss = loss * float("nan")
-        return loss if self.check_finite(loss) else None
+        loss = outputs["out"].pow(2).mean()
+        return (loss * float("nan") if self.calls in self.bad_steps else loss), {}
+
+    def validation_metrics(self, batch, outputs):
+        return {}
+
+    def grid_columns(self, batch, outputs):
+        return {}
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)

@@ -108,13 +108,23 @@ def test_eval_mode_is_deterministic():
         torch.testing.assert_close(model(x[:1]), model(x)[:1])
 
 
-def test_predict_mask_is_the_sigmoid_of_the_logits():
+def test_the_stage_predicts_the_sigmoid_of_the_logits():
+    from mpn.module import MPNModule
+
     torch.manual_seed(0)
-    model, x = tiny().eval(), torch.rand(2, 3, 20, 20)
-    mask = model.predict_mask(x)
+    module, x = MPNModule(generator={"base_channels": 4, "depth": 2}).eval(), torch.rand(2, 3, 20, 20)
+    outputs = module(x)
+    mask = outputs["predicted_mask"]
     assert mask.shape == (2, 1, 20, 20)
     assert mask.min() >= 0 and mask.max() <= 1
-    torch.testing.assert_close(mask, torch.sigmoid(model(x)))
+    torch.testing.assert_close(mask, torch.sigmoid(module.generator(x)))
+    torch.testing.assert_close(outputs["mask_logits"], module.generator(x))
+
+
+def test_width_mult_scales_base_and_cap():
+    assert UNet(width_mult=0.25).widths == [16, 32, 64, 128, 128]
+    with pytest.raises(ValueError, match="depth"):
+        UNet(depth=40)
 
 
 def test_pad_to_multiple_reflects_then_falls_back_to_replicate():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from lightning import seed_everything
 
-from common.checkpoint import CheckpointError, load_checkpoint
+from common.checkpoint import CheckpointError, read_model_file
 from common.metrics import mask_iou
 from data.corruption import Corruptor
 from data.datamodule import InpaintingSamples
@@ -24,33 +24,31 @@ def test_overfits_a_fixed_batch():
     seed_everything(0)
     samples = InpaintingSamples(sample("val", 32, crops_per_photo=2), FreeFormMasks(), Corruptor(), train=False)
     batch = {k: torch.stack([samples[i][k] for i in range(4)]) for k in ("corrupted", "mask")}
-    module = MPNModule(model=dict(base_channels=8, depth=3), lr=1e-3)
+    module = MPNModule(generator=dict(base_channels=8, depth=3), lr=1e-3)
     optimizer = module.configure_optimizers()
     losses = []
     for _ in range(80):
-        loss, _ = module.loss(module.net(batch["corrupted"]), batch["mask"])
+        loss, _ = module.generator_loss(batch, module.generate(batch))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     module.eval()
     with torch.no_grad():
-        iou = mask_iou(module(batch["corrupted"]), batch["mask"]).item()
+        iou = mask_iou(module(batch["corrupted"])["predicted_mask"], batch["mask"]).item()
     assert losses[-1] < 0.4 * losses[0]
     assert iou > 0.85
 
 
 def test_prediction_is_a_continuous_mask_of_the_input_size():
-    module = MPNModule(model=dict(base_channels=8, depth=3)).eval()
+    module = MPNModule(generator=dict(base_channels=8, depth=3)).eval()
     with torch.no_grad():
-        m = module(torch.rand(1, 3, 37, 45))
+        m = module(torch.rand(1, 3, 37, 45))["predicted_mask"]
     assert m.shape == (1, 1, 37, 45) and m.min() >= 0 and m.max() <= 1
 
 
 def test_fast_dev_run_through_hydra(tmp_path):
-    proc = run_module(
-        "pipeline.train", "stage=mpn", "trainer=smoke", "+trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}"
-    )
+    proc = run_module("pipeline.train", "stage=mpn", "debug=fast_dev_run", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "config.yaml").exists()
 
@@ -68,10 +66,10 @@ def test_resume_continues_the_global_step_and_init_from_loads_weights(tmp_path):
     first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     train(_cfg(first, "trainer.max_steps=2", "trainer.max_epochs=3"), first)
     last = first / "checkpoints" / "last.ckpt"
-    assert load_checkpoint(last, "mpn")["global_step"] == 2
+    assert read_model_file(last, "mpn").checkpoint["global_step"] == 2
 
     train(_cfg(second, f"ckpt_path={last}", "trainer.max_steps=6", "trainer.max_epochs=3"), second)
-    assert load_checkpoint(second / "checkpoints" / "last.ckpt")["global_step"] == 6
+    assert read_model_file(second / "checkpoints" / "last.ckpt").checkpoint["global_step"] == 6
     assert _logged_steps(second) and min(_logged_steps(second)) >= 2  # no step was trained twice
     assert list((second / "samples").glob("val_mpn_*.png")), "the epoch's validation grid is written"
 
@@ -82,9 +80,9 @@ def test_resume_continues_the_global_step_and_init_from_loads_weights(tmp_path):
 def test_incompatible_init_from_is_a_clear_error(tmp_path):
     first = tmp_path / "a"
     train(_cfg(first, "trainer.max_steps=1"), first)
-    with pytest.raises(CheckpointError, match="does not fit this model"):
+    with pytest.raises(CheckpointError, match="do not fit the model"):
         train(
-            _cfg(tmp_path / "b", f"init_from={first / 'checkpoints' / 'last.ckpt'}", "model_width=0.25"), tmp_path / "b"
+            _cfg(tmp_path / "b", f"init_from={first / 'checkpoints' / 'last.ckpt'}", "width_mult=0.25"), tmp_path / "b"
         )
 
 
@@ -93,7 +91,7 @@ def test_hostile_checkpoint_is_refused_by_the_cli(tmp_path):
     evil = tmp_path / "last.ckpt"
     torch.save({"state_dict": {}, "payload": Exploit(marker)}, evil)
     proc = run_module(
-        "pipeline.train", "stage=mpn", "trainer=smoke", f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / 'run'}"
+        "pipeline.train", "stage=mpn", "debug=smoke", f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / 'run'}"
     )
     assert proc.returncode != 0
     assert "refusing to load" in proc.stderr and "Traceback" not in proc.stderr
@@ -102,7 +100,7 @@ def test_hostile_checkpoint_is_refused_by_the_cli(tmp_path):
 
 def test_no_stage_is_a_clear_error(tmp_path):
     env_free = run_module("pipeline.train", f"hydra.run.dir={tmp_path}")
-    assert env_free.returncode != 0 and "choose a stage" in env_free.stderr
+    assert env_free.returncode != 0 and "error: choose a stage" in env_free.stderr
     wrong = run_module("pipeline.train", "stage=nope", f"hydra.run.dir={tmp_path}")
     assert "Could not find 'stage/nope'" in wrong.stderr and "Traceback" not in wrong.stderr
 

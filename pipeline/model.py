@@ -1,0 +1,236 @@
+"""The blind pipeline: the one place where the three stages are connected.
+
+::
+
+    corrupted ─► MPN ─► m̂ ─► mask rule ─► m ─┬─► EPN(corrupted, m, known edges) ─► predicted edges
+                                              └─► IPN(corrupted, m, predicted edges, known edges)
+                                                       ─► output = (1 − m)·corrupted + m·refined
+
+Training (:class:`~pipeline.joint.JointModule`, and each stage through :class:`StageFeed`),
+selection, evaluation (``pipeline.evaluate``), export (``pipeline.export``) and inference
+(:class:`~pipeline.inference.BlindInpainter`) all run this module, so what is trained and selected
+is what a user runs. Known edges (Canny of the corrupted image) are an input: Canny runs in OpenCV
+on the CPU, outside the traced graph; :meth:`BlindPipeline.known_edges` computes them.
+
+The mask rule (``mode``):
+
+- ``blind``: m̂ above ``hole_threshold`` becomes a full hole (1), grown by ``dilate`` pixels so no
+  rim of the damage blends back in; elsewhere the soft m̂ stays: ``m = max(m̂, grow(m̂ > t, d))``;
+- ``denoise``: m = m̂ as predicted (noise is damage spread thinly over the photo);
+- ``masked``: m is given.
+
+Where ``straight_through`` and gradients are on (joint training), the blind rule's value is kept
+but its gradient is the identity's, so the IPN's and EPN's losses reach the MPN through every
+pixel of m̂ (the hard rule alone has no gradient inside the hole).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from common.checkpoint import (
+    ModelFile,
+    build,
+    check_arguments,
+    fit_state,
+    load_module,
+    read_model_file,
+    training_only_key,
+    write_model_file,
+)
+from common.errors import CheckpointError, ConfigError
+from common.ops import canny, grow, hard_mask, to_gray
+from epn.module import EPNModule
+from ipn.module import IPNModule
+from mpn.module import MPNModule
+
+MODES = ("blind", "denoise", "masked")
+STAGES = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule}
+SETTINGS = ("hole_threshold", "dilate", "edge_sigma", "straight_through")
+
+
+class BlindPipeline(nn.Module):
+    """MPN → mask rule → EPN → IPN → composite (see the module docstring).
+
+    Args:
+        mpn, epn, ipn: the stage modules; one may be None where the truth stands in for it
+            (training a later stage, :meth:`upstream`) or where it is not needed (``masked`` mode
+            needs no MPN).
+        hole_threshold: blind mode: m̂ above this is a full hole.
+        dilate: blind mode: grow that hole by this many pixels.
+        edge_sigma: Canny's Gaussian sigma for the known edges (EdgeConnect's SIGMA 2; the data's
+            ``corrupted_edge`` must use the same).
+        straight_through: with gradients on, the blind rule passes m̂'s gradient unchanged.
+    """
+
+    def __init__(
+        self,
+        mpn: MPNModule | None = None,
+        epn: EPNModule | None = None,
+        ipn: IPNModule | None = None,
+        hole_threshold: float = 0.5,
+        dilate: int = 2,
+        edge_sigma: float = 2.0,
+        straight_through: bool = True,
+    ):
+        super().__init__()
+        if not 0 <= hole_threshold < 1:
+            raise ConfigError(f"hole_threshold must be in [0, 1), got {hole_threshold}")
+        if not 0 <= dilate <= 64:
+            raise ConfigError(f"dilate must be in 0..64 pixels, got {dilate}")
+        if edge_sigma < 0:
+            raise ConfigError(f"edge_sigma must be >= 0, got {edge_sigma}")
+        self.mpn, self.epn, self.ipn = mpn, epn, ipn
+        self.hole_threshold, self.dilate, self.edge_sigma = hole_threshold, dilate, edge_sigma
+        self.straight_through = straight_through
+
+    def settings(self) -> dict:
+        """The pipeline's own arguments (not its stages)."""
+        return {name: getattr(self, name) for name in SETTINGS}
+
+    def config(self) -> dict:
+        """Everything needed to rebuild this pipeline: each stage's constructor arguments and the settings."""
+        stages = {name: dict(getattr(self, name).hparams) for name in STAGES if getattr(self, name) is not None}
+        return {"stages": stages, "pipeline": self.settings()}
+
+    # -- the steps, in order
+
+    @torch.no_grad()
+    def known_edges(self, corrupted: torch.Tensor) -> torch.Tensor:
+        """Canny edges of the corrupted image ``(B, 3, H, W)`` -> ``(B, 1, H, W)`` in {0, 1}."""
+        return canny(to_gray(corrupted), sigma=self.edge_sigma)
+
+    def mask_rule(self, predicted: torch.Tensor, mode: str = "blind") -> torch.Tensor:
+        """The mask the EPN, the IPN and the composite use, from a predicted (or true) mask ``(B, 1, H, W)``."""
+        if mode == "denoise":
+            return predicted
+        hardened = torch.maximum(predicted, grow(hard_mask(predicted, self.hole_threshold), self.dilate))
+        if self.straight_through and predicted.requires_grad and torch.is_grad_enabled():
+            return predicted + (hardened - predicted).detach()
+        return hardened
+
+    def masks(self, corrupted: torch.Tensor, mask: torch.Tensor | None = None, mode: str = "blind") -> dict:
+        """``mask`` (the one the later stages use); in blind and denoise modes also the MPN's
+        ``mask_logits`` and ``predicted_mask`` m̂. ``mask`` is needed in masked mode only."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode {mode!r}; expected one of {MODES}")
+        if mode == "masked":
+            if mask is None:
+                raise ConfigError("mode=masked needs a mask")
+            return {"mask": mask.to(corrupted)}
+        outputs = self.mpn(corrupted)
+        return {**outputs, "mask": self.mask_rule(outputs["predicted_mask"], mode)}
+
+    def forward(
+        self, corrupted: torch.Tensor, known_edges: torch.Tensor, mask: torch.Tensor | None = None, mode: str = "blind"
+    ) -> dict[str, torch.Tensor]:
+        """Repair ``corrupted`` ``(B, 3, H, W)`` in [0, 1] given its Canny ``known_edges``
+        ``(B, 1, H, W)`` (and ``mask`` in masked mode). Returns ``mask`` (and ``mask_logits``,
+        ``predicted_mask``), ``predicted_edges``, the merged ``edges`` guide (``(B, 1, H, W)``),
+        and ``coarse``, ``refined``, ``output`` (``(B, 3, H, W)``)."""
+        outputs = self.masks(corrupted, mask, mode)
+        outputs.update(self.epn(corrupted, outputs["mask"], known_edges))
+        outputs.update(self.ipn(corrupted, outputs["mask"], outputs["predicted_edges"], known_edges))
+        return outputs
+
+    @torch.no_grad()
+    def upstream(self, batch: dict) -> dict[str, torch.Tensor]:
+        """What this pipeline's stages give the stage trained after them, for a training batch:
+        the ``mask`` (the MPN's m̂, else the true ``batch["mask"]``, through the blind rule) and
+        the ``predicted_edges`` (the EPN's, else the truth's Canny ``batch["edge"]``)."""
+        corrupted = batch["corrupted"]
+        predicted = batch["mask"] if self.mpn is None else self.mpn(corrupted)["predicted_mask"]
+        mask = self.mask_rule(predicted, "blind")
+        if self.epn is None:
+            return {"mask": mask, "predicted_edges": batch.get("edge")}
+        return {"mask": mask, **self.epn(corrupted, mask, batch["corrupted_edge"])}
+
+
+class StageFeed(nn.Module):
+    """What the earlier stages give a stage in training (the ``feed`` of the stage modules): the
+    blind pipeline up to that stage, frozen, with the truth standing in for each earlier stage whose
+    checkpoint is not given (EdgeConnect's stage-wise training), so a stage learns on the inputs the
+    pipeline will hand it.
+
+    Args:
+        mpn_checkpoint: a trained MPN (``.ckpt``): its m̂ is the mask, else the true mask is.
+        epn_checkpoint: a trained EPN: its edges guide the IPN, else Canny of the truth does.
+        pipeline: the :class:`BlindPipeline` settings (the mask rule).
+    """
+
+    def __init__(
+        self, mpn_checkpoint: str | None = None, epn_checkpoint: str | None = None, pipeline: dict | None = None
+    ):
+        super().__init__()
+        self.pipeline = BlindPipeline(
+            mpn=load_module(mpn_checkpoint, MPNModule) if mpn_checkpoint else None,
+            epn=load_module(epn_checkpoint, EPNModule) if epn_checkpoint else None,
+            **check_arguments(BlindPipeline, dict(pipeline or {}), "pipeline settings"),
+        )
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.pipeline.upstream(batch)
+
+
+# -- model files --------------------------------------------------------------------------------
+
+
+def model_in_folder(folder: Path) -> Path:
+    """The model of a training run folder: its ``model.safetensors``, else the best (or last)
+    joint checkpoint."""
+    for candidate in (folder / "model.safetensors", *sorted(folder.glob("**/model.safetensors"))):
+        if candidate.is_file():
+            return candidate
+    patterns = ("**/joint/checkpoints/best-*.ckpt", "checkpoints/best-*.ckpt", "**/joint/checkpoints/last.ckpt")
+    for pattern in (*patterns, "checkpoints/last.ckpt"):
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[-1]
+    raise CheckpointError(f"{folder} holds no model.safetensors and no joint checkpoint")
+
+
+def pipeline_from(model: ModelFile, **settings) -> BlindPipeline:
+    """The frozen inference pipeline of a ``pipeline`` or ``joint`` model file; ``settings``
+    override the stored ones (:data:`SETTINGS`)."""
+    where = str(model.path)
+    config = model.config
+    stored = config.get("stages")
+    if not isinstance(stored, dict) or any(not isinstance(stored.get(name), dict) for name in STAGES):
+        raise CheckpointError(f"{where} lacks the configuration of the stages {list(STAGES)}")
+    stages = {name: build(cls, stored[name], f"{where} ({name})") for name, cls in STAGES.items()}
+    overrides = {k: v for k, v in settings.items() if v is not None}
+    pipeline_settings = check_arguments(BlindPipeline, {**config.get("pipeline", {}), **overrides}, where)
+    pipeline = BlindPipeline(**stages, **pipeline_settings)
+
+    prefix = "pipeline." if model.kind == "joint" else ""
+    state = {k[len(prefix) :]: v for k, v in model.state.items() if k.startswith(prefix)}
+    fit_state(pipeline, state, where, _training_only)
+    return pipeline.eval().requires_grad_(False)
+
+
+def _training_only(key: str) -> bool:
+    """Whether a pipeline state key belongs to a stage's training-only part (a discriminator)."""
+    stage, _, rest = key.partition(".")
+    return stage in STAGES and training_only_key(STAGES[stage])(rest)
+
+
+def load_pipeline(path, **settings) -> BlindPipeline:
+    """The inference pipeline from a ``.safetensors`` model (``pipeline.export``), a joint ``.ckpt``
+    or a training run folder; ``settings`` (e.g. ``hole_threshold=0.6``) override the stored ones."""
+    path = Path(str(path)).expanduser()
+    if path.is_dir():
+        path = model_in_folder(path)
+    return pipeline_from(read_model_file(path, ("pipeline", "joint")), **settings)
+
+
+def save_pipeline(pipeline: BlindPipeline, path) -> Path:
+    """Write the pipeline for inference as safetensors: its stage configs without the training-only
+    parts, its settings, and the weights of its generators (no discriminators)."""
+    config = pipeline.config()
+    for name, arguments in config["stages"].items():
+        arguments.update(dict.fromkeys(STAGES[name].training_only))
+    state = {k: v for k, v in pipeline.state_dict().items() if not _training_only(k)}
+    return write_model_file(path, "pipeline", config, state)

@@ -1,0 +1,168 @@
+"""The one blind pipeline (pipeline/model.py): what training, inference and export run is the same
+module, its mask rule and its training switch, and the package structure that keeps it so."""
+
+import ast
+import re
+
+import pytest
+import torch
+
+from common.errors import ConfigError
+from pipeline.export import export_torchscript
+from pipeline.inference import BlindInpainter, InpaintSettings
+from pipeline.joint import JointModule
+from pipeline.model import BlindPipeline, load_pipeline, save_pipeline
+from tests.conftest import ROOT
+
+STAGE_CHECKPOINTS = ("mpn", "epn", "ipn")
+
+
+@pytest.fixture(scope="module")
+def joint(smoke_run):
+    module = JointModule.from_stage_checkpoints({n: smoke_run[n] for n in STAGE_CHECKPOINTS})
+    with torch.no_grad():  # non-trivial weights everywhere, so a mix-up of stages cannot pass unnoticed
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    return module.eval()
+
+
+def _corrupted(batch=2, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 3, size, size, generator=g)
+    x[..., 16:40, 20:44] = torch.tensor([0.0, 1.0, 0.0])[:, None, None]  # a blotch to find
+    return x
+
+
+def test_joint_forward_inpainter_and_torchscript_are_identical(joint, tmp_path):
+    """The same weights and input through the joint module's forward (its inference setting), the
+    BlindInpainter and the exported TorchScript graph: identical outputs (contiguous fp32)."""
+    x = _corrupted()
+    pipeline = joint.pipeline
+    known = pipeline.known_edges(x)
+    with torch.no_grad():
+        trained = joint(x, known)
+    inpainter = BlindInpainter(pipeline, InpaintSettings(channels_last=()))
+    served = inpainter.inpaint(x)
+    export_torchscript(pipeline, tmp_path / "graph.pt", size=64)
+    with torch.no_grad():
+        traced = dict(zip(("output", "mask", "edges"), torch.jit.load(str(tmp_path / "graph.pt"))(x, known)))
+    trained["output"] = trained["output"].clamp(0, 1)  # as the inpainter hands it out
+    traced["output"] = traced["output"].clamp(0, 1)
+    for key in ("output", "mask", "edges"):
+        assert (served[key] - trained[key]).abs().max() <= 1e-5, key
+        assert (traced[key] - trained[key]).abs().max() <= 1e-5, key
+    assert trained["mask"].amax() == 1 and trained["mask"].amin() < 1  # a real mix of hole and known pixels
+
+
+def test_channels_last_stays_within_its_stated_tolerance(joint):
+    """README, "Benchmark": channels-last outputs within 1e-5 of contiguous fp32."""
+    x = _corrupted(seed=1)
+    plain = BlindInpainter(joint.pipeline, InpaintSettings(channels_last=())).inpaint(x)
+    fast = BlindInpainter(joint.pipeline, InpaintSettings(channels_last=("mpn", "epn", "ipn"))).inpaint(x)
+    BlindInpainter(joint.pipeline, InpaintSettings(channels_last=()))  # back to contiguous for the other tests
+    assert all((plain[k] - fast[k]).abs().max() <= 1e-5 for k in plain)
+
+
+def test_the_exported_model_file_runs_the_same_pipeline(joint, smoke_run, tmp_path):
+    path = save_pipeline(joint.pipeline, tmp_path / "model.safetensors")
+    x = _corrupted(seed=2)
+    with torch.no_grad():
+        expected = joint.pipeline(x, joint.pipeline.known_edges(x))
+        got = load_pipeline(path)(x, joint.pipeline.known_edges(x))
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_the_mask_rule_per_mode():
+    pipeline = BlindPipeline(hole_threshold=0.5, dilate=1)
+    predicted = torch.zeros(1, 1, 7, 7)
+    predicted[..., 3, 3], predicted[..., 0, 6], predicted[..., 5, 5] = 0.9, 0.3, 0.2
+    blind = pipeline.mask_rule(predicted, "blind")
+    assert torch.equal(blind[..., 2:5, 2:5], torch.ones(1, 1, 3, 3))  # confident pixel: full hole, grown 1 px
+    assert blind[..., 0, 6] == 0.3 and blind[..., 5, 5] == 0.2  # elsewhere the soft m̂ stays
+    assert torch.equal(pipeline.mask_rule(predicted, "denoise"), predicted)
+    given = torch.rand(1, 1, 7, 7)
+    assert torch.equal(pipeline.masks(torch.rand(1, 3, 7, 7), given, "masked")["mask"], given)
+    with pytest.raises(ConfigError, match="needs a mask"):
+        pipeline.masks(torch.rand(1, 3, 7, 7), None, "masked")
+    with pytest.raises(ConfigError, match="unknown mode"):
+        pipeline.masks(torch.rand(1, 3, 7, 7), given, "magic")
+    with pytest.raises(ConfigError, match="hole_threshold"):
+        BlindPipeline(hole_threshold=1.5)
+
+
+@pytest.mark.parametrize("straight_through", [True, False])
+def test_straight_through_keeps_the_rules_values_and_passes_the_gradient(straight_through):
+    pipeline = BlindPipeline(hole_threshold=0.5, dilate=1, straight_through=straight_through)
+    predicted = torch.full((1, 1, 6, 6), 0.2)
+    predicted[..., 2, 2] = 0.8
+    predicted.requires_grad_(True)
+    mask = pipeline.mask_rule(predicted)
+    with torch.no_grad():
+        assert torch.allclose(mask, pipeline.mask_rule(predicted), atol=1e-7)  # the forward is the rule's
+    mask.sum().backward()
+    hardened = mask.detach() == 1
+    if straight_through:
+        assert torch.equal(predicted.grad, torch.ones_like(predicted))  # every pixel of m̂ gets the gradient
+    else:
+        assert (predicted.grad[hardened] == 0).all() and (predicted.grad[~hardened] == 1).all()
+
+
+def test_the_upstream_gives_the_truth_for_missing_stages():
+    pipeline = BlindPipeline(dilate=0)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:5, 2:5] = 0.7
+    batch = {"corrupted": torch.rand(1, 3, 8, 8), "mask": mask, "edge": torch.ones(1, 1, 8, 8)}
+    fed = pipeline.upstream(batch)
+    assert torch.equal(fed["mask"], (mask > 0.5).float()) and torch.equal(fed["predicted_edges"], batch["edge"])
+
+
+# -- the structure that keeps the pipeline in one place -------------------------------------------
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
+@pytest.mark.parametrize("package", ["common", "data", "mpn", "epn", "ipn"])
+def test_imports_point_one_way(package):
+    """``data, common <- mpn, epn, ipn <- pipeline``: no stage imports another stage or pipeline,
+    and common and data import no stage."""
+    forbidden = {"pipeline", *({"mpn", "epn", "ipn"} - {package})}
+    if package in ("common", "data"):
+        forbidden |= {"mpn", "epn", "ipn"}
+    if package == "common":
+        forbidden.add("data")
+    for path in (ROOT / package).rglob("*.py"):
+        bad = [m for m in _imports(path) if m.split(".")[0] in forbidden]
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_the_stage_chain_is_connected_in_one_file():
+    """Only pipeline/model.py calls one stage with another's outputs; the shared base class knows
+    no stage by name."""
+    calls = re.compile(r"\.(mpn|epn|ipn)\(")
+    users = sorted(
+        str(p.relative_to(ROOT))
+        for package in ("common", "data", "mpn", "epn", "ipn", "pipeline")
+        for p in (ROOT / package).rglob("*.py")
+        if calls.search(p.read_text())
+    )
+    assert users == ["pipeline/model.py"]
+    assert not re.search(r"\b(mpn|epn|ipn|MPN|EPN|IPN)\b", (ROOT / "common" / "module.py").read_text())
+
+
+def test_every_stage_has_the_same_shape():
+    from epn import module as epn
+    from ipn import module as ipn
+    from mpn import module as mpn
+
+    for package, cls in ((mpn, mpn.MPNModule), (epn, epn.EPNModule), (ipn, ipn.IPNModule)):
+        assert callable(package.generator_inputs)
+        for method in ("forward", "generate", "generator_loss", "validation_metrics", "grid_columns"):
+            assert method in vars(cls), f"{cls.__name__}.{method}"
+        assert "generator" in cls.__init__.__code__.co_varnames
