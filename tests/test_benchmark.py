@@ -7,7 +7,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from pipeline.benchmark import PARTS, STAGES, BenchmarkError, PeakMemory, Timing, _names, count_flops, resolve_device
+from common.errors import ConfigError
+from pipeline.benchmark_measure import PARTS, STAGES, PeakMemory, Timing, _names, chosen_device, count_flops
 from tests.conftest import run_module
 
 # Tiny everything; one thread, so the test stays fast while another process shares the CPU.
@@ -124,7 +125,7 @@ def test_an_unknown_variant_is_a_one_line_error(tmp_path):
 )
 def test_unknown_names_are_reported(key, value, message):
     cfg = OmegaConf.create({"device": "cpu", "stages": ["mpn"], "skip": [], key: value})
-    with pytest.raises(BenchmarkError, match=message):
-        resolve_device(cfg.device)
+    with pytest.raises(ConfigError, match=message):
+        chosen_device(cfg)
         _names(cfg, "stages", STAGES, "stage")
         _names(cfg, "skip", PARTS, "part")

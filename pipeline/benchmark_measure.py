@@ -1,0 +1,646 @@
+"""What ``python -m pipeline.benchmark`` measures, and how.
+
+Measures how fast the three stages train and infer on this machine, and how close that is to what
+the machine can do:
+
+- **machine peak**: achieved FLOP/s of a square ``peak.matmul_size``² matmul in fp32 (and bf16 when
+  the bf16 variant runs): the roofline reference every "% of peak" below is relative to.
+- **training** (``train.batch_size`` × ``train.size``², synthetic batch): one optimizer step per
+  call. MPN: ``generate`` + the module's loss + backward + Adam step. GAN stages (EPN, IPN) time
+  their two networks separately, with the modules' own losses and Adam settings
+  (``configure_optimizers``): ``generator`` = ``generate(batch)`` + ``generator_loss`` (through a
+  discriminator whose weights get no gradients, as Lightning's ``toggle_optimizer``) + backward +
+  step; ``discriminator`` = ``discriminator_loss`` on fixed, detached generator outputs + backward
+  + step. One real training iteration (D step, then G step, sharing one ``generate``) costs their
+  sum, reported as ``G+D``.
+- **inference** latency at batch 1 of each generator at each of ``sizes``, and of the full blind
+  pipeline (:class:`pipeline.inference.BlindInpainter`: MPN → Canny → EPN → IPN; it processes
+  sides above its ``working_size`` at that size and pastes the upsampled fill back).
+- **variants**: ``fp32`` (plain), ``bf16`` (``torch.autocast(device, bfloat16)``),
+  ``channels_last`` (model and inputs in ``torch.channels_last``). Inference rows report the max
+  absolute difference of the output from fp32's on the same input and weights.
+
+Every measurement: ``max(warmup, 1)`` untimed calls, the first one under
+:class:`torch.utils.flop_counter.FlopCounterMode`, which counts the FLOPs of convolutions and
+matmuls (forward for inference, forward + backward for training; Canny and elementwise work are
+not counted); then ``repeats`` timed calls (``time.perf_counter``, the accelerator synchronised
+after each). ``torch.utils.benchmark.Timer`` does not fit here: every ``timeit`` adds two untimed
+warm-up calls of its own, which triples the cost of a full-width CPU measurement whose calls take
+seconds, and ``timeit(number=repeats)`` keeps only the mean. Reported: median, min, max and
+quartiles of the wall time; images/s = batch / median; achieved FLOP/s = counted FLOPs / median,
+and as % of the matmul peak of the variant's dtype.
+
+Peak memory over a measurement (all its calls): CUDA: ``torch.cuda.max_memory_allocated`` (reset
+at the start) and its increase over what was allocated before. CPU: the process's peak resident
+set size ``VmHWM`` (reset at the start by writing 5 to ``/proc/self/clear_refs``, after handing
+freed heap memory back with ``malloc_trim``) and its increase over the RSS at the start; memory the
+allocator still holds from an earlier measurement is reused without showing as an increase. Where
+the reset is refused, the process's lifetime maximum RSS is reported (``memory_method`` says which).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import ctypes
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from common.errors import ConfigError
+from common.ops import canny, to_gray
+from pipeline.benchmark_report import print_machine, print_peak, print_progress, warn, write_json
+from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device
+from pipeline.model import BlindPipeline
+
+STAGES = ("mpn", "epn", "ipn")
+VARIANTS = ("fp32", "bf16", "channels_last")
+PARTS = ("peak", "train", "inference", "pipeline")
+DEVICES = ("auto", "cpu", "cuda")
+
+# The first output of each stage's ``generate``: what inference of that stage produces.
+STAGE_OUTPUTS = {"mpn": "mask_logits", "epn": "predicted_edges", "ipn": "output"}
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+
+def _names(cfg: DictConfig, key: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    """``cfg[key]`` (a name or a list of names) as a list, each checked against ``allowed``."""
+    value = cfg.get(key) or []
+    names = [value] if isinstance(value, str) else [str(v) for v in value]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ConfigError(f"unknown {what} {', '.join(map(repr, unknown))} in {key}=; expected any of {list(allowed)}")
+    return names
+
+
+def _positive_ints(values, key: str) -> list[int]:
+    """``values`` (an integer or a list of them) as a non-empty list of integers >= 1."""
+    try:
+        ints = [int(v) for v in ([values] if isinstance(values, int) else values)]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a list of positive integers, got {values!r}") from None
+    if not ints or min(ints) < 1:
+        raise ConfigError(f"{key} must be a list of positive integers, got {values!r}")
+    return ints
+
+
+def _count(value, key: str, least: int) -> int:
+    """``value`` as an integer of at least ``least``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{key} must be an integer >= {least}, got {value!r}")
+    return value
+
+
+def chosen_device(cfg: DictConfig) -> torch.device:
+    """``cfg.device``: ``auto`` (CUDA when available, else the CPU), ``cpu`` or ``cuda``."""
+    _names(cfg, "device", DEVICES, "device")
+    return torch.device(resolve_device(str(cfg.device)))
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 has native kernels here: oneDNN bf16 on the CPU, bf16 support on CUDA."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def chosen_variants(cfg: DictConfig, device: torch.device) -> list[str]:
+    """The variants to run, fp32 first (the reference of the output differences). bf16 is
+    dropped with a warning where it has no fast kernels, unless ``force_bf16``."""
+    names = list(dict.fromkeys(_names(cfg, "variants", VARIANTS, "variant")))
+    if not names:
+        raise ConfigError("variants is empty; choose any of " + str(list(VARIANTS)))
+    if "bf16" in names and not bf16_is_fast(device) and not cfg.force_bf16:
+        warn(
+            f"skipping bf16: this {device.type} has no fast bf16 kernels (oneDNN bf16 unsupported), so it "
+            "would run many times slower than fp32; force_bf16=true runs it anyway"
+        )
+        names.remove("bf16")
+    return sorted(names, key=VARIANTS.index)
+
+
+# -- machine --------------------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (Linux), else what :mod:`platform` knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def describe_device(device: torch.device) -> dict:
+    """Device name, threads, torch / CUDA versions and bf16 support."""
+    cuda = device.type == "cuda"
+    return {
+        "device": device.type,
+        "name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "bf16_fast": bf16_is_fast(device),
+        "bf16_check": "torch.cuda.is_bf16_supported()" if cuda else "torch.ops.mkldnn._is_mkldnn_bf16_supported()",
+    }
+
+
+# -- time, FLOPs, memory --------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    """Summary of repeated wall times, in seconds."""
+
+    median: float
+    min: float
+    max: float
+    q1: float
+    q3: float
+    repeats: int
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Timing:
+        q1, _, q3 = statistics.quantiles(seconds, n=4, method="inclusive") if len(seconds) > 1 else seconds * 3
+        return cls(statistics.median(seconds), min(seconds), max(seconds), q1, q3, len(seconds))
+
+
+def time_calls(fn: Callable[[], object], repeats: int, device: torch.device) -> list[float]:
+    """The wall time of each of ``repeats`` calls of ``fn``, in seconds, the accelerator
+    synchronised before the clock starts and after each call."""
+    seconds = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_flops(fn: Callable[[], object]) -> tuple[int, object]:
+    """FLOPs of one call of ``fn`` as :class:`FlopCounterMode` counts them (convolutions and
+    matmuls, forward and any backward run inside), and the call's result."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        result = fn()
+    return counter.get_total_flops(), result
+
+
+def _read_status_kib(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (Linux), e.g. ``VmRSS``; None where unreadable."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc), so the RSS baseline is what is in use."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's ``VmHWM`` to its current RSS (Linux >= 4.0); False where refused."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _read_status_kib("VmHWM") is not None
+
+
+def memory_method(device: torch.device) -> str:
+    """How peak memory is measured on ``device`` (stored in the JSON beside the numbers)."""
+    if device.type == "cuda":
+        return "torch.cuda.max_memory_allocated, reset per measurement; increase over memory_allocated before it"
+    if _reset_peak_rss():
+        return (
+            "process peak RSS (VmHWM, reset per measurement via /proc/self/clear_refs); increase over the RSS before it"
+        )
+    return "process max RSS since start (ru_maxrss; no per-measurement reset possible here); increase not known"
+
+
+class PeakMemory:
+    """Peak memory of the block it wraps: ``peak_bytes`` and ``increase_bytes`` (None where the
+    CPU peak cannot be reset). See the module docstring for the method."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_bytes: int | None = None
+        self.increase_bytes: int | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._baseline = torch.cuda.memory_allocated(self.device)
+        else:
+            _release_freed_memory()
+            self._resettable = _reset_peak_rss()
+            self._baseline = (_read_status_kib("VmRSS") or 0) * 1024
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+        elif self._resettable:
+            self.peak_bytes = (_read_status_kib("VmHWM") or 0) * 1024
+        else:
+            self.peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            return
+        self.increase_bytes = max(self.peak_bytes - self._baseline, 0)
+
+
+@dataclass
+class Measurement:
+    """One measured callable: wall times, FLOPs of one call, peak memory and the last result."""
+
+    timing: Timing
+    flops: int
+    peak_bytes: int | None
+    increase_bytes: int | None
+    result: object = None
+
+
+class LastResult:
+    """``fn`` as a callable that keeps the result of its latest call."""
+
+    def __init__(self, fn: Callable[[], object]):
+        self.fn = fn
+        self.result = None
+
+    def __call__(self) -> None:
+        self.result = self.fn()
+
+
+def measure(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> Measurement:
+    """``max(warmup, 1)`` untimed calls of ``fn`` (the first counts FLOPs), then ``repeats`` timed.
+
+    The result kept is a timed call's: under :class:`FlopCounterMode` some kernels differ, and
+    their outputs with them (in the last bits).
+    """
+    call = LastResult(fn)
+    with PeakMemory(device) as memory:
+        flops, _ = count_flops(call)
+        for _ in range(warmup - 1):
+            call()
+        seconds = time_calls(call, repeats, device)
+    return Measurement(Timing.of(seconds), flops, memory.peak_bytes, memory.increase_bytes, call.result)
+
+
+def matmul_peak(dtype: torch.dtype, n: int, device: torch.device, warmup: int, repeats: int) -> dict:
+    """Achieved FLOP/s of an ``n × n`` matmul in ``dtype`` (2·n³ FLOPs per product)."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    run = measure(lambda: a @ b, device, warmup, repeats)
+    return {
+        "n": n,
+        "dtype": str(dtype).removeprefix("torch."),
+        "time_s": asdict(run.timing),
+        "flops": 2 * n**3,
+        "flops_per_s": 2 * n**3 / run.timing.median,
+    }
+
+
+def max_abs_diff(output: torch.Tensor, reference: torch.Tensor | None) -> float | None:
+    """``max |output − reference|`` in fp32, or None without a reference."""
+    if reference is None:
+        return None
+    return (output.float() - reference.float()).abs().max().item()
+
+
+# -- variants -------------------------------------------------------------------------------------
+
+
+def autocast_for(variant: str, device: torch.device):
+    """``torch.autocast`` to bf16 for the bf16 variant, else nothing."""
+    if variant == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def memory_format_for(variant: str) -> torch.memory_format:
+    return torch.channels_last if variant == "channels_last" else torch.contiguous_format
+
+
+def prepared_module(module: nn.Module, variant: str) -> nn.Module:
+    """``module`` itself, or for channels_last a converted copy (same weights)."""
+    if variant != "channels_last":
+        return module
+    return copy.deepcopy(module).to(memory_format=torch.channels_last)
+
+
+def prepared_batch(batch: dict, variant: str) -> dict:
+    """The batch with its 4-D tensors in the variant's memory format."""
+    fmt = memory_format_for(variant)
+    return {k: v.contiguous(memory_format=fmt) if torch.is_tensor(v) and v.dim() == 4 else v for k, v in batch.items()}
+
+
+# -- networks and data ----------------------------------------------------------------------------
+
+
+def build_stage(cfg: DictConfig, name: str, device: torch.device):
+    """Stage ``name``'s LightningModule as ``pipeline.train stage=<name>`` builds it (its
+    ``conf/stage/<name>.yaml``, at ``width_mult``), seeded, on ``device``."""
+    torch.manual_seed(cfg.seed)
+    try:
+        module = instantiate(cfg.models[name].module)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"cannot build {name} at width_mult={cfg.width_mult}: {cause}") from None
+    return module.to(device)
+
+
+def parameter_counts(module) -> dict[str, int]:
+    """Parameters per trained network of a stage module."""
+    networks = {"generator": module.generator, "discriminator": getattr(module, "discriminator", None)}
+    return {label: sum(p.numel() for p in net.parameters()) for label, net in networks.items() if net is not None}
+
+
+def synthetic_batch(batch_size: int, size: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch of the data contract, ``B = batch_size``, ``S = size``: ``image`` and ``corrupted``
+    ``(B, 3, S, S)`` in [0, 1] (smooth random images: bicubic-upsampled 8×8 noise; a rectangular
+    hole filled with noise), ``mask`` ``(B, 1, S, S)`` (1 in the hole), and the Canny edges of the
+    image and of the corrupted image, ``edge`` and ``corrupted_edge`` ``(B, 1, S, S)``."""
+    g = torch.Generator().manual_seed(seed)
+    image = F.interpolate(
+        torch.rand(batch_size, 3, 8, 8, generator=g), size=(size, size), mode="bicubic", align_corners=False
+    ).clamp(0, 1)
+    mask = torch.zeros(batch_size, 1, size, size)
+    mask[..., size // 4 : size // 2 + 1, size // 4 : 3 * size // 4 + 1] = 1
+    corrupted = image * (1 - mask) + torch.rand(image.shape, generator=g) * mask
+    batch = {
+        "image": image,
+        "corrupted": corrupted,
+        "mask": mask,
+        "edge": canny(to_gray(image)),
+        "corrupted_edge": canny(to_gray(corrupted)),
+    }
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def in_inference_mode(fn: Callable[[], torch.Tensor], variant: str, device: torch.device) -> Callable[[], torch.Tensor]:
+    """``fn`` under ``torch.inference_mode`` and the variant's autocast."""
+
+    def call() -> torch.Tensor:
+        with torch.inference_mode(), autocast_for(variant, device):
+            return fn()
+
+    return call
+
+
+def stage_call(name: str, module, batch: dict, variant: str, device: torch.device) -> Callable[[], torch.Tensor]:
+    """Inference of stage ``name`` in ``variant`` on ``batch`` (see :func:`synthetic_batch`), fed as
+    training feeds it. The call returns the stage's first output, ``(B, 1, S, S)`` mask logits or
+    edges, or the ``(B, 3, S, S)`` composed image."""
+    model, inputs = prepared_module(module, variant), prepared_batch(batch, variant)
+    key = STAGE_OUTPUTS[name]
+    return in_inference_mode(lambda: model.generate(inputs)[key], variant, device)
+
+
+def pipeline_call(
+    stages: dict[str, nn.Module], settings: DictConfig, image: torch.Tensor, variant: str, device: torch.device
+) -> Callable[[], torch.Tensor]:
+    """The blind pipeline of ``stages`` (:class:`BlindInpainter` over :class:`BlindPipeline` with
+    ``settings``) in ``variant`` on a corrupted ``image`` ``(1, 3, H, W)``; the call returns the
+    inpainted ``(1, 3, H, W)``."""
+    pipeline = BlindPipeline(**{name: prepared_module(stages[name], variant) for name in STAGES}, **settings)
+    layout = InpaintSettings(channels_last=STAGES if variant == "channels_last" else ())
+    inpainter = BlindInpainter(pipeline, layout).to(device)
+    image = image.contiguous(memory_format=memory_format_for(variant))
+    return in_inference_mode(lambda: inpainter.inpaint(image)["output"], variant, device)
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def training_steps(name: str, module, batch: dict, variant: str, device: torch.device) -> dict[str, Callable[[], None]]:
+    """One optimizer step per call, per network of the stage (see the module docstring)."""
+    module.train()
+    if getattr(module, "discriminator", None) is None:
+        optimizer = module.configure_optimizers()
+
+        def generator_only_step() -> None:
+            with autocast_for(variant, device):
+                loss, _ = module.generator_loss(batch, module.generate(batch))
+            _step(optimizer, loss)
+
+        return {"generator": generator_only_step}
+
+    opt_g, opt_d = module.configure_optimizers()
+    with torch.no_grad(), autocast_for(variant, device):
+        fixed = module.generate(batch)
+
+    def generator_step() -> None:
+        module.discriminator.requires_grad_(False)
+        with autocast_for(variant, device):
+            loss, _ = module.generator_loss(batch, module.generate(batch))
+        _step(opt_g, loss)
+        module.discriminator.requires_grad_(True)
+
+    def discriminator_step() -> None:
+        with autocast_for(variant, device):
+            loss, _ = module.discriminator_loss(batch, fixed)
+        _step(opt_d, loss)
+
+    return {"generator": generator_step, "discriminator": discriminator_step}
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+
+
+class Benchmark:
+    """Runs the measurements ``cfg`` asks for, printing each and rewriting the JSON at ``out``
+    after each, so an interrupted run keeps what it measured."""
+
+    def __init__(self, cfg: DictConfig, out: Path):
+        self.cfg, self.out = cfg, out
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg.threads))
+        self.device = chosen_device(cfg)
+        self.stages = list(dict.fromkeys(_names(cfg, "stages", STAGES, "stage")))
+        self.skip = set(_names(cfg, "skip", PARTS, "part"))
+        self.sizes = _positive_ints(cfg.sizes, "sizes")
+        self.train_batch, self.train_size = _positive_ints(
+            [cfg.train.batch_size, cfg.train.size], "train.batch_size/size"
+        )
+        self.warmup, self.repeats = _count(cfg.warmup, "warmup", 0), _count(cfg.repeats, "repeats", 1)
+        self.variants = chosen_variants(cfg, self.device)
+        self.results = {
+            "machine": describe_device(self.device),
+            "settings": OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
+            "memory_method": memory_method(self.device),
+            "peak": {},
+            "networks": {},
+            "train": [],
+            "inference": [],
+            "pipeline": [],
+        }
+        self.results["settings"]["variants_run"] = self.variants
+
+    # -- bookkeeping
+
+    def save(self) -> None:
+        write_json(self.results, self.out)
+
+    def peak_flops(self, variant: str) -> float | None:
+        """The measured matmul FLOP/s of the variant's dtype, if measured."""
+        dtype = "bf16" if variant == "bf16" else "fp32"
+        entry = self.results["peak"].get(dtype)
+        return entry["flops_per_s"] if entry else None
+
+    def record(self, part: str, run: Measurement, *, items: int, **fields) -> dict:
+        """A result row: times, throughput, FLOPs per item, FLOP/s and % of peak, memory."""
+        seconds = run.timing.median
+        peak = self.peak_flops(fields["variant"])
+        row = {
+            **fields,
+            "time_s": asdict(run.timing),
+            "images_per_s": items / seconds,
+            **({"latency_s": seconds} if part != "train" else {}),
+            "flops_per_image": run.flops / items,
+            "flops_per_s": run.flops / seconds,
+            "pct_of_peak": 100 * run.flops / seconds / peak if peak else None,
+            "peak_memory_bytes": run.peak_bytes,
+            "peak_memory_increase_bytes": run.increase_bytes,
+        }
+        self.results[part].append(row)
+        self.save()
+        print_progress(part, row)
+        return row
+
+    def attempt(self, what: str, fn: Callable[[], object]) -> Measurement | None:
+        """:func:`measure` ``fn``; out-of-memory is reported and skipped, not fatal."""
+        try:
+            return measure(fn, self.device, self.warmup, self.repeats)
+        except torch.OutOfMemoryError:
+            warn(f"{what}: out of memory, skipped")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return None
+
+    # -- parts
+
+    def run(self) -> dict:
+        print_machine(self.results["machine"])
+        if "peak" not in self.skip:
+            self.measure_peak()
+        if not {"train", "inference"} <= self.skip:
+            for name in self.stages:
+                self.measure_stage(name)
+        if "pipeline" not in self.skip:
+            self.measure_pipeline()
+        self.save()
+        return self.results
+
+    def measure_peak(self) -> None:
+        n = int(self.cfg.peak.matmul_size)
+        dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if "bf16" in self.variants else {})}
+        for label, dtype in dtypes.items():
+            entry = matmul_peak(dtype, n, self.device, self.warmup, self.repeats)
+            self.results["peak"][label] = entry
+            self.save()
+            print_peak(label, entry)
+
+    def measure_stage(self, name: str) -> None:
+        module = build_stage(self.cfg, name, self.device)
+        self.results["networks"][name] = parameter_counts(module)
+        if "train" not in self.skip:
+            self.measure_training(name, module)
+        if "inference" not in self.skip:
+            self.measure_inference(name, module)
+
+    def measure_training(self, name: str, module) -> None:
+        batch = synthetic_batch(self.train_batch, self.train_size, self.device, self.cfg.seed)
+        for variant in self.variants:
+            model = prepared_module(module, variant)
+            steps = training_steps(name, model, prepared_batch(batch, variant), variant, self.device)
+            for network, step in steps.items():
+                run = self.attempt(f"train {name} {network} {variant}", step)
+                if run is not None:
+                    self.record(
+                        "train",
+                        run,
+                        items=self.train_batch,
+                        stage=name,
+                        network=network,
+                        variant=variant,
+                        batch_size=self.train_batch,
+                        size=self.train_size,
+                    )
+            del model, steps
+        module.eval()
+
+    def measure_inference(self, name: str, module) -> None:
+        # Frozen, as inference runs it. (FlopCounterMode's module tracker also fails under
+        # inference_mode on spectral-norm weights that require gradients.)
+        module.eval().requires_grad_(False)
+        for size in self.sizes:
+            batch = synthetic_batch(1, size, self.device, self.cfg.seed)
+            reference = None
+            for variant in self.variants:
+                run = self.attempt(
+                    f"inference {name} {size} {variant}", stage_call(name, module, batch, variant, self.device)
+                )
+                if run is None:
+                    continue
+                reference = run.result if variant == "fp32" else reference
+                self.record(
+                    "inference",
+                    run,
+                    items=1,
+                    stage=name,
+                    variant=variant,
+                    size=size,
+                    max_abs_diff_vs_fp32=max_abs_diff(run.result, reference),
+                )
+
+    def measure_pipeline(self) -> None:
+        stages = {name: build_stage(self.cfg, name, self.device).eval() for name in STAGES}
+        working_size = InpaintSettings().working_size
+        for size in self.sizes:
+            corrupted = synthetic_batch(1, size, self.device, self.cfg.seed)["corrupted"]
+            reference = None
+            for variant in self.variants:
+                run = self.attempt(
+                    f"pipeline {size} {variant}",
+                    pipeline_call(stages, self.cfg.pipeline, corrupted, variant, self.device),
+                )
+                if run is None:
+                    continue
+                reference = run.result if variant == "fp32" else reference
+                self.record(
+                    "pipeline",
+                    run,
+                    items=1,
+                    stage="pipeline",
+                    variant=variant,
+                    size=size,
+                    working_size=working_size,
+                    max_abs_diff_vs_fp32=max_abs_diff(run.result, reference),
+                )
