@@ -1,4 +1,5 @@
-"""Evaluation (pipeline.evaluate): identical inputs for every method, buckets, aggregation, CLI."""
+"""Evaluation (pipeline.evaluate and pipeline/evaluation/): identical inputs for every method, buckets,
+aggregation, CLI."""
 
 import csv
 import json
@@ -9,16 +10,11 @@ import torch
 from conftest import run_module
 
 from common.errors import ConfigError
-from data.masks import BucketedTestMasks, hole_ratio
-from pipeline.evaluate import (
-    assign_bucket,
-    build_test_pairs,
-    check_config,
-    inception_features,
-    lpips_metric,
-    plan_pairs,
-    summarize,
-)
+from data.masks import hole_ratio
+from data.test_masks import BucketedTestMasks
+from pipeline.evaluation.methods import check_config
+from pipeline.evaluation.metrics import inception_features, lpips_metric, summarize
+from pipeline.evaluation.pairs import assign_bucket, build_test_pairs, plan_pairs
 
 # A quick setting: 48-px test images, one mask per bucket, the first 6 pairs (1 image × 6 buckets).
 SMALL = (

@@ -1,15 +1,11 @@
-"""Tests of data/masks.py: the mask-generator contract, each generator's statistics, the bucketed
-test-mask set and the Hydra configs in conf/mask/."""
+"""Tests of data/masks.py: the mask-generator contract (the bucketed test-mask set included, as a
+generator), each generator's statistics and the Hydra configs in conf/masks/."""
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import random
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -19,7 +15,6 @@ from hydra.utils import instantiate
 from omegaconf.errors import MissingMandatoryValue
 
 from data.masks import (
-    BucketedTestMasks,
     FreeFormMasks,
     IrregularMaskFolder,
     LamaMasks,
@@ -27,10 +22,9 @@ from data.masks import (
     MixedMasks,
     RectMasks,
     hole_ratio,
-    main,
 )
+from data.test_masks import BucketedTestMasks
 
-REPO = Path(__file__).resolve().parents[1]
 SIZES = [(256, 256), (32, 48), (48, 32), (97, 200)]
 
 
@@ -160,8 +154,8 @@ def test_hole_ratio():
 
 
 def test_freeform_mean_ratio():
-    # Measured 0.158 (s.d. 0.08, so the s.e. of 200 samples is 0.006) at 256 x 256: within the
-    # 15-25 % usually quoted for DeepFill v2 strokes. The band is about +-5 s.e.
+    # The band is about +-5 standard errors of the mean of 200 samples around the measured mean at
+    # 256 x 256, inside the 15-25 % usually quoted for DeepFill v2 strokes.
     r = rng(0)
     ratios = [hole_ratio(FreeFormMasks()(256, 256, r)) for _ in range(200)]
     print(f"FreeFormMasks 256x256: mean ratio {np.mean(ratios):.4f}, s.d. {np.std(ratios):.4f}")
@@ -350,9 +344,9 @@ def test_lama_presets_statistics():
         assert max(ratios) <= 0.5 + 1e-9
         stats[preset] = (np.mean(ratios), np.mean([hole_thickness(m) for m in masks[:60]]))
     print("LamaMasks 256x256 (mean ratio, mean hole thickness px):", stats)
-    # Measured 0.29 / 0.22 / 0.26. LaMa's thin masks (up to 50 narrow strokes) are not smaller
-    # on average than its thick ones once the max_area = 0.5 filter has removed a quarter of the
-    # thick draws, so the presets are told apart by stroke thickness (measured 4 / 10 / 19 px).
+    # The expected means are the presets' measured means. LaMa's thin masks (up to 50 narrow
+    # strokes) are not smaller on average than its thick ones once the max_area = 0.5 filter has
+    # removed the largest thick draws, so the presets are told apart by stroke thickness.
     for preset, expected in (("thin", 0.29), ("medium", 0.22), ("thick", 0.26)):
         assert abs(stats[preset][0] - expected) < 0.04, (preset, stats[preset])
     assert stats["thin"][1] < 6 < stats["medium"][1] < 14 < stats["thick"][1]
@@ -397,144 +391,6 @@ def test_mixed_validation():
         MixedMasks({"a": RectMasks()}, {"a": 0.0})
     with pytest.raises(ValueError):
         MixedMasks({}, {})
-
-
-# --- BucketedTestMasks -----------------------------------------------------------------------
-
-
-def test_bucketed_default_set():
-    ms = BucketedTestMasks()
-    assert len(ms) == 6 * 2 * 100 and ms.size == (256, 256) and ms.border_px == 25
-    start = time.perf_counter()
-    counts = {}
-    for k in range(len(ms)):
-        mask, info = ms[k]
-        lo, hi = info["bucket"]
-        assert lo <= info["ratio"] < hi
-        assert info["ratio"] == hole_ratio(mask)
-        if info["border"]:
-            b = ms.border_px
-            assert not mask[:b].any() and not mask[-b:].any()
-            assert not mask[:, :b].any() and not mask[:, -b:].any()
-        counts[(info["bucket"], info["border"])] = counts.get((info["bucket"], info["border"]), 0) + 1
-    elapsed = time.perf_counter() - start
-    print(f"BucketedTestMasks default set: {len(ms)} masks in {elapsed:.2f} s")
-    assert set(counts.values()) == {100} and len(counts) == 12
-
-
-def test_bucketed_masks_look_free_form():
-    ms = BucketedTestMasks(size=128, per_bucket=3)
-    for k in range(len(ms)):
-        mask, _ = ms[k]
-        top, bottom, left, right = bbox(mask)
-        assert mask.sum() < (bottom - top) * (right - left)  # not a filled rectangle
-
-
-def test_bucketed_reproducible_and_pure():
-    a = BucketedTestMasks(size=96, per_bucket=3, seed=4)
-    b = BucketedTestMasks(size=96, per_bucket=3, seed=4)
-    c = BucketedTestMasks(size=96, per_bucket=3, seed=5)
-    bigger = BucketedTestMasks(size=96, per_bucket=5, seed=4)
-    for k in range(len(a)):
-        np.testing.assert_array_equal(a[k][0], b[k][0])
-        assert not np.array_equal(a[k][0], c[k][0])
-    # Mask i of (bucket, border) does not depend on how many masks the set has, nor on order.
-    for k in reversed(range(len(a))):
-        bucket, border, i = a.key(k)
-        k_big = (2 * bucket + border) * 5 + i
-        assert bigger.key(k_big) == (bucket, border, i)
-        np.testing.assert_array_equal(a[k][0], bigger[k_big][0])
-
-
-def test_bucketed_indexing_and_info():
-    ms = BucketedTestMasks(size=64, per_bucket=2)
-    assert ms.key(0) == (0, False, 0) and ms.key(2) == (0, True, 0) and ms.key(len(ms) - 1) == (5, True, 1)
-    _mask, info = ms[-1]
-    assert info["bucket"] == (0.5, 0.6) and info["border"] is True and info["index"] == 1
-    with pytest.raises(IndexError):
-        ms[len(ms)]
-    assert ms.filename(2) == "0_0.01-0.10_border_0000.png"
-
-
-def test_bucketed_as_generator_resizes():
-    ms = BucketedTestMasks(size=64, per_bucket=2)
-    r = rng(0)
-    assert_valid(ms(64, 64, r), 64, 64)
-    assert_valid(ms(128, 96, r), 128, 96)
-
-
-def test_bucketed_infeasible():
-    with pytest.raises(ValueError):
-        BucketedTestMasks(size=256, border=200)
-
-    def nothing(height, width, rng):
-        return np.zeros((height, width), np.float32)
-
-    with pytest.raises(RuntimeError, match="bucket 0"):
-        BucketedTestMasks(size=32, per_bucket=1, source=nothing)[0]
-
-
-def test_bucketed_save_load_roundtrip(tmp_path):
-    ms = BucketedTestMasks(size=64, per_bucket=3, seed=2)
-    out = ms.save(tmp_path / "set")
-    names = sorted(p.name for p in out.glob("*.png"))
-    assert len(names) == len(ms) and "5_0.50-0.60_noborder_0002.png" in names
-    png = cv2.imread(str(out / names[0]), cv2.IMREAD_UNCHANGED)
-    assert png.dtype == np.uint8 and set(np.unique(png)) <= {0, 255}
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["params"]["seed"] == 2 and manifest["params"]["size"] == [64, 64]
-    assert len(manifest["files"]) == len(ms)
-
-    loaded = BucketedTestMasks.load(out)
-    assert len(loaded) == len(ms)
-    for k in range(len(ms)):
-        (m1, i1), (m2, i2) = ms[k], loaded[k]
-        np.testing.assert_array_equal(m1, m2)
-        assert i1 == i2
-        assert manifest["files"][k]["ratio"] == i1["ratio"]
-    clone = pickle.loads(pickle.dumps(loaded))
-    np.testing.assert_array_equal(clone[5][0], ms[5][0])
-
-
-def test_bucketed_load_errors(tmp_path):
-    with pytest.raises(MaskSourceError, match="manifest"):
-        BucketedTestMasks.load(tmp_path)
-    out = BucketedTestMasks(size=64, per_bucket=2).save(tmp_path / "set")
-    victim = out / "3_0.30-0.40_border_0001.png"
-
-    cv2.imwrite(str(victim), np.zeros((64, 64), np.uint8))
-    loaded = BucketedTestMasks.load(out)
-    k = [loaded.filename(j) for j in range(len(loaded))].index(victim.name)
-    with pytest.raises(MaskSourceError, match="ratio"):
-        loaded[k]
-
-    victim.unlink()
-    with pytest.raises(MaskSourceError, match="missing"):
-        BucketedTestMasks.load(out)
-
-
-def test_cli(tmp_path, capsys):
-    out = tmp_path / "masks"
-    assert main(["--out", str(out), "--size", "64", "--per-bucket", "2", "--seed", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert "0.50-0.60" in printed and "noborder" in printed
-    assert len(list(out.glob("*.png"))) == 24
-    assert main(["--out", str(out), "--size", "64", "--per-bucket", "2"]) == 2  # not empty
-    assert main(["--out", str(out), "--size", "64", "--per-bucket", "2", "--overwrite"]) == 0
-
-
-def test_cli_module_entry_point(tmp_path):
-    out = tmp_path / "set"
-    proc = subprocess.run(
-        [sys.executable, "-m", "data.masks", "--out", str(out), "--size", "48", "--per-bucket", "1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert (out / "manifest.json").is_file()
 
 
 # --- Hydra configs ---------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""What is evaluated: our model or a baseline, in blind or masked mode, built from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+
+from common.errors import ConfigError
+from pipeline.baselines import BASELINES, inpaint_batch
+from pipeline.evaluation.metrics import LPIPS_BACKBONES
+from pipeline.inference import BlindInpainter, InpaintSettings
+from pipeline.model import BlindPipeline
+
+OURS = "ours"
+MODES = ("blind", "masked")
+
+
+@dataclass
+class Method:
+    """What is evaluated: ``name`` (``ours`` or a baseline) in ``mode``. ``model`` is our model
+    (ours), the model whose MPN finds a baseline's mask (blind baselines) or None; ``pipeline``
+    the pipeline whose mask rule hardens the true mask for a baseline in masked mode."""
+
+    name: str
+    mode: str
+    model: BlindInpainter | None
+    pipeline: BlindPipeline
+
+    @property
+    def is_ours(self) -> bool:
+        return self.name == OURS
+
+    def __call__(self, corrupted: torch.Tensor, true_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Repair ``corrupted`` ``(B, 3, H, W)`` -> ``output`` ``(B, 3, H, W)``, plus the ``mask``
+        ``(B, 1, H, W)`` the fill used (blind) and the ``edges`` ``(B, 1, H, W)`` (ours)."""
+        blind = self.mode == "blind"
+        if self.is_ours:
+            result = self.model.inpaint(corrupted, None if blind else true_mask, self.mode)
+            return {k: result[k] for k in (("output", "mask", "edges") if blind else ("output", "edges"))}
+        if blind:
+            used = self.model.masks(corrupted)["mask"]
+            return {"output": inpaint_batch(self.name, corrupted, used), "mask": used}
+        return {"output": inpaint_batch(self.name, corrupted, self.pipeline.mask_rule(true_mask))}
+
+    def mask_prediction(self, corrupted: torch.Tensor) -> torch.Tensor | None:
+        """The MPN's soft mask ``(B, 1, H, W)`` that the mask metrics measure (blind), else None."""
+        return self.model.masks(corrupted)["predicted_mask"] if self.mode == "blind" else None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse contradictory or missing settings before anything is loaded."""
+    methods = [OURS, *BASELINES]
+    if cfg.method not in methods:
+        raise ConfigError(f"unknown method {cfg.method!r}; expected one of {', '.join(methods)}")
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+    if cfg.method == OURS:
+        if not cfg.checkpoint:
+            raise ConfigError(
+                "method=ours needs checkpoint=MODEL (model.safetensors, a joint .ckpt or a stage=all run folder)"
+            )
+        if cfg.mask_checkpoint:
+            raise ConfigError(
+                "mask_checkpoint= is for baselines in mode=blind; method=ours finds the mask with its own MPN"
+            )
+    else:
+        if cfg.checkpoint:
+            raise ConfigError(
+                f"checkpoint= is the model of method=ours; method={cfg.method} takes the model whose MPN "
+                "finds its mask (mode=blind) as mask_checkpoint="
+            )
+        if cfg.mode == "blind" and not cfg.mask_checkpoint:
+            raise ConfigError(
+                f"method={cfg.method} mode=blind needs mask_checkpoint=MODEL, the model whose MPN finds "
+                "the mask (or use mode=masked)"
+            )
+        if cfg.mode == "masked" and cfg.mask_checkpoint:
+            raise ConfigError("mask_checkpoint= is used in mode=blind only; mode=masked gives the true mask")
+    for key in ("batch_size", "masks_per_bucket", "mask_set_size"):
+        if cfg[key] < 1:
+            raise ConfigError(f"{key} must be at least 1, got {cfg[key]}")
+    if cfg.grid_rows < 0:
+        raise ConfigError(f"grid_rows must be at least 0, got {cfg.grid_rows}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise ConfigError(f"limit must be at least 1 (or null for all pairs), got {cfg.limit}")
+    if cfg.lpips_net not in LPIPS_BACKBONES:
+        raise ConfigError(f"lpips_net must be one of {', '.join(LPIPS_BACKBONES)}, got {cfg.lpips_net!r}")
+
+
+def build_method(cfg: DictConfig, device: str) -> Method:
+    """The method of ``cfg`` on ``device``: the model of ``checkpoint=`` (ours) or ``mask_checkpoint=``
+    (a blind baseline) with the ``pipeline.*`` overrides of its stored settings; without a model (a
+    baseline in masked mode) a :class:`BlindPipeline` of those overrides, for its mask rule."""
+    path = cfg.checkpoint if cfg.method == OURS else cfg.mask_checkpoint
+    overrides = {k: v for k, v in cfg.pipeline.items() if v is not None}
+    settings = InpaintSettings(mode=cfg.mode, working_size=cfg.working_size, channels_last=tuple(cfg.channels_last))
+    model = BlindInpainter.from_pretrained(path, settings, device, **overrides) if path else None
+    pipeline = model.pipeline if model is not None else BlindPipeline(**overrides)
+    return Method(cfg.method, cfg.mode, model, pipeline)

@@ -1,0 +1,205 @@
+"""The scores: per-pair image, mask and edge metrics, their per-bucket summary, and LPIPS / FID from
+weights given by path (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from omegaconf import DictConfig
+
+from common.errors import ConfigError
+from common.metrics import edge_counts, l1, mask_bce, mask_iou, mask_mae, pooled_precision_recall, psnr, ssim
+from common.ops import canny, hard_mask, to_gray
+
+LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze": "SqueezeNet1_1_Weights"}
+OVERALL = "all"
+# Summary columns in report order; a method reports the ones it has.
+METRIC_KEYS = (
+    "psnr",
+    "ssim",
+    "l1",
+    "psnr_hole",
+    "ssim_hole",
+    "l1_hole",
+    "mask_iou",
+    "mask_bce",
+    "mask_mae",
+    "edge_precision_hole",
+    "edge_recall_hole",
+    "lpips",
+    "fid",
+)
+EDGE_COUNTS = ("edge_tp", "edge_predicted", "edge_true")
+
+
+def pair_metrics(
+    image: torch.Tensor,
+    output: torch.Tensor,
+    true_mask: torch.Tensor,
+    predicted_mask: torch.Tensor | None = None,
+    edges: torch.Tensor | None = None,
+    edge_sigma: float = 2.0,
+) -> dict[str, torch.Tensor]:
+    """Per-pair scores ``(B,)`` of ``output`` vs ``image`` ``(B, 3, H, W)``, the hole being the
+    true mask ``(B, 1, H, W)``; mask scores of the soft ``predicted_mask``; edge counts inside the
+    true hole of ``edges`` ``(B, 1, H, W)`` against Canny of the truth."""
+    values = {
+        "psnr": psnr(output, image, reduction="none"),
+        "ssim": ssim(output, image, reduction="none"),
+        "l1": l1(output, image, reduction="none"),
+        "psnr_hole": psnr(output, image, mask=true_mask, reduction="none"),
+        "ssim_hole": ssim(output, image, mask=true_mask, reduction="none"),
+        "l1_hole": l1(output, image, mask=true_mask, reduction="none"),
+    }
+    if predicted_mask is not None:
+        values["mask_iou"] = mask_iou(predicted_mask, true_mask, reduction="none")
+        values["mask_bce"] = mask_bce(predicted_mask, true_mask, reduction="none")
+        values["mask_mae"] = mask_mae(predicted_mask, true_mask, reduction="none")
+    if edges is not None:
+        truth = canny(to_gray(image), sigma=edge_sigma)
+        counts = edge_counts(edges, truth, mask=hard_mask(true_mask))
+        values.update(zip(EDGE_COUNTS, counts))
+    return values
+
+
+def _mean(values: list[float]) -> float:
+    """Mean leaving NaN out (an empty hole has no hole score); NaN when nothing is left."""
+    return torch.tensor(values, dtype=torch.float64).nanmean().item()
+
+
+def summarize_group(rows: list[dict]) -> dict[str, float]:
+    """One report row from per-pair rows: the pair count, the mean true hole ratio, the mean of
+    every per-pair score, and edge precision / recall from the pooled counts."""
+    summary = {"pairs": len(rows), "hole_ratio": _mean([r["hole_ratio"] for r in rows])}
+    for key in METRIC_KEYS:
+        if key in rows[0]:
+            summary[key] = _mean([r[key] for r in rows])
+    if EDGE_COUNTS[0] in rows[0]:
+        totals = (torch.tensor(sum(r[key] for r in rows), dtype=torch.float64) for key in EDGE_COUNTS)
+        precision, recall = pooled_precision_recall(*totals)
+        summary["edge_precision_hole"], summary["edge_recall_hole"] = precision.item(), recall.item()
+    return summary
+
+
+def summarize(rows: list[dict], labels: list[str]) -> dict[str, dict[str, float]]:
+    """Report rows: each non-empty bucket of ``labels`` (in that order), then ``all``."""
+    groups = {label: [r for r in rows if r["bucket"] == label] for label in labels}
+    report = {label: summarize_group(group) for label, group in groups.items() if group}
+    report[OVERALL] = summarize_group(rows)
+    return report
+
+
+def lpips_metric(weights: str, net: str):
+    """torchmetrics' LPIPS with the ``net`` backbone's ImageNet weights read from ``weights``.
+
+    torchvision only downloads a weight file that is missing from its hub cache, so the file is
+    linked into a temporary cache under the name torchvision looks for; the linear layers on top
+    ship inside torchmetrics. Nothing is downloaded."""
+    import torchvision.models
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"lpips_weights {path} does not exist")
+    url = getattr(torchvision.models, LPIPS_BACKBONES[net]).DEFAULT.url
+    previous = torch.hub.get_dir()
+    with tempfile.TemporaryDirectory() as hub:
+        cached = Path(hub) / "checkpoints" / Path(urlparse(url).path).name
+        cached.parent.mkdir()
+        os.symlink(path.resolve(), cached)
+        torch.hub.set_dir(hub)
+        try:
+            return LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="none", normalize=True)
+        except Exception as err:  # torch.load / load_state_dict: any failure means wrong weights
+            raise ConfigError(
+                f"lpips_weights {path} are not torchvision's {net} ImageNet weights "
+                f"(lpips_net={net}): {str(err).splitlines()[0]}"
+            ) from None
+        finally:
+            torch.hub.set_dir(previous)
+
+
+def inception_features(weights: str) -> torch.nn.Module:
+    """The FID feature extractor, uint8 ``(B, 3, H, W)`` -> ``(B, 2048)``: torchmetrics' InceptionV3
+    with torch-fidelity's weights read from ``weights``."""
+    from torchmetrics.image.fid import NoTrainInceptionV3
+    from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"fid_weights {path} does not exist")
+    if not _TORCH_FIDELITY_AVAILABLE:
+        raise ConfigError(
+            "fid_weights= needs the torch-fidelity package, which is not installed (pip install torch-fidelity)"
+        )
+    try:
+        return NoTrainInceptionV3(
+            name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path)
+        )
+    except Exception as err:  # torch.load / load_state_dict: any failure means wrong weights
+        raise ConfigError(
+            f"fid_weights {path} are not torch-fidelity's InceptionV3 weights: {str(err).splitlines()[0]}"
+        ) from None
+
+
+class PrecomputedFeatures(torch.nn.Module):
+    """The "feature extractor" of a FID fed with Inception features computed beforehand, so each
+    image goes through the Inception once however many FIDs (buckets, overall) it counts in."""
+
+    num_features = 2048
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+class PerceptualMetrics:
+    """LPIPS per pair and FID per bucket and overall, each only when its weights are given by
+    path; ``skipped`` says why one is not computed."""
+
+    def __init__(self, cfg: DictConfig, device: str):
+        self.device, self.skipped, self.fid = device, {}, {}
+        self.lpips = lpips_metric(cfg.lpips_weights, cfg.lpips_net).to(device) if cfg.lpips_weights else None
+        if self.lpips is None:
+            self.skipped["lpips"] = (
+                "no lpips_weights= given (torchvision ImageNet weights of the backbone, by path; nothing is downloaded)"
+            )
+        self.inception = inception_features(cfg.fid_weights).to(device) if cfg.fid_weights else None
+        if self.inception is None:
+            self.skipped["fid"] = (
+                "no fid_weights= given (torch-fidelity InceptionV3 weights, by path; nothing is downloaded)"
+            )
+
+    def lpips_values(self, output: torch.Tensor, image: torch.Tensor) -> torch.Tensor | None:
+        """LPIPS of each pair ``(B,)``, or None when skipped."""
+        if self.lpips is None:
+            return None
+        with torch.inference_mode():
+            return self.lpips(output.to(self.device), image.to(self.device)).reshape(-1).float().cpu()
+
+    def update_fid(self, output: torch.Tensor, image: torch.Tensor, buckets: list[str]) -> None:
+        """Add a batch ``(B, 3, H, W)`` to the overall FID and to the FID of each pair's bucket."""
+        if self.inception is None:
+            return
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        with torch.inference_mode():
+            # uint8 as the Inception takes it, converted as torchmetrics' normalize=True converts
+            fake, real = (self.inception((x * 255).byte().to(self.device)) for x in (output, image))
+            for label in (OVERALL, *dict.fromkeys(buckets)):
+                if label not in self.fid:
+                    self.fid[label] = FrechetInceptionDistance(feature=PrecomputedFeatures()).to(self.device)
+                chosen = torch.tensor([label in (OVERALL, b) for b in buckets], device=self.device)
+                self.fid[label].update(real[chosen], real=True)
+                self.fid[label].update(fake[chosen], real=False)
+
+    def fid_scores(self) -> dict[str, float]:
+        """FID of overall and of every bucket with at least two pairs."""
+        return {
+            label: metric.compute().item()
+            for label, metric in self.fid.items()
+            if metric.fake_features_num_samples >= 2
+        }
