@@ -176,8 +176,8 @@ def build(cls: Callable[..., nn.Module], arguments: Mapping, where: str, inferen
     parts (``cls.training_only``) are not built."""
     arguments = dict(arguments)
     if inference:
-        for name in getattr(cls, "training_only", ()):
-            arguments[name] = None
+        parameters = inspect.signature(cls).parameters
+        arguments.update({name: None for name in getattr(cls, "training_only", ()) if name in parameters})
     arguments = check_arguments(cls, arguments, where)
     try:
         return cls(**arguments)

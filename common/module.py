@@ -13,8 +13,8 @@ Every stage has the same shape, so knowing one means knowing all:
 - ``generator_loss(batch, outputs)`` and ``validation_metrics(batch, outputs)``.
 
 ``training_only`` names the constructor arguments that build parts used only in training (the
-discriminator, a VGG loss network): the one loader (:mod:`common.checkpoint`) builds a model for
-inference without them.
+discriminator, a VGG loss network, the feed): the one loader (:mod:`common.checkpoint`) builds a
+model for inference without them, whatever a file says.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class GANModule(StageModule):
     optimizer's step in ``global_step``, so one D+G iteration advances it by 2.
     """
 
-    training_only = ("discriminator",)
+    training_only = ("discriminator", "feed")
     discriminator: nn.Module | None
 
     def __init__(self, grad_clip: float = 0.0, **kwargs):

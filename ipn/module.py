@@ -38,7 +38,7 @@ class IPNModule(GANModule):
     """
 
     stage_name = "ipn"
-    training_only = ("discriminator", "vgg_weights")
+    training_only = ("discriminator", "feed", "vgg_weights")
 
     def __init__(
         self,

@@ -1,5 +1,6 @@
-"""The whole system: training (``pipeline.train``), joint fine-tuning (``pipeline.joint``),
-inference (:class:`BlindInpainter`, ``pipeline.inpaint``), export, evaluation and benchmarks."""
+"""The whole system: the blind pipeline (:class:`BlindPipeline`, ``pipeline.model``), training
+(``pipeline.train``, ``pipeline.joint``), inference (:class:`BlindInpainter`, ``pipeline.inpaint``),
+export, evaluation and benchmarks."""
 
 
 def __getattr__(name: str):
@@ -8,7 +9,11 @@ def __getattr__(name: str):
         from pipeline import inference
 
         return getattr(inference, name)
+    if name in ("BlindPipeline", "load_pipeline"):
+        from pipeline import model
+
+        return getattr(model, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
 
 
-__all__ = ["BlindInpainter", "InpaintResult", "InpaintSettings"]
+__all__ = ["BlindInpainter", "BlindPipeline", "InpaintResult", "InpaintSettings", "load_pipeline"]

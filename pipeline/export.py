@@ -24,26 +24,12 @@ import hydra
 import torch
 from lightning.pytorch.core.module import _jit_is_scripting
 from omegaconf import DictConfig
-from torch import nn
 
 from common.checkpoint import load_module
 from common.errors import CheckpointError, ConfigError, cli
-from pipeline.model import STAGES, BlindPipeline, load_pipeline, save_pipeline
+from pipeline.model import STAGES, BlindPipeline, TracingOutputs, load_pipeline, save_pipeline
 
 log = logging.getLogger("pipeline.export")
-
-
-class TracedOutputs(nn.Module):
-    """The pipeline in blind mode with tuple outputs, as tracing wants them:
-    ``(corrupted, known_edges) -> (output, mask, edges)``."""
-
-    def __init__(self, pipeline: BlindPipeline):
-        super().__init__()
-        self.pipeline = pipeline
-
-    def forward(self, corrupted: torch.Tensor, known_edges: torch.Tensor):
-        outputs = self.pipeline(corrupted, known_edges)
-        return outputs["output"], outputs["mask"], outputs["edges"]
 
 
 def _example(
@@ -60,7 +46,7 @@ def export_torchscript(pipeline: BlindPipeline, path: Path, size: int = 256, tol
     pipeline; returns the max abs difference (refuses to write above ``tolerance``)."""
     if size % 16 or size < 32:
         raise ConfigError(f"trace_size must be a multiple of 16 and at least 32, got {size}")
-    graph = TracedOutputs(pipeline.eval()).eval()
+    graph = TracingOutputs(pipeline.eval()).eval()
     # The stages are LightningModules: Lightning's own switch lets TorchScript read their
     # attributes without a Trainer (as LightningModule.to_torchscript does).
     with warnings.catch_warnings(), _jit_is_scripting():

@@ -149,6 +149,19 @@ class BlindPipeline(nn.Module):
         return {"mask": mask, **self.epn(corrupted, mask, batch["corrupted_edge"])}
 
 
+class TracingOutputs(nn.Module):
+    """The pipeline in blind mode with tuple outputs, as ``torch.jit.trace`` wants them:
+    ``(corrupted, known_edges) -> (output, mask, edges)``."""
+
+    def __init__(self, pipeline: BlindPipeline):
+        super().__init__()
+        self.pipeline = pipeline
+
+    def forward(self, corrupted: torch.Tensor, known_edges: torch.Tensor):
+        outputs = self.pipeline(corrupted, known_edges)
+        return outputs["output"], outputs["mask"], outputs["edges"]
+
+
 class StageFeed(nn.Module):
     """What the earlier stages give a stage in training (the ``feed`` of the stage modules): the
     blind pipeline up to that stage, frozen, with the truth standing in for each earlier stage whose

@@ -60,7 +60,7 @@ def compose_chain(run_dir, *overrides):
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """One tiny ``stage=all`` run (mpn → epn → ipn → joint, smoke trainer), shared by the tests of
+    """One tiny chain run (``experiment=all debug=smoke``: mpn → epn → ipn → joint), shared by the tests of
     joint training, inference and export: ``{"dir", "mpn", "epn", "ipn", "joint", "model"}``."""
     from pipeline.train import train_chain
 

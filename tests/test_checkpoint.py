@@ -157,3 +157,14 @@ def test_safetensors_config_is_plain_json(tmp_path):
         metadata = f.metadata()
     assert metadata["kind"] == "mpn" and metadata["version"] == str(FORMAT_VERSION)
     assert json.loads(metadata["config"])["generator"] == TINY["generator"]
+
+
+def test_a_files_config_never_names_code_to_run(tmp_path):
+    """Hydra targets in a file's config are plain data to the loader: nothing is instantiated, and
+    what a stage is fed in training is never taken from a file."""
+    marker = tmp_path / "pwned"
+    hostile = {"_target_": "os.system", "_args_": [f"touch {marker}"]}
+    epn = build(EPNModule, {"generator": {"base_channels": 4, "residual_blocks": 1}, "feed": hostile}, "e.ckpt")
+    assert epn.frozen("feed") is None and not marker.exists()
+    with pytest.raises(CheckpointError, match="unknown MPNModule argument"):
+        build(MPNModule, {"_target_": "os.system"}, "m.ckpt")

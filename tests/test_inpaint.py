@@ -15,10 +15,10 @@ from PIL import Image
 from common.checkpoint import read_model_file
 from common.errors import CheckpointError, ConfigError
 from pipeline import BlindInpainter
-from pipeline.export import TracedOutputs, export_torchscript
+from pipeline.export import export_torchscript
 from pipeline.inference import InpaintSettings, working_shape
 from pipeline.inpaint import green_mask, inpaint_cli, read_mask
-from pipeline.model import load_pipeline, save_pipeline
+from pipeline.model import TracingOutputs, load_pipeline, save_pipeline
 
 
 def _digests(root):
@@ -293,7 +293,7 @@ def test_export_cli_writes_safetensors_and_a_checked_torchscript_graph(smoke_run
     traced = torch.jit.load(str(graph))
     x = torch.rand(1, 3, 64, 32)
     with torch.no_grad():
-        expected = TracedOutputs(model)(x, model.known_edges(x))
+        expected = TracingOutputs(model)(x, model.known_edges(x))
         got = traced(x, model.known_edges(x))
     assert all(torch.allclose(e, g, atol=1e-5) for e, g in zip(expected, got))
     again = run_module("pipeline.export", f"checkpoint={smoke_run['dir']}", f"out={out}")

@@ -115,7 +115,7 @@ def test_outputs_have_the_input_size_and_range(shape):
 
 @pytest.mark.parametrize("cnum", [6, 10])
 def test_widths_that_are_not_multiples_of_four(cnum):
-    """``model_width`` scales cnum = 48 to e.g. 6 (smoke runs): floor division keeps it valid."""
+    """``width_mult`` scales cnum = 48 to e.g. 6 (smoke runs): floor division keeps it valid."""
     mask = box_mask(32, 32, 8, 8, 12, 16)
     with torch.no_grad():
         coarse, refined = DeepFillGenerator(6, cnum=cnum).eval()(ipn_input(random_image(1, 32, 32), mask), mask)
