@@ -100,8 +100,8 @@ def compose(image: torch.Tensor, fill: torch.Tensor, mask: torch.Tensor) -> torc
     return (1 - mask) * image + mask * fill
 
 
-def merge_edges(hole_edges: torch.Tensor, known_edges: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """EdgeConnect's guide for the inpainting network: ``hole_edges`` inside the hole
-    (``hard_mask(mask)``), ``known_edges`` (Canny of the corrupted image) outside it; all
-    ``(B, 1, H, W)``. Gradients flow into ``hole_edges`` (joint training)."""
-    return compose(known_edges, hole_edges, hard_mask(mask))
+def merge_edges(predicted_edges: torch.Tensor, corrupted_edge: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """EdgeConnect's guide for the inpainting network: ``predicted_edges`` inside the hole
+    (``hard_mask(mask)``), ``corrupted_edge`` (Canny of the corrupted image) outside it; all
+    ``(B, 1, H, W)``. Gradients flow into ``predicted_edges`` (joint training)."""
+    return compose(corrupted_edge, predicted_edges, hard_mask(mask))

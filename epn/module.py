@@ -11,15 +11,15 @@ from common.ops import hard_mask, to_gray
 from epn.model import EdgeGenerator, PatchDiscriminator
 
 
-def generator_inputs(corrupted: torch.Tensor, mask: torch.Tensor, known_edges: torch.Tensor) -> torch.Tensor:
-    """EdgeConnect's edge-model input ``[gray·(1−m)+m, known_edges·(1−hard(m)), m]`` ``(B, 3, H, W)``
+def generator_inputs(corrupted: torch.Tensor, mask: torch.Tensor, corrupted_edge: torch.Tensor) -> torch.Tensor:
+    """EdgeConnect's edge-model input ``[gray·(1−m)+m, corrupted_edge·(1−hard(m)), m]`` ``(B, 3, H, W)``
     from the corrupted image ``(B, 3, H, W)``, its mask and its Canny edges (``(B, 1, H, W)``).
 
     The gray image is blended with the continuous mask (EdgeConnect pastes white into the hole; a
     soft m blends); edges found on the corrupted image are kept only where the pixel is known.
     """
     gray = to_gray(corrupted)
-    return torch.cat([gray * (1 - mask) + mask, known_edges * (1 - hard_mask(mask)), mask], dim=1)
+    return torch.cat([gray * (1 - mask) + mask, corrupted_edge * (1 - hard_mask(mask)), mask], dim=1)
 
 
 def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
@@ -64,11 +64,11 @@ class EPNModule(GANModule):
         self.discriminator = None if discriminator is None else PatchDiscriminator(**discriminator)
 
     def forward(
-        self, corrupted: torch.Tensor, mask: torch.Tensor, known_edges: torch.Tensor
+        self, corrupted: torch.Tensor, mask: torch.Tensor, corrupted_edge: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """``predicted_edges`` ``(B, 1, H, W)`` in [0, 1] from the corrupted image ``(B, 3, H, W)``,
         its mask and the Canny edges of the corrupted image (both ``(B, 1, H, W)``)."""
-        return {"predicted_edges": self.generator(generator_inputs(corrupted, mask, known_edges))}
+        return {"predicted_edges": self.generator(generator_inputs(corrupted, mask, corrupted_edge))}
 
     def generate(self, batch: dict) -> dict:
         mask = self.fed(batch)["mask"]

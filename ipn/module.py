@@ -28,7 +28,7 @@ class IPNModule(GANModule):
     on [RGB, mask].
 
     The edge guide is EdgeConnect's: ``predicted_edges`` inside the hole and the Canny edges of the
-    corrupted image (``known_edges``) outside it (:func:`common.ops.merge_edges`). In training the
+    corrupted image (``corrupted_edge``) outside it (:func:`common.ops.merge_edges`). In training the
     feed supplies the mask and the predicted edges (the truth's Canny standing in for the EPN, or a
     frozen EPN), so the IPN learns on the guide inference gives it.
 
@@ -68,13 +68,13 @@ class IPNModule(GANModule):
         self.attach_frozen("vgg", VGGFeatures(vgg_weights) if vgg_weights else None)
 
     def forward(
-        self, corrupted: torch.Tensor, mask: torch.Tensor, predicted_edges: torch.Tensor, known_edges: torch.Tensor
+        self, corrupted: torch.Tensor, mask: torch.Tensor, predicted_edges: torch.Tensor, corrupted_edge: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Fill the hole of ``corrupted`` ``(B, 3, H, W)`` given its ``mask``, the edges predicted
         for the hole and the Canny edges of the corrupted image (each ``(B, 1, H, W)``): the
         ``edges`` guide used ``(B, 1, H, W)``, and the ``coarse`` and ``refined`` generator outputs
         and the composed ``output`` ``(B, 3, H, W)``, all in [0, 1]."""
-        edges = merge_edges(predicted_edges, known_edges, mask)
+        edges = merge_edges(predicted_edges, corrupted_edge, mask)
         coarse, refined = self.generator(generator_inputs(corrupted, mask, edges), mask)
         coarse, refined = (coarse + 1) / 2, (refined + 1) / 2
         return {"edges": edges, "coarse": coarse, "refined": refined, "output": compose(corrupted, refined, mask)}

@@ -7,10 +7,10 @@ and ``pipeline.evaluate`` accept. ``checkpoint`` is a joint checkpoint, a traini
 a model file; or give three stage checkpoints as ``mpn=... epn=... ipn=...``.
 
 ``torchscript=PATH`` also writes the pipeline in blind mode traced with ``torch.jit.trace``,
-contextual attention included: ``graph(corrupted (B, 3, H, W), known_edges (B, 1, H, W)) ->
+contextual attention included: ``graph(corrupted (B, 3, H, W), corrupted_edge (B, 1, H, W)) ->
 (output, mask, edges)``, H and W multiples of 16 (pad first: the traced graph keeps the padding of
 the traced size, none). Canny runs in OpenCV outside the graph, so its edges are an input
-(``BlindPipeline.known_edges``). The export checks the traced graph against the eager pipeline
+(``BlindPipeline.corrupted_edge``). The export checks the traced graph against the eager pipeline
 on a fresh input of another size and batch and refuses to write one that differs.
 """
 
@@ -37,7 +37,7 @@ def _example(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 3, *size, generator=g)
-    return x, pipeline.known_edges(x)
+    return x, pipeline.corrupted_edge(x)
 
 
 @torch.no_grad()

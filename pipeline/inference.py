@@ -33,8 +33,9 @@ class InpaintSettings:
         mode: ``blind`` | ``masked`` | ``denoise`` when a call names none.
         working_size: images with a longer side are processed at this size; the fill is pasted
             back into the full-resolution original.
-        channels_last: stages run in channels-last memory format (same outputs within 1e-5; on a
-            CPU the MPN and IPN are faster so, the EPN slower: README, "Benchmark").
+        channels_last: stages run in channels-last memory format (outputs within the tolerance
+            and at the speeds the README's "Benchmark" gives; on a CPU the MPN and IPN are faster
+            so, the EPN slower).
     """
 
     mode: str = "blind"
@@ -176,12 +177,12 @@ class BlindInpainter:
         h, w = full.shape[-2:]
         small_hw = working_shape(h, w, self.settings.working_size)
         if small_hw == (h, w):
-            outputs = self.pipeline(full, self.pipeline.known_edges(full), full_mask, mode)
+            outputs = self.pipeline(full, self.pipeline.corrupted_edge(full), full_mask, mode)
             return {"output": outputs["output"].clamp(0, 1), "mask": outputs["mask"], "edges": outputs["edges"]}
 
         small = F.interpolate(full, size=small_hw, mode="bilinear", antialias=True, align_corners=False)
         small_mask = None if full_mask is None else F.adaptive_max_pool2d(full_mask, small_hw)  # no hole pixel is lost
-        outputs = self.pipeline(small, self.pipeline.known_edges(small), small_mask, mode)
+        outputs = self.pipeline(small, self.pipeline.corrupted_edge(small), small_mask, mode)
         m = full_mask if full_mask is not None else F.interpolate(outputs["mask"], size=(h, w), mode="bilinear")
         generated = F.interpolate(outputs["refined"], size=(h, w), mode="bicubic", align_corners=False)
         edges = F.interpolate(outputs["edges"], size=(h, w), mode="nearest")

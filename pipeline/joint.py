@@ -109,9 +109,9 @@ class JointModule(GANModule):
                 )
         return [torch.optim.Adam(generator_groups), torch.optim.Adam(discriminator_groups)]
 
-    def forward(self, corrupted: torch.Tensor, known_edges: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, corrupted: torch.Tensor, corrupted_edge: torch.Tensor) -> dict[str, torch.Tensor]:
         """The blind pipeline with gradients (see :meth:`BlindPipeline.forward`)."""
-        return self.pipeline(corrupted, known_edges)
+        return self.pipeline(corrupted, corrupted_edge)
 
     def generate(self, batch: dict) -> dict:
         return self(batch["corrupted"], batch["corrupted_edge"])

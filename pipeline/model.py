@@ -2,15 +2,16 @@
 
 ::
 
-    corrupted ─► MPN ─► m̂ ─► mask rule ─► m ─┬─► EPN(corrupted, m, known edges) ─► predicted edges
-                                              └─► IPN(corrupted, m, predicted edges, known edges)
+    corrupted ─► MPN ─► m̂ ─► mask rule ─► m ─┬─► EPN(corrupted, m, corrupted_edge) ─► predicted edges
+                                              └─► IPN(corrupted, m, predicted edges, corrupted_edge)
                                                        ─► output = (1 − m)·corrupted + m·refined
 
 Training (:class:`~pipeline.joint.JointModule`, and each stage through :class:`StageFeed`),
 selection, evaluation (``pipeline.evaluate``), export (``pipeline.export``) and inference
 (:class:`~pipeline.inference.BlindInpainter`) all run this module, so what is trained and selected
-is what a user runs. Known edges (Canny of the corrupted image) are an input: Canny runs in OpenCV
-on the CPU, outside the traced graph; :meth:`BlindPipeline.known_edges` computes them.
+is what a user runs. The Canny edges of the corrupted image (``corrupted_edge``, as the batch
+key of the data contract) are an input: Canny runs in OpenCV on the CPU, outside the traced graph;
+:meth:`BlindPipeline.corrupted_edge` computes them.
 
 The mask rule (``mode``):
 
@@ -61,7 +62,7 @@ class BlindPipeline(nn.Module):
             needs no MPN).
         hole_threshold: blind mode: m̂ above this is a full hole.
         dilate: blind mode: grow that hole by this many pixels.
-        edge_sigma: Canny's Gaussian sigma for the known edges (EdgeConnect's SIGMA 2; the data's
+        edge_sigma: Canny's Gaussian sigma for ``corrupted_edge`` (EdgeConnect's SIGMA 2; the data's
             ``corrupted_edge`` must use the same).
         straight_through: with gradients on, the blind rule passes m̂'s gradient unchanged.
     """
@@ -99,7 +100,7 @@ class BlindPipeline(nn.Module):
     # -- the steps, in order
 
     @torch.no_grad()
-    def known_edges(self, corrupted: torch.Tensor) -> torch.Tensor:
+    def corrupted_edge(self, corrupted: torch.Tensor) -> torch.Tensor:
         """Canny edges of the corrupted image ``(B, 3, H, W)`` -> ``(B, 1, H, W)`` in {0, 1}."""
         return canny(to_gray(corrupted), sigma=self.edge_sigma)
 
@@ -125,15 +126,19 @@ class BlindPipeline(nn.Module):
         return {**outputs, "mask": self.mask_rule(outputs["predicted_mask"], mode)}
 
     def forward(
-        self, corrupted: torch.Tensor, known_edges: torch.Tensor, mask: torch.Tensor | None = None, mode: str = "blind"
+        self,
+        corrupted: torch.Tensor,
+        corrupted_edge: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        mode: str = "blind",
     ) -> dict[str, torch.Tensor]:
-        """Repair ``corrupted`` ``(B, 3, H, W)`` in [0, 1] given its Canny ``known_edges``
+        """Repair ``corrupted`` ``(B, 3, H, W)`` in [0, 1] given its Canny ``corrupted_edge``
         ``(B, 1, H, W)`` (and ``mask`` in masked mode). Returns ``mask`` (and ``mask_logits``,
         ``predicted_mask``), ``predicted_edges``, the merged ``edges`` guide (``(B, 1, H, W)``),
         and ``coarse``, ``refined``, ``output`` (``(B, 3, H, W)``)."""
         outputs = self.masks(corrupted, mask, mode)
-        outputs.update(self.epn(corrupted, outputs["mask"], known_edges))
-        outputs.update(self.ipn(corrupted, outputs["mask"], outputs["predicted_edges"], known_edges))
+        outputs.update(self.epn(corrupted, outputs["mask"], corrupted_edge))
+        outputs.update(self.ipn(corrupted, outputs["mask"], outputs["predicted_edges"], corrupted_edge))
         return outputs
 
     @torch.no_grad()
@@ -151,14 +156,14 @@ class BlindPipeline(nn.Module):
 
 class TracingOutputs(nn.Module):
     """The pipeline in blind mode with tuple outputs, as ``torch.jit.trace`` wants them:
-    ``(corrupted, known_edges) -> (output, mask, edges)``."""
+    ``(corrupted, corrupted_edge) -> (output, mask, edges)``."""
 
     def __init__(self, pipeline: BlindPipeline):
         super().__init__()
         self.pipeline = pipeline
 
-    def forward(self, corrupted: torch.Tensor, known_edges: torch.Tensor):
-        outputs = self.pipeline(corrupted, known_edges)
+    def forward(self, corrupted: torch.Tensor, corrupted_edge: torch.Tensor):
+        outputs = self.pipeline(corrupted, corrupted_edge)
         return outputs["output"], outputs["mask"], outputs["edges"]
 
 

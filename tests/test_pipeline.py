@@ -38,7 +38,7 @@ def test_joint_forward_inpainter_and_torchscript_are_identical(joint, tmp_path):
     BlindInpainter and the exported TorchScript graph: identical outputs (contiguous fp32)."""
     x = _corrupted()
     pipeline = joint.pipeline
-    known = pipeline.known_edges(x)
+    known = pipeline.corrupted_edge(x)
     with torch.no_grad():
         trained = joint(x, known)
     inpainter = BlindInpainter(pipeline, InpaintSettings(channels_last=()))
@@ -67,8 +67,8 @@ def test_the_exported_model_file_runs_the_same_pipeline(joint, smoke_run, tmp_pa
     path = save_pipeline(joint.pipeline, tmp_path / "model.safetensors")
     x = _corrupted(seed=2)
     with torch.no_grad():
-        expected = joint.pipeline(x, joint.pipeline.known_edges(x))
-        got = load_pipeline(path)(x, joint.pipeline.known_edges(x))
+        expected = joint.pipeline(x, joint.pipeline.corrupted_edge(x))
+        got = load_pipeline(path)(x, joint.pipeline.corrupted_edge(x))
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
