@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import functools
 import platform
 import resource
 import statistics
@@ -602,45 +603,37 @@ class Benchmark:
         module.eval().requires_grad_(False)
         for size in self.sizes:
             batch = synthetic_batch(1, size, self.device, self.cfg.seed)
-            reference = None
-            for variant in self.variants:
-                run = self.attempt(
-                    f"inference {name} {size} {variant}", stage_call(name, module, batch, variant, self.device)
-                )
-                if run is None:
-                    continue
-                reference = run.result if variant == "fp32" else reference
-                self.record(
-                    "inference",
-                    run,
-                    items=1,
-                    stage=name,
-                    variant=variant,
-                    size=size,
-                    max_abs_diff_vs_fp32=max_abs_diff(run.result, reference),
-                )
+            self.measure_variants(
+                "inference",
+                f"inference {name} {size}",
+                functools.partial(stage_call, name, module, batch, device=self.device),
+                stage=name,
+                size=size,
+            )
 
     def measure_pipeline(self) -> None:
         stages = {name: build_stage(self.cfg, name, self.device).eval() for name in STAGES}
         working_size = InpaintSettings().working_size
         for size in self.sizes:
             corrupted = synthetic_batch(1, size, self.device, self.cfg.seed)["corrupted"]
-            reference = None
-            for variant in self.variants:
-                run = self.attempt(
-                    f"pipeline {size} {variant}",
-                    pipeline_call(stages, self.cfg.pipeline, corrupted, variant, self.device),
-                )
-                if run is None:
-                    continue
-                reference = run.result if variant == "fp32" else reference
-                self.record(
-                    "pipeline",
-                    run,
-                    items=1,
-                    stage="pipeline",
-                    variant=variant,
-                    size=size,
-                    working_size=working_size,
-                    max_abs_diff_vs_fp32=max_abs_diff(run.result, reference),
-                )
+            self.measure_variants(
+                "pipeline",
+                f"pipeline {size}",
+                functools.partial(pipeline_call, stages, self.cfg.pipeline, corrupted, device=self.device),
+                stage="pipeline",
+                size=size,
+                working_size=working_size,
+            )
+
+    def measure_variants(self, part: str, what: str, call_for: Callable[[str], Callable], **fields) -> None:
+        """Measure and record ``call_for(variant)`` for every variant, with the max difference of
+        its output from the fp32 variant's (measured first)."""
+        reference = None
+        for variant in self.variants:
+            run = self.attempt(f"{what} {variant}", call_for(variant))
+            if run is None:
+                continue
+            reference = run.result if variant == "fp32" else reference
+            self.record(
+                part, run, items=1, variant=variant, max_abs_diff_vs_fp32=max_abs_diff(run.result, reference), **fields
+            )
