@@ -148,10 +148,11 @@ def write_model_file(path, kind: str, config: Mapping, state: Mapping[str, torch
 # -- building and filling modules -----------------------------------------------------------------
 
 
-def arguments_schema(cls: Callable) -> Any:
+def arguments_schema(cls: Callable, **options) -> Any:
     """The typed structured config of ``cls``'s constructor: its arguments, their annotated types
-    and their defaults, as written once in the code (hydra-zen ``builds``)."""
-    return builds(cls, populate_full_signature=True)
+    and their defaults, as written once in the code (hydra-zen ``builds``; ``options`` go to it,
+    e.g. ``zen_exclude``). The configs in ``conf/`` are made with it too."""
+    return builds(cls, populate_full_signature=True, **options)
 
 
 def check_arguments(cls: Callable, arguments: Mapping, where: str) -> dict:

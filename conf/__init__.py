@@ -23,14 +23,15 @@ import dataclasses
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from hydra_zen import builds
 from omegaconf import MISSING
+
+from common.checkpoint import arguments_schema
 
 
 def arguments_config(cls, exclude: tuple[str, ...] = (), name: str | None = None, optional: bool = False) -> type:
     """A dataclass of ``cls``'s constructor arguments (typed, with the constructor's defaults) and
     no ``_target_``; ``optional``: every field ``Optional`` with default None (overrides)."""
-    built = builds(cls, populate_full_signature=True, zen_exclude=exclude)
+    built = arguments_schema(cls, zen_exclude=exclude)
     fields = []
     for f in dataclasses.fields(built):
         if f.name == "_target_":
@@ -89,8 +90,8 @@ def register() -> None:
 
     modules = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule, "joint": JointModule}
     for name, cls in modules.items():
-        store.store(group="schema/module", name=name, node=builds(cls, populate_full_signature=True))
-    store.store(group="schema", name="feed", node=builds(StageFeed, populate_full_signature=True))
+        store.store(group="schema/module", name=name, node=arguments_schema(cls))
+    store.store(group="schema", name="feed", node=arguments_schema(StageFeed))
 
     exclude = ("mpn", "epn", "ipn")
     store.store(group="schema", name="pipeline", node=arguments_config(BlindPipeline, exclude, "PipelineSettings"))
@@ -113,16 +114,16 @@ def register() -> None:
     )  # fmt: skip
     store.store(group="schema/command", name="evaluate", node=evaluate)
 
-    data = builds(InpaintingDataModule, populate_full_signature=True, zen_exclude=("masks", "corruption", "seed"))
+    data = arguments_schema(InpaintingDataModule, zen_exclude=("masks", "corruption", "seed"))
     store.store(group="schema", name="data", node=data)
     datasets = {"sample": sample, "folder": image_folder, "celeba": celeba, "psv": paris_streetview, "places2": places2}
     for name, fn in datasets.items():  # partials: the data module passes split and size
-        node = builds(fn, populate_full_signature=True, zen_partial=True, zen_exclude=("split", "size"))
+        node = arguments_schema(fn, zen_partial=True, zen_exclude=("split", "size"))
         store.store(group="schema/dataset", name=name, node=node)
-    store.store(group="schema", name="corruption", node=builds(Corruptor, populate_full_signature=True))
+    store.store(group="schema", name="corruption", node=arguments_schema(Corruptor))
     masks = {"freeform": FreeFormMasks, "rect": RectMasks, "irregular": IrregularMaskFolder, "lama": LamaMasks}
     for name, cls in {**masks, "mixed": MixedMasks}.items():
-        store.store(group="schema/mask", name=name, node=builds(cls, populate_full_signature=True))
+        store.store(group="schema/mask", name=name, node=arguments_schema(cls))
 
 
 register()

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from common.checkpoint import load_module
 from common.errors import CheckpointError, ConfigError, cli
-from pipeline.model import STAGES, BlindPipeline, TracingOutputs, load_pipeline, save_pipeline
+from pipeline.model import STAGES, BlindPipeline, TracingOutputs, given_settings, load_pipeline, save_pipeline
 
 log = logging.getLogger("pipeline.export")
 
@@ -79,8 +79,7 @@ def load_for_export(cfg: DictConfig) -> BlindPipeline:
     if not all(stage_paths.values()):
         raise ConfigError("give checkpoint=<model file, joint .ckpt or run folder>, or all of mpn= epn= ipn=")
     stages = {name: load_module(path, STAGES[name]) for name, path in stage_paths.items()}
-    settings = {k: v for k, v in cfg.pipeline.items() if v is not None}
-    return BlindPipeline(**stages, **settings).eval()
+    return BlindPipeline(**stages, **given_settings(cfg.pipeline)).eval()
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:

@@ -42,6 +42,11 @@ class InpaintSettings:
     working_size: int = 512
     channels_last: tuple[str, ...] = ("mpn", "ipn")
 
+    @classmethod
+    def from_config(cls, cfg) -> InpaintSettings:
+        """The settings a command's config holds at its root (``mode=``, ``working_size=``, ...)."""
+        return cls(mode=cfg.mode, working_size=cfg.working_size, channels_last=tuple(cfg.channels_last))
+
     def __post_init__(self):
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; expected one of {MODES}")

@@ -220,7 +220,7 @@ def run(
 
 
 def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
-    settings = InpaintSettings(mode=cfg.mode, working_size=cfg.working_size, channels_last=tuple(cfg.channels_last))
+    settings = InpaintSettings.from_config(cfg)
     if not cfg.checkpoint:
         raise ConfigError(
             "give the model: checkpoint=runs/quickstart/<time>/model.safetensors "

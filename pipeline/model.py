@@ -210,6 +210,12 @@ def model_in_folder(folder: Path) -> Path:
     raise CheckpointError(f"{folder} holds no model.safetensors and no joint checkpoint")
 
 
+def given_settings(overrides) -> dict:
+    """The pipeline settings a command actually sets (``pipeline.*``): None keeps the stored value
+    (or, without a model file, :class:`BlindPipeline`'s default)."""
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
 def pipeline_from(model: ModelFile, **settings) -> BlindPipeline:
     """The frozen inference pipeline of a ``pipeline`` or ``joint`` model file; ``settings``
     override the stored ones (:data:`SETTINGS`)."""
@@ -219,7 +225,7 @@ def pipeline_from(model: ModelFile, **settings) -> BlindPipeline:
     if not isinstance(stored, dict) or any(not isinstance(stored.get(name), dict) for name in STAGES):
         raise CheckpointError(f"{where} lacks the configuration of the stages {list(STAGES)}")
     stages = {name: build(cls, stored[name], f"{where} ({name})") for name, cls in STAGES.items()}
-    overrides = {k: v for k, v in settings.items() if v is not None}
+    overrides = given_settings(settings)
     pipeline_settings = check_arguments(BlindPipeline, {**config.get("pipeline", {}), **overrides}, where)
     pipeline = BlindPipeline(**stages, **pipeline_settings)
 

@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from common.checkpoint import load_weights, read_model_file
+from common.checkpoint import ModelFile, load_weights, read_model_file
 from common.errors import ConfigError, cli, instantiate
 from data.datamodule import build_datamodule
 
@@ -71,7 +71,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     return L.Trainer(**cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks)
 
 
-def build_module(stage: DictConfig, resume_from: str | None = None) -> L.LightningModule:
+def build_module(stage: DictConfig, resumed: ModelFile | None = None) -> L.LightningModule:
     """The stage's LightningModule from its config. A joint module starts from the three stage
     checkpoints, or, when resuming, from the stage configurations its checkpoint stores
     (Lightning then restores the weights)."""
@@ -81,8 +81,8 @@ def build_module(stage: DictConfig, resume_from: str | None = None) -> L.Lightni
 
     kwargs = OmegaConf.to_container(stage.module, resolve=True)
     kwargs.pop("_target_"), kwargs.pop("stages", None)
-    if resume_from:
-        return JointModule(**{**kwargs, "stages": read_model_file(resume_from, "joint").config["stages"]})
+    if resumed is not None:
+        return JointModule(**{**kwargs, "stages": resumed.config["stages"]})
     paths = {name: stage.get(f"{name}_checkpoint") for name in ("mpn", "epn", "ipn")}
     return JointModule.from_stage_checkpoints(paths, **kwargs)
 
@@ -93,9 +93,9 @@ def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True)
 
-    if cfg.ckpt_path:
-        read_model_file(cfg.ckpt_path, cfg.stage.name)  # clear errors before Lightning touches it
-    module = build_module(cfg.stage, cfg.ckpt_path)
+    # Read once here: clear errors before Lightning touches it, and the joint rebuilds from it.
+    resumed = read_model_file(cfg.ckpt_path, cfg.stage.name) if cfg.ckpt_path else None
+    module = build_module(cfg.stage, resumed)
     with open_dict(cfg):
         cfg.data.edges = bool(cfg.stage.edges)
     datamodule = build_datamodule(cfg)

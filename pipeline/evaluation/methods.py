@@ -11,7 +11,7 @@ from common.errors import ConfigError
 from pipeline.baselines import BASELINES, inpaint_batch
 from pipeline.evaluation.metrics import LPIPS_BACKBONES
 from pipeline.inference import BlindInpainter, InpaintSettings
-from pipeline.model import BlindPipeline
+from pipeline.model import BlindPipeline, given_settings
 
 OURS = "ours"
 MODES = ("blind", "masked")
@@ -94,8 +94,8 @@ def build_method(cfg: DictConfig, device: str) -> Method:
     (a blind baseline) with the ``pipeline.*`` overrides of its stored settings; without a model (a
     baseline in masked mode) a :class:`BlindPipeline` of those overrides, for its mask rule."""
     path = cfg.checkpoint if cfg.method == OURS else cfg.mask_checkpoint
-    overrides = {k: v for k, v in cfg.pipeline.items() if v is not None}
-    settings = InpaintSettings(mode=cfg.mode, working_size=cfg.working_size, channels_last=tuple(cfg.channels_last))
+    overrides = given_settings(cfg.pipeline)
+    settings = InpaintSettings.from_config(cfg)
     model = BlindInpainter.from_pretrained(path, settings, device, **overrides) if path else None
     pipeline = model.pipeline if model is not None else BlindPipeline(**overrides)
     return Method(cfg.method, cfg.mode, model, pipeline)
