@@ -135,7 +135,10 @@ class StageModule(L.LightningModule, abc.ABC):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         outputs = self.generate(batch)
         metrics = self.validation_metrics(batch, outputs)
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=batch_size(batch))
+        # A NaN says "not measurable on this batch" (no intact image, an empty hole): it is left
+        # out rather than poisoning the epoch mean.
+        measured = {f"val/{k}": v for k, v in metrics.items() if not torch.isnan(torch.as_tensor(v)).all()}
+        self.log_dict(measured, prog_bar=True, batch_size=batch_size(batch))
         if batch_idx == 0:
             self.log_grid(f"val/{self.stage_name}", self.grid_columns(batch, outputs))
 
@@ -175,6 +178,15 @@ class GANModule(StageModule):
         opt_g = torch.optim.Adam(self.generator_parameters(), lr=hp.lr, betas=tuple(hp.betas))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr * hp.d2g_lr, betas=tuple(hp.betas))
         return [opt_g, opt_d]
+
+    def adversarial_weight(self) -> float:
+        """The weight of the generator's adversarial term now: the ``adv_weight`` hyper-parameter,
+        or 0 during the first ``adv_warmup`` training iterations (reconstruction only; D still
+        learns). Outside its own training (validation, or as a part of the joint run) the full weight."""
+        hp = self.hparams
+        if not self.training or self._trainer is None:
+            return hp.adv_weight
+        return hp.adv_weight if self.global_step // 2 >= hp.get("adv_warmup", 0) else 0.0  # 2 steps: D, G
 
     @abc.abstractmethod
     def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:

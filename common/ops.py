@@ -21,6 +21,10 @@ import torch
 import torch.nn.functional as F
 
 HOLE_THRESHOLD = 0.5
+# Canny's Gaussian (EdgeConnect's sigma 2) spreads a hole's outline about 2·sigma px outside it; the
+# known-region edges are cut this far around the hole, so that outline never reaches the EPN or the
+# IPN as an edge.
+EDGE_MARGIN = 5
 CANNY_BACKENDS = ("auto", "kornia", "opencv")
 
 # Gradients are stored as int16 for cv2.Canny: a [0, 1] image has |Sobel| <= 4, so 4 · 2040 < 2**15.
@@ -100,8 +104,14 @@ def compose(image: torch.Tensor, fill: torch.Tensor, mask: torch.Tensor) -> torc
     return (1 - mask) * image + mask * fill
 
 
+def edge_hole(mask: torch.Tensor, margin: int = EDGE_MARGIN) -> torch.Tensor:
+    """Where the known-region edges are not trusted: the hard hole of ``mask`` ``(B, 1, H, W)``
+    grown by ``margin`` px (:data:`EDGE_MARGIN`), ``(B, 1, H, W)`` in {0, 1}."""
+    return grow(hard_mask(mask), margin)
+
+
 def merge_edges(predicted_edges: torch.Tensor, corrupted_edge: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """EdgeConnect's guide for the inpainting network: ``predicted_edges`` inside the hole
-    (``hard_mask(mask)``), ``corrupted_edge`` (Canny of the corrupted image) outside it; all
+    """EdgeConnect's guide for the inpainting network: ``predicted_edges`` in the hole and its
+    margin (:func:`edge_hole`), ``corrupted_edge`` (Canny of the corrupted image) elsewhere; all
     ``(B, 1, H, W)``. Gradients flow into ``predicted_edges`` (joint training)."""
-    return compose(corrupted_edge, predicted_edges, hard_mask(mask))
+    return compose(corrupted_edge, predicted_edges, edge_hole(mask))

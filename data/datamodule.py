@@ -3,7 +3,9 @@
 A sample is a dict: ``image`` (3, H, W) ground truth, ``corrupted`` (3, H, W), ``mask``
 (1, H, W) the true continuous m (1 = destroyed), and when edges are asked for ``edge`` (1, H, W),
 Canny of the ground truth, and ``corrupted_edge`` (1, H, W), Canny of the corrupted image with the
-same sigma (the EPN's known-region edges before masking). Each sample draws its own mask.
+same sigma (the EPN's known-region edges before masking). Each sample draws its own mask; a
+``clean_share`` of the samples carries no damage at all (``corrupted`` = ``image``, ``mask`` = 0),
+so the MPN learns that a photo may be intact and is validated on intact photos too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class InpaintingSamples(Dataset):
     ``(seed, i)``, so validation and test see identical inputs every epoch and every run.
     A file that cannot be read is reported once, counted in ``skipped``, and replaced by the
     next readable one; ``max_skips`` unreadable files in a row stop with a clear error.
+    ``clean_share``: the probability that a sample is left undamaged (drawn from the sample's own
+    generator, so the held-out splits have a fixed set of clean samples).
     """
 
     def __init__(
@@ -46,13 +50,20 @@ class InpaintingSamples(Dataset):
         edges: bool = False,
         edge_sigma: float = 2.0,
         donor_fill: bool = True,
+        clean_share: float = 0.0,
+        damage: Callable | None = None,
         max_skips: int = 50,
     ):
         if len(images) == 0:
             raise DatasetError(f"{images.name}: the dataset is empty")
         self.images, self.masks, self.corruptor = images, masks, corruptor
         self.train, self.seed, self.edges, self.edge_sigma = train, seed, edges, edge_sigma
-        self.donor_fill, self.max_skips = donor_fill, max_skips
+        if not 0.0 <= clean_share < 1.0:
+            raise DatasetError(f"clean_share must be in [0, 1), got {clean_share}")
+        if damage is None and (masks is None or corruptor is None):
+            raise DatasetError("give a damage model, or a mask generator and a corruptor")
+        self.donor_fill, self.clean_share, self.max_skips = donor_fill, clean_share, max_skips
+        self.damage = damage
         self.skipped = multiprocessing.get_context("spawn").Value("i", 0)
         self._reported: set[str] = set()
 
@@ -83,14 +94,12 @@ class InpaintingSamples(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self._rng(index)
+        clean = rng.random() < self.clean_share
         image = self._read(index, rng)
-        donor = None
-        if self.donor_fill and len(self.images) > 1:
-            other = int(rng.integers(0, len(self.images) - 1))
-            donor = self._read(other + (other >= index), rng)
-        h, w = image.shape[-2:]
-        hole = torch.from_numpy(np.ascontiguousarray(self.masks(h, w, rng), dtype=np.float32))[None]
-        corrupted, mask = self.corruptor(image, hole, rng, donor)
+        if clean:
+            corrupted, mask = image.clone(), torch.zeros_like(image[:1])
+        else:
+            corrupted, mask = self._damage(index, image, rng)
         sample = {"image": image, "corrupted": corrupted, "mask": mask}
         if self.edges:
             sigma = self.edge_sigma if self.edge_sigma > 0 else float(rng.uniform(1.0, 4.0))
@@ -98,35 +107,55 @@ class InpaintingSamples(Dataset):
             sample["corrupted_edge"] = image_edges(corrupted, sigma)
         return sample
 
+    def _damage(self, index: int, image: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(corrupted, mask)``: the damage model's, or a drawn hole corrupted with a fill; both may
+        paste a donor photo."""
+        donor = None
+        if self.donor_fill and len(self.images) > 1:
+            other = int(rng.integers(0, len(self.images) - 1))
+            donor = self._read(other + (other >= index), rng)
+        if self.damage is not None:
+            return self.damage(image, rng, donor)
+        h, w = image.shape[-2:]
+        hole = torch.from_numpy(np.ascontiguousarray(self.masks(h, w, rng), dtype=np.float32))[None]
+        return self.corruptor(image, hole, rng, donor)
+
 
 class InpaintingDataModule(L.LightningDataModule):
     """Train / val / test loaders of :class:`InpaintingSamples`.
 
     ``dataset`` is a factory ``f(split=..., size=...) -> ImageDataset`` (a Hydra partial);
-    ``masks`` and ``corruption`` are the mask generator and corruptor. ``edges`` adds the
+    ``damage`` (:class:`data.damage.DamageMix`: the named kinds users meet, the family evaluation
+    scores) draws each sample's damage; without it, ``masks`` and ``corruption`` (a mask generator
+    and a corruptor, e.g. the denoising or the classic masked set-ups) do. ``edges`` adds the
     ground-truth Canny (EdgeConnect's sigma 2; 0 draws sigma in [1, 4] per sample).
+    ``clean_share``: share of undamaged samples in every split (the stage config sets it: the MPN
+    and the joint run learn and are selected on clean photos too; the EPN and IPN need holes).
     """
 
     def __init__(
         self,
         dataset: Callable[..., ImageDataset],
-        masks: MaskGenerator,
-        corruption: Callable,
+        masks: MaskGenerator | None,
+        corruption: Callable | None,
+        damage: Callable | None = None,
         size: int = 256,
         batch_size: int = 8,
         num_workers: int = 4,
         edges: bool = False,
         edge_sigma: float = 2.0,
         donor_fill: bool = True,
+        clean_share: float = 0.0,
         seed: int = 0,
         pin_memory: bool | None = None,
     ):
         super().__init__()
         if size % 8:
             raise ValueError(f"data.size must be a multiple of 8 (the networks downsample by 8), got {size}")
-        self.dataset, self.masks, self.corruption = dataset, masks, corruption
+        self.dataset, self.masks, self.corruption, self.damage = dataset, masks, corruption, damage
         self.size, self.batch_size, self.num_workers = size, batch_size, num_workers
         self.edges, self.edge_sigma, self.donor_fill, self.seed = edges, edge_sigma, donor_fill, seed
+        self.clean_share = clean_share
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.splits: dict[str, InpaintingSamples] = {}
 
@@ -145,6 +174,8 @@ class InpaintingDataModule(L.LightningDataModule):
                 edges=self.edges,
                 edge_sigma=self.edge_sigma,
                 donor_fill=self.donor_fill,
+                clean_share=self.clean_share,
+                damage=self.damage,
             )
         return self.splits[name]
 
@@ -186,9 +217,15 @@ class InpaintingDataModule(L.LightningDataModule):
 
 
 def build_datamodule(cfg) -> InpaintingDataModule:
-    """The DataModule from a composed config with ``data``, ``masks``, ``corruption`` and ``seed``."""
+    """The DataModule from a composed config with ``data``, ``damage`` (or ``masks`` and
+    ``corruption``) and ``seed``."""
     from common.errors import instantiate
 
-    masks = instantiate(cfg.masks, _convert_="all") if cfg.get("masks") is not None else None
-    corruption = instantiate(cfg.corruption, _convert_="all")
-    return instantiate(cfg.data, masks=masks, corruption=corruption, seed=cfg.get("seed", 0), _convert_="all")
+    def part(name):
+        return instantiate(cfg[name], _convert_="all") if cfg.get(name) is not None else None
+
+    damage = part("damage")
+    masks, corruption = (None, None) if damage is not None else (part("masks"), part("corruption"))
+    return instantiate(
+        cfg.data, masks=masks, corruption=corruption, damage=damage, seed=cfg.get("seed", 0), _convert_="all"
+    )

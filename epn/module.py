@@ -7,19 +7,21 @@ import torch
 from common.losses import AdversarialLoss, feature_matching_loss
 from common.metrics import edge_precision_recall
 from common.module import GANModule
-from common.ops import hard_mask, to_gray
+from common.ops import edge_hole, hard_mask, to_gray
 from epn.model import EdgeGenerator, PatchDiscriminator
 
 
 def generator_inputs(corrupted: torch.Tensor, mask: torch.Tensor, corrupted_edge: torch.Tensor) -> torch.Tensor:
-    """EdgeConnect's edge-model input ``[gray·(1−m)+m, corrupted_edge·(1−hard(m)), m]`` ``(B, 3, H, W)``
-    from the corrupted image ``(B, 3, H, W)``, its mask and its Canny edges (``(B, 1, H, W)``).
+    """EdgeConnect's edge-model input ``[gray·(1−m)+m, corrupted_edge·(1−edge_hole(m)), m]``
+    ``(B, 3, H, W)`` from the corrupted image ``(B, 3, H, W)``, its mask and its Canny edges
+    (``(B, 1, H, W)``).
 
     The gray image is blended with the continuous mask (EdgeConnect pastes white into the hole; a
-    soft m blends); edges found on the corrupted image are kept only where the pixel is known.
+    soft m blends); edges found on the corrupted image are kept only where the pixel is known and
+    clear of the hole's outline (:func:`common.ops.edge_hole`).
     """
     gray = to_gray(corrupted)
-    return torch.cat([gray * (1 - mask) + mask, corrupted_edge * (1 - hard_mask(mask)), mask], dim=1)
+    return torch.cat([gray * (1 - mask) + mask, corrupted_edge * (1 - edge_hole(mask)), mask], dim=1)
 
 
 def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
@@ -107,7 +109,7 @@ class EPNModule(GANModule):
         return {
             "corrupted": batch["corrupted"],
             "mask": outputs["mask"],
-            "input edges": batch["corrupted_edge"] * (1 - hard_mask(outputs["mask"])),
+            "input edges": batch["corrupted_edge"] * (1 - edge_hole(outputs["mask"])),
             "predicted": outputs["predicted_edges"],
             "truth": batch["edge"],
         }

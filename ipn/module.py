@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from common.losses import AdversarialLoss
+from common.losses import AdversarialLoss, hole_normalised_l1
 from common.metrics import l1, psnr, ssim
 from common.module import GANModule
 from common.ops import compose, merge_edges
@@ -32,8 +31,14 @@ class IPNModule(GANModule):
     feed supplies the mask and the predicted edges (the truth's Canny standing in for the EPN, or a
     frozen EPN), so the IPN learns on the guide inference gives it.
 
-    Losses as DeepFill v2: hinge adversarial + L1(coarse) + L1(refined), 1 : 1 : 1; Adam lr 1e-4,
-    betas (0.5, 0.999), the same learning rate for D. With ``vgg_weights`` (a path; nothing is
+    Losses: hinge adversarial (DeepFill v2's SN-PatchGAN) at ``adv_weight`` 0.1, the weight of
+    mmagic's DeepFill v2 reproduction and of EdgeConnect's inpainting model (DeepFill v2's own 1
+    drives a small or briefly trained generator to flat one-colour fills), after ``adv_warmup``
+    reconstruction-only iterations; a hole-normalised L1 (:func:`common.losses.hole_normalised_l1`,
+    EdgeConnect's L1 / mean(mask)) on the coarse output and on the refined one, the refined's hole
+    term taken on the composite ``output``: where m is soft the composite still holds
+    ``(1 − m)·m·(fill − truth)`` of the damage, so the IPN learns to undo it. Adam lr 1e-4, betas
+    (0.5, 0.999), D at the same rate (``d2g_lr``). With ``vgg_weights`` (a path; nothing is
     downloaded) EdgeConnect's perceptual (0.1) and style (250) losses are added.
     """
 
@@ -48,9 +53,11 @@ class IPNModule(GANModule):
         lr: float = 1e-4,
         d2g_lr: float = 1.0,
         betas: tuple[float, float] = (0.5, 0.999),
-        adv_weight: float = 1.0,
+        adv_weight: float = 0.1,
+        adv_warmup: int = 0,
         l1_coarse_weight: float = 1.0,
         l1_refine_weight: float = 1.0,
+        l1_valid_weight: float = 1.0,
         vgg_weights: str | None = None,
         perceptual_weight: float = 0.1,
         style_weight: float = 250.0,
@@ -93,14 +100,17 @@ class IPNModule(GANModule):
         return self.adversarial.discriminator(real, fake), {}
 
     def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
-        hp, target = self.hparams, batch["image"]
-        adversarial = self.adversarial.generator(self._discriminate(outputs["output"], outputs["mask"]))
-        # DeepFill v2 takes L1 on [-1, 1] images: twice the [0, 1] value. Halving it would halve
-        # reconstruction against the adversarial term (the hole then drifts to one colour).
-        l1_coarse = 2 * F.l1_loss(outputs["coarse"], target)
-        l1_refine = 2 * F.l1_loss(outputs["refined"], target)
-        loss = hp.adv_weight * adversarial + hp.l1_coarse_weight * l1_coarse + hp.l1_refine_weight * l1_refine
-        parts = {"g_adv": adversarial, "l1_coarse": l1_coarse, "l1_refine": l1_refine}
+        hp, target, mask = self.hparams, batch["image"], outputs["mask"]
+        adversarial = self.adversarial.generator(self._discriminate(outputs["output"], mask))
+        # DeepFill v2 takes L1 on [-1, 1] images: twice the [0, 1] value.
+        coarse_hole, coarse_valid = hole_normalised_l1(outputs["coarse"], target, mask)
+        refine_hole, _ = hole_normalised_l1(outputs["output"], target, mask)
+        _, refine_valid = hole_normalised_l1(outputs["refined"], target, mask)
+        l1_coarse = 2 * (coarse_hole + hp.l1_valid_weight * coarse_valid)
+        l1_refine = 2 * (refine_hole + hp.l1_valid_weight * refine_valid)
+        adv_weight = self.adversarial_weight()
+        loss = adv_weight * adversarial + hp.l1_coarse_weight * l1_coarse + hp.l1_refine_weight * l1_refine
+        parts = {"g_adv": adversarial, "l1_coarse": l1_coarse, "l1_refine": l1_refine, "l1_hole": refine_hole}
         vgg = self.frozen("vgg")
         if vgg is not None:
             fake, real = vgg(outputs["output"]), vgg(target)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from common.losses import self_adaptive_bce
+from common.losses import MASK_LOSSES, mask_bce_loss
 from common.metrics import mask_bce, mask_iou, mask_mae
 from common.module import StageModule
 from mpn.model import UNet
@@ -17,11 +17,23 @@ def generator_inputs(corrupted: torch.Tensor) -> torch.Tensor:
 
 
 class MPNModule(StageModule):
-    """U-Net mask predictor trained with VCNet's self-adaptive BCE plus L1 on the continuous m.
+    """U-Net mask predictor trained with a BCE plus L1 on the continuous m (VCNet).
 
     ``generator`` holds the :class:`~mpn.model.UNet` arguments (its defaults: the published
-    widths). Defaults follow VCNet: Adam lr 1e-4, betas (0.5, 0.9). Batches follow the data
-    contract (``corrupted``, ``mask``); the MPN is the first stage, so it needs no feed.
+    widths). Adam lr 1e-4, betas (0.5, 0.9) as VCNet. Batches follow the data contract
+    (``corrupted``, ``mask``); the MPN is the first stage, so it needs no feed.
+
+    ``mask_loss`` (:func:`common.losses.mask_bce_loss`): ``bce`` by default, not VCNet's
+    self-adaptive weighting: m̂ is the blending alpha of the repair and the pipeline thresholds it
+    to decide what is destroyed, so it must be calibrated (the plain BCE's optimum is m̂ = m; the
+    self-adaptive weights of up to 100 on destroyed pixels move the optimum for m = 0.5 to about
+    0.91 and teach that damage is everywhere). ``normalised`` is VCNet's bounded class balance,
+    ``self_adaptive`` the published loss, for comparison.
+
+    Validation (on damaged and, with the data's ``clean_share``, intact samples): ``iou`` on the
+    damaged ones; ``clean_flagged``, the share of an intact photo called destroyed (m̂ > 0.5);
+    ``detection``, the mean over all samples of the IoU (damaged) or of the share left untouched
+    (intact): the selection metric, as it punishes painting over clean photos.
     """
 
     stage_name = "mpn"
@@ -31,6 +43,7 @@ class MPNModule(StageModule):
         generator: dict | None = None,
         lr: float = 1e-4,
         betas: tuple[float, float] = (0.5, 0.9),
+        mask_loss: str = "bce",
         bce_weight: float = 1.0,
         l1_weight: float = 1.0,
         max_pos_weight: float = 100.0,
@@ -38,6 +51,8 @@ class MPNModule(StageModule):
         grid_rows: int = 8,
     ):
         super().__init__(max_nonfinite=max_nonfinite, grid_rows=grid_rows)
+        if mask_loss not in MASK_LOSSES:
+            raise ValueError(f"unknown mask_loss {mask_loss!r}; expected one of {MASK_LOSSES}")
         self.save_hyperparameters()
         self.generator = UNet(**(generator or {}))
 
@@ -52,19 +67,13 @@ class MPNModule(StageModule):
 
     def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         hp, target = self.hparams, batch["mask"]
-        bce = self_adaptive_bce(outputs["mask_logits"], target, hp.max_pos_weight)
+        bce = mask_bce_loss(outputs["mask_logits"], target, hp.mask_loss, hp.max_pos_weight)
         l1 = F.l1_loss(torch.sigmoid(outputs["mask_logits"]), target)
-        return hp.bce_weight * bce + hp.l1_weight * l1, {"bce_weighted": bce, "l1": l1}
+        return hp.bce_weight * bce + hp.l1_weight * l1, {"bce_loss": bce, "l1": l1}
 
     def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
         loss, _ = self.generator_loss(batch, outputs)
-        pred, target = outputs["predicted_mask"], batch["mask"]
-        return {
-            "loss": loss,
-            "bce": mask_bce(pred, target),
-            "iou": mask_iou(pred, target),
-            "mae": mask_mae(pred, target),
-        }
+        return {"loss": loss, **detection_metrics(outputs["predicted_mask"], batch["mask"])}
 
     def grid_columns(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
         return {
@@ -76,3 +85,23 @@ class MPNModule(StageModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.generator_parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+
+
+def detection_metrics(predicted: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> dict[str, torch.Tensor]:
+    """How well a predicted mask ``(B, 1, H, W)`` finds the damage of ``target`` ``(B, 1, H, W)``
+    and leaves intact photos (an all-zero target) alone: ``iou``, ``bce``, ``mae`` over the damaged
+    images, ``clean_flagged`` (share of an intact image above ``threshold``) over the intact ones
+    (NaN where a batch has none of a kind: left out of the epoch mean), and ``detection``, the mean
+    over all images of the IoU or, for an intact one, of the share left untouched."""
+    intact = target.flatten(1).amax(1) <= 0
+    flagged = (predicted > threshold).flatten(1).float().mean(1)
+    iou = mask_iou(predicted, target, threshold, reduction="none")
+    nan = torch.tensor(float("nan"), device=predicted.device)
+    damaged = ~intact
+    return {
+        "iou": iou[damaged].mean() if damaged.any() else nan,
+        "bce": mask_bce(predicted[damaged], target[damaged]) if damaged.any() else nan,
+        "mae": mask_mae(predicted, target),
+        "clean_flagged": flagged[intact].mean() if intact.any() else nan,
+        "detection": torch.where(intact, 1 - flagged, iou).mean(),
+    }

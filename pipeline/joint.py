@@ -20,6 +20,7 @@ from common.metrics import edge_precision_recall, l1, mask_iou, mask_mae, psnr, 
 from common.module import GANModule
 from common.ops import hard_mask
 from pipeline.model import STAGES, BlindPipeline
+from pipeline.selection import HARM_BOUND, BlindScores
 
 
 class JointModule(GANModule):
@@ -33,6 +34,11 @@ class JointModule(GANModule):
     fine-tuning moves trained weights gently). ``freeze``: stages whose generator is not updated
     (kept in eval mode); gradients still pass through it to the stages before it, and the
     discriminators always train.
+
+    Validation runs the blind pipeline as a user gets it on held-out photos, intact ones included
+    (the stage config's ``clean_share``): ``val/selection`` (:class:`~pipeline.selection.BlindScores`:
+    hole PSNR, minus a steep penalty when more than ``harm_bound`` of an intact photo is repainted)
+    picks the checkpoint.
     """
 
     stage_name = "joint"
@@ -44,6 +50,7 @@ class JointModule(GANModule):
         loss_weights: Mapping[str, float] | None = None,
         lr_scale: float = 0.1,
         freeze: Sequence[str] = (),
+        harm_bound: float = HARM_BOUND,
         grad_clip: float = 0.0,
         max_nonfinite: int = 10,
         grid_rows: int = 8,
@@ -62,10 +69,12 @@ class JointModule(GANModule):
         settings = check_arguments(BlindPipeline, dict(pipeline or {}), "pipeline settings")
         self.save_hyperparameters(
             {"stages": stages, "pipeline": settings, "loss_weights": weights, "lr_scale": lr_scale,
-             "freeze": list(freeze), "grad_clip": grad_clip, "max_nonfinite": max_nonfinite, "grid_rows": grid_rows}
+             "freeze": list(freeze), "harm_bound": harm_bound,
+             "grad_clip": grad_clip, "max_nonfinite": max_nonfinite, "grid_rows": grid_rows}
         )  # fmt: skip
         modules = {name: build(cls, stages[name], f"joint: {name}", inference=False) for name, cls in STAGES.items()}
         self.pipeline = BlindPipeline(**modules, **settings)
+        self.scores = BlindScores(harm_bound)
         for name in freeze:
             self.stage(name).generator.requires_grad_(False).eval()
 
@@ -130,8 +139,18 @@ class JointModule(GANModule):
             parts.update({f"{name}_loss": stage_loss, **{f"{name}_{k}": v for k, v in stage_parts.items()}})
         return loss, parts
 
+    def on_validation_epoch_start(self) -> None:
+        self.scores = BlindScores(self.hparams.harm_bound)
+
+    def on_validation_epoch_end(self) -> None:
+        result = self.scores.result()
+        for name in ("selection", "clean_flagged", "clean_psnr"):
+            if result[name] == result[name]:  # not NaN
+                self.log(f"val/{name}", result[name], prog_bar=name == "selection")
+
     def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
         output, target, true_mask = outputs["output"], batch["image"], batch["mask"]
+        self.scores.update(output, outputs["mask"], target, true_mask)
         precision, recall = edge_precision_recall(outputs["predicted_edges"], batch["edge"], mask=hard_mask(true_mask))
         return {
             "psnr": psnr(output, target),

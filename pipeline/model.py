@@ -16,7 +16,10 @@ key of the data contract) are an input: Canny runs in OpenCV on the CPU, outside
 The mask rule (``mode``):
 
 - ``blind``: m̂ above ``hole_threshold`` becomes a full hole (1), grown by ``dilate`` pixels so no
-  rim of the damage blends back in; elsewhere the soft m̂ stays: ``m = max(m̂, grow(m̂ > t, d))``;
+  rim of the damage blends back in; elsewhere the soft m̂ stays where it reaches ``soft_floor``:
+  ``m = max(m̂·[m̂ ≥ f], grow(m̂ > t, d))``. A false "damage" call costs more than a miss, so the
+  threshold is chosen on validation photos, intact ones included (:mod:`pipeline.selection`), and
+  stored in the model file; the floor keeps the MPN's faint doubts from blending into intact pixels;
 - ``denoise``: m = m̂ as predicted (noise is damage spread thinly over the photo);
 - ``masked``: m is given.
 
@@ -50,7 +53,7 @@ from mpn.module import MPNModule
 
 MODES = ("blind", "denoise", "masked")
 STAGES = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule}
-SETTINGS = ("hole_threshold", "dilate", "edge_sigma", "straight_through")
+SETTINGS = ("hole_threshold", "dilate", "soft_floor", "edge_sigma", "straight_through")
 
 
 class BlindPipeline(nn.Module):
@@ -62,6 +65,7 @@ class BlindPipeline(nn.Module):
             needs no MPN).
         hole_threshold: blind mode: m̂ above this is a full hole.
         dilate: blind mode: grow that hole by this many pixels.
+        soft_floor: blind mode: m̂ below this is taken as intact (0).
         edge_sigma: Canny's Gaussian sigma for ``corrupted_edge`` (EdgeConnect's SIGMA 2; the data's
             ``corrupted_edge`` must use the same).
         straight_through: with gradients on, the blind rule passes m̂'s gradient unchanged.
@@ -74,6 +78,7 @@ class BlindPipeline(nn.Module):
         ipn: IPNModule | None = None,
         hole_threshold: float = 0.5,
         dilate: int = 2,
+        soft_floor: float = 0.1,
         edge_sigma: float = 2.0,
         straight_through: bool = True,
     ):
@@ -82,10 +87,13 @@ class BlindPipeline(nn.Module):
             raise ConfigError(f"hole_threshold must be in [0, 1), got {hole_threshold}")
         if not 0 <= dilate <= 64:
             raise ConfigError(f"dilate must be in 0..64 pixels, got {dilate}")
+        if not 0 <= soft_floor <= hole_threshold:
+            raise ConfigError(f"soft_floor must be in [0, hole_threshold={hole_threshold}], got {soft_floor}")
         if edge_sigma < 0:
             raise ConfigError(f"edge_sigma must be >= 0, got {edge_sigma}")
         self.mpn, self.epn, self.ipn = mpn, epn, ipn
-        self.hole_threshold, self.dilate, self.edge_sigma = hole_threshold, dilate, edge_sigma
+        self.hole_threshold, self.dilate, self.soft_floor = hole_threshold, dilate, soft_floor
+        self.edge_sigma = edge_sigma
         self.straight_through = straight_through
 
     def settings(self) -> dict:
@@ -108,7 +116,8 @@ class BlindPipeline(nn.Module):
         """The mask the EPN, the IPN and the composite use, from a predicted (or true) mask ``(B, 1, H, W)``."""
         if mode == "denoise":
             return predicted
-        hardened = torch.maximum(predicted, grow(hard_mask(predicted, self.hole_threshold), self.dilate))
+        kept = predicted * (predicted >= self.soft_floor).to(predicted.dtype)
+        hardened = torch.maximum(kept, grow(hard_mask(predicted, self.hole_threshold), self.dilate))
         if self.straight_through and predicted.requires_grad and torch.is_grad_enabled():
             return predicted + (hardened - predicted).detach()
         return hardened

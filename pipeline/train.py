@@ -13,6 +13,7 @@ validates (and so checkpoints) every 1000 steps of long epochs.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -98,6 +99,7 @@ def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     module = build_module(cfg.stage, resumed)
     with open_dict(cfg):
         cfg.data.edges = bool(cfg.stage.edges)
+        cfg.data.clean_share = float(cfg.stage.get("clean_share", 0.0))
     datamodule = build_datamodule(cfg)
     if cfg.init_from:
         load_weights(module, cfg.init_from)
@@ -128,7 +130,9 @@ def best_checkpoint(trainer: L.Trainer) -> Path:
 
 def step_config(cfg: DictConfig, step: str, checkpoints: dict[str, Path], step_dir: Path) -> DictConfig:
     """The config of one step of the chain: that stage's config, the trainer with the step's
-    overrides, logs in the step's folder, and (for joint) the earlier steps' checkpoints."""
+    overrides, logs in the step's folder, and the earlier steps' checkpoints: the joint starts from
+    them; the EPN and the IPN are fed by them (``chain.feed_trained``: the MPN's masks and the
+    EPN's edges, as inference gives them, EdgeConnect's third stage)."""
     sub = cfg.copy()
     with open_dict(sub):
         if sub.get("logger") and "save_dir" in sub.logger:
@@ -140,18 +144,65 @@ def step_config(cfg: DictConfig, step: str, checkpoints: dict[str, Path], step_d
         if step == "joint":
             for name in ("mpn", "epn", "ipn"):
                 sub.stage[f"{name}_checkpoint"] = str(checkpoints[name])
+        elif "feed" in sub.stage.module and cfg.chain.get("feed_trained", True):
+            # Trained on what inference feeds: the trained earlier stages stand in for the truth.
+            for name in ("mpn", "epn"):
+                if name in checkpoints:
+                    sub.stage.module.feed[f"{name}_checkpoint"] = str(checkpoints[name])
         sub.chain = None
     return sub
 
 
-def pipeline_from_steps(checkpoints: dict[str, Path]):
-    """The inference pipeline of a chain: from the joint checkpoint, or from the three stages."""
+def pipeline_candidates(checkpoints: dict[str, Path]) -> dict:
+    """The inference pipelines a chain can ship: the three stage checkpoints together and, when
+    it ran, the joint one."""
     from common.checkpoint import load_module
     from pipeline.model import STAGES, BlindPipeline, load_pipeline
 
+    candidates = {"stages": BlindPipeline(**{n: load_module(checkpoints[n], cls) for n, cls in STAGES.items()})}
     if "joint" in checkpoints:
-        return load_pipeline(checkpoints["joint"])
-    return BlindPipeline(**{name: load_module(checkpoints[name], cls) for name, cls in STAGES.items()}).eval()
+        candidates["joint"] = load_pipeline(checkpoints["joint"])
+    return {name: pipeline.eval().requires_grad_(False) for name, pipeline in candidates.items()}
+
+
+def selection_batches(cfg: DictConfig, clean_share: float) -> list[dict]:
+    """The validation split as the selection sees it: held-out photos, ``clean_share`` intact."""
+    data_cfg = cfg.copy()
+    with open_dict(data_cfg):
+        data_cfg.data.edges, data_cfg.data.num_workers, data_cfg.data.clean_share = False, 0, clean_share
+    datamodule = build_datamodule(data_cfg)
+    datamodule.setup("validate")
+    return list(datamodule.val_dataloader())
+
+
+def select_pipeline(cfg: DictConfig, checkpoints: dict[str, Path], run_dir: Path):
+    """Choose what the chain ships, on what a user gets (:mod:`pipeline.selection`): for each
+    candidate, the blind mask rule (``hole_threshold``, ``soft_floor``) calibrated on the
+    validation photos, then the blind pipeline's selection score there; the best candidate wins.
+    Writes ``selection.json``."""
+    from pipeline.inference import BlindInpainter
+    from pipeline.selection import calibrate_mask_rule, score_pipeline
+
+    selection = cfg.chain.get("selection") or {}
+    bound = float(selection.get("harm_bound", 0.01))
+    batches = selection_batches(cfg, float(selection.get("clean_share", 0.25)))
+    report, best = {"harm_bound": bound, "candidates": {}}, None
+    for name, pipeline in pipeline_candidates(checkpoints).items():
+        rule, table = calibrate_mask_rule(pipeline, batches, bound)
+        pipeline.hole_threshold, pipeline.soft_floor = rule["hole_threshold"], rule["soft_floor"]
+        scores = score_pipeline(BlindInpainter(pipeline), batches, bound)
+        report["candidates"][name] = {**rule, **scores, "mask_rules": table}
+        log.info("candidate %s: %s, %s", name, rule, _describe(scores))
+        if best is None or scores["selection"] > report["candidates"][best[0]]["selection"]:
+            best = (name, pipeline)
+    report["chosen"] = best[0]
+    (run_dir / "selection.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    log.info("shipping the %s pipeline (selection.json)", best[0])
+    return best[1]
+
+
+def _describe(scores: dict) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
 
 
 @torch.no_grad()
@@ -189,7 +240,8 @@ def test_split_grid(cfg: DictConfig, inpainter, path: Path, rows: int) -> dict[s
 
 def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
     """``experiment=all``: each step of ``chain.steps`` in ``<run>/<step>/``, then
-    ``model.safetensors`` and ``blind_inpainting.png`` in ``<run>``. A step with a ``DONE`` file
+    the shipped pipeline chosen and calibrated on the validation photos (:func:`select_pipeline`,
+    ``selection.json``), ``model.safetensors`` and ``blind_inpainting.png`` in ``<run>``. A step with a ``DONE`` file
     is skipped and one with a ``last.ckpt`` resumes, so re-running in the same folder continues an
     interrupted run."""
     from pipeline.inference import BlindInpainter
@@ -217,7 +269,7 @@ def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
         checkpoints[step] = best_checkpoint(trainer)
         done.write_text(f"{checkpoints[step]}\n")
 
-    pipeline = pipeline_from_steps(checkpoints)
+    pipeline = select_pipeline(cfg, checkpoints, run_dir)
     model_path = save_pipeline(pipeline, run_dir / "model.safetensors")
     log.info("inference model: %s", model_path)
     if cfg.chain.demo_rows:

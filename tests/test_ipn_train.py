@@ -6,7 +6,7 @@ import torch
 
 from common.checkpoint import read_model_file
 from common.errors import CheckpointError
-from common.ops import compose
+from common.ops import compose, edge_hole
 from ipn.module import IPNModule, generator_inputs
 from pipeline.model import StageFeed
 from pipeline.train import build_module, train
@@ -53,7 +53,11 @@ def test_losses_are_deepfill_v2s():
     for key in ("coarse", "refined", "output"):
         assert outputs[key].shape == (2, 3, 32, 32) and outputs[key].min() >= 0 and outputs[key].max() <= 1
     g_loss, parts = module.generator_loss(batch, outputs)
-    assert g_loss.item() == pytest.approx((parts["g_adv"] + parts["l1_coarse"] + parts["l1_refine"]).item(), rel=1e-5)
+    total = 0.1 * parts["g_adv"] + parts["l1_coarse"] + parts["l1_refine"]  # mmagic's / EdgeConnect's 0.1
+    assert g_loss.item() == pytest.approx(total.item(), rel=1e-5)
+    # hole-normalised: the refined term's hole part is the composite's L1 over the (soft) hole's area
+    mask, error = outputs["mask"], (outputs["output"] - batch["image"]).abs().mean(1, keepdim=True)
+    assert parts["l1_hole"].item() == pytest.approx(((error * mask).sum() / mask.sum()).item(), rel=1e-5)
     d_loss, _ = module.discriminator_loss(batch, {k: v.detach() for k, v in outputs.items()})
     assert torch.isfinite(d_loss)
     opt_g, opt_d = module.configure_optimizers()
@@ -65,11 +69,11 @@ def test_losses_are_deepfill_v2s():
 
 
 def test_the_edge_guide_is_the_one_inference_gives():
-    """Truth's Canny inside the hole (standing in for the EPN), Canny of the corrupted image
-    outside it, on the mask the pipeline's rule makes of the true mask."""
+    """Truth's Canny inside the hole and its margin (standing in for the EPN), Canny of the
+    corrupted image outside them, on the mask the pipeline's rule makes of the true mask."""
     batch = _batch()
     outputs = IPNModule(**TINY).generate(batch)
-    mask, hole = outputs["mask"], outputs["mask"] > 0.5
+    mask, hole = outputs["mask"], edge_hole(outputs["mask"]) > 0
     assert torch.equal(mask, StageFeed().pipeline.mask_rule(batch["mask"]))
     assert torch.equal(outputs["edges"][hole], batch["edge"][hole])
     assert torch.equal(outputs["edges"][~hole], batch["corrupted_edge"][~hole])
@@ -85,7 +89,11 @@ def test_vgg_losses_from_a_weights_path_only(tmp_path):
     loss, parts = module.generator_loss(batch, module.generate(batch))
     assert parts["perceptual"] > 0 and parts["style"] >= 0
     expected = (
-        parts["g_adv"] + parts["l1_coarse"] + parts["l1_refine"] + 0.1 * parts["perceptual"] + 250 * parts["style"]
+        0.1 * parts["g_adv"]
+        + parts["l1_coarse"]
+        + parts["l1_refine"]
+        + 0.1 * parts["perceptual"]
+        + 250 * parts["style"]
     )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert not any(p.requires_grad for p in module.frozen("vgg").parameters())
@@ -121,7 +129,7 @@ def test_trains_on_a_frozen_mpn_and_epn(tmp_path):
     outputs = module.generate(batch)
     mask, edges = outputs["mask"], outputs["edges"]
     assert not torch.equal(mask, batch["mask"]) and not torch.equal(edges, batch["edge"])
-    hole = mask > 0.5
+    hole = edge_hole(mask) > 0
     assert torch.equal(edges[~hole], batch["corrupted_edge"][~hole])  # known-region edges kept outside the hole
     fed = module.fed(batch)
     assert torch.equal(edges[hole], fed["predicted_edges"][hole])  # the frozen EPN's inside it

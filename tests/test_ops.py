@@ -6,11 +6,11 @@ import torch
 from skimage.feature import canny as skimage_canny
 from torchvision.transforms.v2 import functional as TF
 
-from common.ops import canny, canny_map, compose, grow, hard_mask, image_edges, merge_edges, to_gray
+from common.ops import canny, canny_map, compose, edge_hole, grow, hard_mask, image_edges, merge_edges, to_gray
 from data.sample import SPLIT_PHOTOS, load_photo
 
 
-@pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee"])
+@pytest.mark.parametrize("name", ["skimage_astronaut", "skimage_chelsea", "skimage_coffee"])
 def test_opencv_canny_matches_skimage_within_tolerance(name):
     """EdgeConnect's reference is skimage's Canny; the OpenCV path must give nearly the same map.
     Measured on 11 sample photos at 256²: 97.9–99.8 % equal pixels, edge F1 0.876–0.94."""
@@ -77,8 +77,11 @@ def test_hard_mask_grow_compose_and_merge_follow_the_mask_convention():
     soft = torch.full((1, 1, 5, 5), 0.25)
     assert torch.allclose(compose(image, fill, soft), torch.full((1, 3, 5, 5), 0.25))  # (1 − m)·image + m·fill
     predicted, known = torch.full((1, 1, 5, 5), 0.7), torch.zeros(1, 1, 5, 5)
-    merged = merge_edges(predicted, known, mask)
-    assert merged[..., 2, 2] == 0.7 and merged.sum() == pytest.approx(0.7)  # predicted inside the hole only
+    merged = merge_edges(predicted, torch.ones(1, 1, 5, 5), mask)
+    # predicted inside the hole and its EDGE_MARGIN (the whole 5×5 here), the known edges beyond it
+    assert torch.equal(edge_hole(mask), torch.ones(1, 1, 5, 5)) and torch.allclose(merged, predicted)
+    assert torch.equal(edge_hole(mask, 1), grown)
+    assert torch.equal(merge_edges(predicted, known, torch.zeros(1, 1, 5, 5)), known)
 
 
 def test_merge_edges_passes_gradients_to_the_predicted_edges():
@@ -86,4 +89,4 @@ def test_merge_edges_passes_gradients_to_the_predicted_edges():
     mask = torch.zeros(1, 1, 4, 4)
     mask[..., :2, :] = 1
     merge_edges(predicted, torch.zeros(1, 1, 4, 4), mask).sum().backward()
-    assert torch.equal(predicted.grad, mask)
+    assert torch.equal(predicted.grad, edge_hole(mask))
