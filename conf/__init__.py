@@ -54,6 +54,7 @@ def command_config(name: str, base: type, **fields: Any) -> type:
 
 def register() -> None:
     from data.corruption import Corruptor
+    from data.damage import DamageMix
     from data.datamodule import InpaintingDataModule
     from data.datasets import celeba, image_folder, paris_streetview, places2
     from data.masks import FreeFormMasks, IrregularMaskFolder, LamaMasks, MixedMasks, RectMasks
@@ -110,17 +111,18 @@ def register() -> None:
         "EvaluateCommand", inference, data=Any, corruption=Any, pipeline=overrides, method=str, checkpoint=path,
         mask_checkpoint=path, mask_set=path, mask_set_size=int, masks_per_bucket=int, limit=Optional[int],  # noqa: UP045
         seed=int, lpips_weights=path, lpips_net=str, fid_weights=path, batch_size=int, device=str, grid_rows=int,
-        progress=bool,
+        progress=bool, protocol=str, damage_kinds=Any, per_kind=int, baselines=Any,  # lists: checked by the command
     )  # fmt: skip
     store.store(group="schema/command", name="evaluate", node=evaluate)
 
-    data = arguments_schema(InpaintingDataModule, zen_exclude=("masks", "corruption", "seed"))
+    data = arguments_schema(InpaintingDataModule, zen_exclude=("masks", "corruption", "damage", "seed"))
     store.store(group="schema", name="data", node=data)
     datasets = {"sample": sample, "folder": image_folder, "celeba": celeba, "psv": paris_streetview, "places2": places2}
     for name, fn in datasets.items():  # partials: the data module passes split and size
         node = arguments_schema(fn, zen_partial=True, zen_exclude=("split", "size"))
         store.store(group="schema/dataset", name=name, node=node)
     store.store(group="schema", name="corruption", node=arguments_schema(Corruptor))
+    store.store(group="schema", name="damage", node=arguments_schema(DamageMix))
     masks = {"freeform": FreeFormMasks, "rect": RectMasks, "irregular": IrregularMaskFolder, "lama": LamaMasks}
     for name, cls in {**masks, "mixed": MixedMasks}.items():
         store.store(group="schema/mask", name=name, node=arguments_schema(cls))

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["FILL_KINDS", "Corruptor", "smooth_random_field", "soften_mask"]
+__all__ = ["FILL_KINDS", "Corruptor", "smooth_random_field", "soften_mask", "transform_donor"]
 
 FILL_KINDS: tuple[str, ...] = ("image", "constant", "gaussian", "uniform", "graffiti", "text")
 
@@ -231,6 +231,35 @@ def _text_fill(size: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndar
     return fill, (glyphs > 0).astype(np.float32)
 
 
+def transform_donor(donor: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """A donor photo made unlike its original, so a pasted crop cannot be recognised by heart.
+
+    Geometry: horizontal and vertical flips, each with p 0.5, and a transpose with p 0.5 when the
+    donor is square (together any of the 8 rotations / reflections; a non-square donor keeps its
+    orientation up to flips). Colour: gamma log-uniform in [0.8, 1.25], a change a real photo could
+    have; no channel swaps, which would teach that pasted photos have unnatural colours. The same
+    draws are made whatever the shape.
+
+    Args:
+        donor: ``(3, H, W)`` float tensor in [0, 1].
+        rng: random generator.
+
+    Returns:
+        ``(3, H, W)`` float32 in [0, 1], on the CPU.
+    """
+    flip_h, flip_v, transpose = (rng.random(3) < 0.5).tolist()
+    gamma = float(np.exp(rng.uniform(-math.log(1.25), math.log(1.25))))
+    out = donor.detach().to("cpu", torch.float32)
+    out = torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+    if transpose and out.shape[1] == out.shape[2]:
+        out = out.transpose(1, 2)
+    if flip_h:
+        out = out.flip(2)
+    if flip_v:
+        out = out.flip(1)
+    return out.pow(gamma).contiguous()
+
+
 # --------------------------------------------------------------------------- corruptor
 
 
@@ -271,9 +300,12 @@ class Corruptor:
 
     Fill kinds (:data:`FILL_KINDS`):
 
-    * ``image``: the ``donor`` image (VCNet; hardest to detect). If ``donor`` is
-      None, another kind is drawn from the remaining configured kinds
-      (renormalised), or ``gaussian`` if ``image`` is the only one.
+    * ``image``: the ``donor`` image (VCNet; hardest to detect), by default
+      flipped / transposed and recoloured first (:func:`transform_donor`, drawn
+      from ``rng``) so that the network cannot learn the donor photos by heart
+      and spot them as foreign; ``donor_transform=False`` pastes it as it is.
+      If ``donor`` is None, another kind is drawn from the remaining configured
+      kinds (renormalised), or ``gaussian`` if ``image`` is the only one.
     * ``constant``: one uniform random RGB colour, or ``fill_value`` if set.
     * ``gaussian``: N(mu, sigma) per pixel and channel, clamped.
     * ``uniform``: U(0, 1) per pixel and channel.
@@ -299,6 +331,7 @@ class Corruptor:
         spread: spread, low-amplitude mask over the whole image.
         level_range: range of ``m`` in spread mode.
         use_hole: in spread mode, also destroy the hole (union).
+        donor_transform: transform the donor before pasting it (``image`` fill).
 
     Call:
         image: ``(3, H, W)`` float tensor in [0, 1].
@@ -325,6 +358,7 @@ class Corruptor:
         spread: bool = False,
         level_range: Sequence[float] = (0.05, 0.4),
         use_hole: bool = False,
+        donor_transform: bool = True,
     ) -> None:
         if fills is None:
             fills = {"image": 0.4, "constant": 0.1, "gaussian": 0.1, "uniform": 0.1, "graffiti": 0.15, "text": 0.15}
@@ -361,6 +395,7 @@ class Corruptor:
         self.spread = bool(spread)
         self.level_range = _unit_range("level_range", level_range)
         self.use_hole = bool(use_hole)
+        self.donor_transform = bool(donor_transform)
         if self.spread and "text" in self.fills:
             raise ValueError("the 'text' fill defines its own mask and cannot be combined with spread=True")
 
@@ -394,6 +429,8 @@ class Corruptor:
         size = (y1 - y0, x1 - x0)
         if kind == "image":
             assert donor is not None
+            if self.donor_transform:
+                return transform_donor(donor, rng)[:, y0:y1, x0:x1]
             crop = donor.detach()[:, y0:y1, x0:x1].to("cpu", torch.float32)
             return torch.nan_to_num(crop, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0, 1)
         if kind == "constant":
@@ -472,6 +509,8 @@ class Corruptor:
             f"alpha_range={self.alpha_range}",
             f"fill_value={self.fill_value}",
         ]
+        if not self.donor_transform:
+            args.append("donor_transform=False")
         if self.spread:
             args += ["spread=True", f"level_range={self.level_range}", f"use_hole={self.use_hole}"]
         return f"{type(self).__name__}({', '.join(args)})"

@@ -77,12 +77,55 @@ class SquareCrop:
         return crop
 
 
+class ColourJitter:
+    """Random photometric change of a training crop: brightness, contrast, saturation, hue, gamma.
+
+    Factors are drawn from the ``rng`` given to each call: brightness ``1 + U(±brightness)``
+    (multiplies), contrast and saturation ``U(range)`` (blend with the mean grey / the grey
+    image), hue shift ``U(±hue)`` of a full turn, gamma log-uniform in ``gamma``. The first four
+    are applied in a random order, gamma last. ``rng=None`` returns the image unchanged.
+    """
+
+    def __init__(
+        self,
+        brightness: float = 0.15,
+        contrast: tuple[float, float] = (0.8, 1.25),
+        saturation: tuple[float, float] = (0.7, 1.3),
+        hue: float = 0.04,
+        gamma: tuple[float, float] = (0.8, 1.25),
+    ):
+        if not (0 <= brightness < 1 and 0 <= hue <= 0.5):
+            raise ValueError(f"brightness must be in [0, 1) and hue in [0, 0.5], got {brightness}, {hue}")
+        for name, (lo, hi) in {"contrast": contrast, "saturation": saturation, "gamma": gamma}.items():
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must satisfy 0 < lo <= hi, got {(lo, hi)}")
+        self.brightness, self.contrast, self.saturation = brightness, tuple(contrast), tuple(saturation)
+        self.hue, self.gamma = hue, tuple(gamma)
+
+    def __call__(self, image: torch.Tensor, rng: np.random.Generator | None) -> torch.Tensor:
+        """``(3, H, W)`` in [0, 1] -> ``(3, H, W)`` in [0, 1]."""
+        if rng is None:
+            return image
+        changes = [
+            (TF.adjust_brightness, 1 + rng.uniform(-self.brightness, self.brightness)),
+            (TF.adjust_contrast, rng.uniform(*self.contrast)),
+            (TF.adjust_saturation, rng.uniform(*self.saturation)),
+            (TF.adjust_hue, rng.uniform(-self.hue, self.hue)),
+        ]
+        gamma = float(np.exp(rng.uniform(np.log(self.gamma[0]), np.log(self.gamma[1]))))
+        for k in rng.permutation(len(changes)):
+            adjust, factor = changes[k]
+            image = adjust(image, float(factor))
+        return TF.adjust_gamma(image.clamp(0.0, 1.0), gamma).clamp_(0.0, 1.0)
+
+
 class ImageDataset(Dataset):
     """Ground-truth images from ``items`` read by ``reader`` and cropped by ``crop``.
 
     ``items`` are usually file paths (``reader=load_image``); the bundled sample set passes
     in-memory photos. ``repeat`` lists every item that many times per epoch (small sets).
-    ``get(i, rng)`` draws the random crop from ``rng``; ``self[i]`` is the deterministic one.
+    ``get(i, rng)`` draws the random crop (and the ``jitter`` colour change, when given) from
+    ``rng``; ``self[i]`` is the deterministic one, never jittered.
     """
 
     def __init__(
@@ -92,8 +135,10 @@ class ImageDataset(Dataset):
         reader: Callable[[object], torch.Tensor] = load_image,
         repeat: int = 1,
         name: str = "images",
+        jitter: ColourJitter | None = None,
     ):
         self.items, self.crop, self.reader, self.repeat, self.name = list(items), crop, reader, repeat, name
+        self.jitter = jitter
 
     def __len__(self) -> int:
         return len(self.items) * self.repeat
@@ -104,7 +149,8 @@ class ImageDataset(Dataset):
     def get(self, index: int, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Image ``index`` as ``(3, size, size)``; raises ImageReadError naming the file."""
         item = self.items[index % len(self.items)]
-        return self.crop(self.reader(item), rng, name=str(item))
+        image = self.crop(self.reader(item), rng, name=str(item))
+        return image if self.jitter is None else self.jitter(image, rng)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.get(index, None)

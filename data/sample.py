@@ -1,61 +1,70 @@
-"""The bundled ``sample`` set: real photos that ship inside scikit-image and scikit-learn.
+"""The bundled ``sample`` set: 32 natural photos that ship in ``data/photos/`` (nothing is downloaded).
 
-Nothing is downloaded. The photos are split by photo, so no held-out picture is ever seen in
-training: train photos give fresh random multi-scale crops with flips every epoch; val and test
-are a fixed list of crops of their own photos, drawn once from a seed. The photos are public
-domain or CC0 (see ``skimage.data`` and ``sklearn.datasets.load_sample_images``).
+The photos come from scikit-image, scikit-learn and two Debian wallpaper packages, all licensed
+for redistribution; ``data/photos/LICENSES.md`` lists each one's author and licence, and
+``data/curate_photos.py`` rebuilds them (RGB, long side at most 512 px). They are split by photo,
+so no held-out picture is ever seen in training: the 22 train photos give fresh random multi-scale
+crops with flips and colour jitter every epoch; val (4 photos) and test (6 photos) are a fixed
+list of crops of their own photos, drawn once from a seed, without jitter.
 """
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from data.datasets import DatasetError, ImageDataset, SquareCrop, _check_split
+from data.datasets import ColourJitter, DatasetError, ImageDataset, SquareCrop, _check_split
+from data.io import load_image
+
+PHOTO_DIR = Path(__file__).parent / "photos"
 
 SPLIT_PHOTOS = {
     "train": (
-        "astronaut",
-        "rocket",
-        "hubble_deep_field",
-        "retina",
-        "immunohistochemistry",
-        "motorcycle",
-        "china",
-        "moon",
-        "clock",
-        "text",
-        "page",
-        "brick",
-        "grass",
-        "gravel",
+        "skimage_rocket",
+        "skimage_camera",
+        "sklearn_china",
+        "plasma_bythewater",
+        "plasma_coldripple",
+        "plasma_darkesthour",
+        "plasma_fallenleaf",
+        "plasma_grey",
+        "plasma_kite",
+        "plasma_onestandsout",
+        "plasma_summer_1am",
+        "lomiri_aitzgorri",
+        "lomiri_bridge",
+        "lomiri_dragonfly",
+        "lomiri_free",
+        "lomiri_greentock",
+        "lomiri_kleiber",
+        "lomiri_life",
+        "lomiri_picture0b",
+        "lomiri_picture1a",
+        "lomiri_seeding",
+        "lomiri_wine",
     ),
-    "val": ("coffee", "coins"),
-    "test": ("chelsea", "flower", "camera"),
+    "val": ("skimage_coffee", "lomiri_friends", "lomiri_sunset", "plasma_colorfulcups"),
+    "test": (
+        "skimage_astronaut",
+        "skimage_chelsea",
+        "sklearn_flower",
+        "lomiri_picosdeeuropa",
+        "plasma_eveningglow",
+        "plasma_path",
+    ),
 }
+ALL_PHOTOS = SPLIT_PHOTOS["train"] + SPLIT_PHOTOS["val"] + SPLIT_PHOTOS["test"]
 
 
 @functools.cache
 def load_photo(name: str) -> torch.Tensor:
-    """One bundled photo as ``(3, H, W)`` float32 in [0, 1] (grayscale ones repeated to RGB)."""
-    import skimage.data
-
-    if name in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-
-        array = load_sample_image(f"{name}.jpg")
-    elif name == "motorcycle":
-        array = skimage.data.stereo_motorcycle()[0]
-    elif name in SPLIT_PHOTOS["train"] + SPLIT_PHOTOS["val"] + SPLIT_PHOTOS["test"]:
-        array = getattr(skimage.data, name)()
-    else:
+    """One bundled photo, ``data/photos/<name>.jpg``, as ``(3, H, W)`` float32 in [0, 1]."""
+    if name not in ALL_PHOTOS:
         raise DatasetError(f"unknown sample photo {name!r}")
-    array = np.asarray(array, dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(array[..., :3].transpose(2, 0, 1)))
+    return load_image(PHOTO_DIR / f"{name}.jpg")
 
 
 class _FixedCrop:
@@ -89,20 +98,25 @@ def _fixed_crops(photos, per_photo: int, scale: tuple[float, float], seed: int) 
 def sample(
     split: str,
     size: int = 128,
-    repeat: int = 64,
+    repeat: int = 40,
     scale: tuple[float, float] = (0.35, 1.0),
     crops_per_photo: int = 8,
     seed: int = 0,
+    jitter: bool = True,
 ) -> ImageDataset:
     """The sample set's ``split`` at ``size`` px.
 
-    ``repeat``: train crops per photo per epoch (14 photos × 64 = 896 by default);
-    ``crops_per_photo`` and ``seed`` fix the val (2 photos) and test (3 photos) crops.
+    ``repeat``: train crops per photo per epoch (22 photos × 40 = 880 by default); ``jitter``:
+    colour jitter (:class:`~data.datasets.ColourJitter`) on the train crops; ``crops_per_photo``
+    and ``seed`` fix the val (4 photos) and test (6 photos) crops.
     """
     _check_split(split)
     if split == "train":
         crop = SquareCrop(size, "random", scale=scale, flip=True, min_side=1)
-        return ImageDataset(SPLIT_PHOTOS["train"], crop, reader=_read_item, repeat=repeat, name="sample:train")
+        colour = ColourJitter() if jitter else None
+        return ImageDataset(
+            SPLIT_PHOTOS["train"], crop, reader=_read_item, repeat=repeat, name="sample:train", jitter=colour
+        )
     items = _fixed_crops(SPLIT_PHOTOS[split], crops_per_photo, scale, seed)
     return ImageDataset(
         items, SquareCrop(size, "centre", flip=False, min_side=1), reader=_read_item, name=f"sample:{split}"

@@ -170,10 +170,19 @@ class DeepFillGenerator(nn.Module):
         attention: keyword arguments of :class:`~ipn.layers.ContextualAttention` (defaults: the
             reference's ``ksize=3, stride=1, rate=2``, fused scores, softmax scale 10).
         width_mult: multiplies ``cnum``.
+        residual: both stages predict a correction of a given ``base`` image instead of the image
+            itself (their RGB heads start at zero, so an untrained generator returns ``base`` in
+            the hole): ``coarse = base + Δ₁``, ``refined = paste(coarse) + Δ₂``, clamped to
+            [-1, 1]. The parameters are the same.
     """
 
     def __init__(
-        self, in_channels: int = 5, cnum: int = 48, attention: dict | None = None, width_mult: float = 1.0
+        self,
+        in_channels: int = 5,
+        cnum: int = 48,
+        attention: dict | None = None,
+        width_mult: float = 1.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         check_range("in_channels", in_channels, 3, 64)  # the image comes first
@@ -185,6 +194,7 @@ class DeepFillGenerator(nn.Module):
         self.refine = RefineNetwork(cnum, attention)
         # Two stride-2 convs, then attention matches at 1/rate of that: 8 at the default rate 2.
         self.size_multiple = 4 * self.refine.contextual_attention.rate
+        self.residual = residual
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -193,21 +203,34 @@ class DeepFillGenerator(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
+        if self.residual:  # step 0 returns the base image
+            for head in (self.coarse.conv17, self.refine.decoder.allconv17):
+                nn.init.zeros_(head.weight)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` ``(B, in_channels, H, W)``, ``mask`` ``(B, 1, H, W)`` -> ``(coarse, refined)``,
-        each ``(B, 3, H, W)`` in [-1, 1]."""
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``(B, in_channels, H, W)``, ``mask`` ``(B, 1, H, W)`` (and, for a ``residual``
+        generator, the ``base`` image ``(B, 3, H, W)`` in [-1, 1] it corrects) -> ``(coarse,
+        refined)``, each ``(B, 3, H, W)`` in [-1, 1]."""
+        if self.residual != (base is not None):
+            raise ValueError("a residual generator needs the base image it corrects, and only it takes one")
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x must be (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if mask.shape != (x.shape[0], 1, *x.shape[2:]):
             raise ValueError(f"mask must be {(x.shape[0], 1, *x.shape[2:])}, got {tuple(mask.shape)}")
         h, w = x.shape[-2:]
-        padded, (left, _, top, _) = pad_to_multiple(torch.cat([x, mask.to(x.dtype)], dim=1), self.size_multiple)
-        x, mask = padded[:, :-1], padded[:, -1:]
+        parts = [x, mask.to(x.dtype)] + ([base.to(x.dtype)] if self.residual else [])
+        padded, (left, _, top, _) = pad_to_multiple(torch.cat(parts, dim=1), self.size_multiple)
+        x, mask = padded[:, : self.in_channels], padded[:, self.in_channels : self.in_channels + 1]
 
         coarse = self.coarse(x)
+        if self.residual:
+            coarse = (padded[:, self.in_channels + 1 :] + coarse).clamp(-1, 1)
         pasted = compose(x[:, :3], coarse, mask)
         refined = self.refine(pasted, hard_mask(mask))
+        if self.residual:
+            refined = (pasted + refined).clamp(-1, 1)
         return coarse[..., top : top + h, left : left + w], refined[..., top : top + h, left : left + w]
 
 

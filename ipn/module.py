@@ -7,19 +7,25 @@ import torch
 from common.losses import AdversarialLoss, hole_normalised_l1
 from common.metrics import l1, psnr, ssim
 from common.module import GANModule
-from common.ops import compose, merge_edges
+from common.ops import compose, merge_edges, pull_push_fill
 from common.vgg import VGGFeatures, perceptual_loss, style_loss
 from ipn.model import DeepFillGenerator, SNPatchDiscriminator
 
 INPUT_CHANNELS = 6  # [masked RGB (3), ones (1), mask (1), edges (1)]
 
 
-def generator_inputs(corrupted: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+PREFILLS = (None, "pull_push")
+
+
+def generator_inputs(
+    corrupted: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor, prefilled: torch.Tensor | None = None
+) -> torch.Tensor:
     """``[masked RGB in [-1, 1], ones, m, edges]`` ``(B, 6, H, W)`` from the corrupted image
     ``(B, 3, H, W)`` in [0, 1], the continuous mask and the edge guide (both ``(B, 1, H, W)``).
-    As DeepFill v2, the hole is zero (mid-gray) in [-1, 1]; a soft m fades the pixel out."""
-    masked = (corrupted * 2 - 1) * (1 - mask)
-    return torch.cat([masked, torch.ones_like(mask), mask, edges], dim=1)
+    As DeepFill v2, the hole is zero (mid-gray) in [-1, 1]; a soft m fades the pixel out. With a
+    classical fill ``prefilled`` ``(B, 3, H, W)`` in [0, 1], that image takes the masked RGB's place."""
+    rgb = (corrupted * 2 - 1) * (1 - mask) if prefilled is None else prefilled * 2 - 1
+    return torch.cat([rgb, torch.ones_like(mask), mask, edges], dim=1)
 
 
 class IPNModule(GANModule):
@@ -40,6 +46,10 @@ class IPNModule(GANModule):
     ``(1 − m)·m·(fill − truth)`` of the damage, so the IPN learns to undo it. Adam lr 1e-4, betas
     (0.5, 0.999), D at the same rate (``d2g_lr``). With ``vgg_weights`` (a path; nothing is
     downloaded) EdgeConnect's perceptual (0.1) and style (250) losses are added.
+
+    ``prefill="pull_push"`` starts the hole from a classical fill (:func:`common.ops.pull_push_fill`)
+    and the generator predicts a correction of it from zero-initialised heads (DeepFillGenerator's
+    ``residual``), so step 0 is the classical fill; None is DeepFill v2's mid-gray hole.
     """
 
     stage_name = "ipn"
@@ -64,12 +74,16 @@ class IPNModule(GANModule):
         grad_clip: float = 0.0,
         max_nonfinite: int = 10,
         grid_rows: int = 8,
+        prefill: str | None = None,
         feed=None,
     ):
         super().__init__(grad_clip=grad_clip, max_nonfinite=max_nonfinite, grid_rows=grid_rows, feed=feed)
+        if prefill not in PREFILLS:
+            raise ValueError(f"unknown prefill {prefill!r}; expected one of {PREFILLS}")
         self.save_hyperparameters(ignore=["feed"])
         self.adversarial = AdversarialLoss(gan_loss)
-        self.generator = DeepFillGenerator(**{**(generator or {}), "in_channels": INPUT_CHANNELS})
+        generator = {**(generator or {}), "in_channels": INPUT_CHANNELS, "residual": prefill is not None}
+        self.generator = DeepFillGenerator(**generator)
         self.discriminator = None if discriminator is None else SNPatchDiscriminator(**discriminator)
         # A frozen loss network, attached (not a submodule): checkpoints do not carry its weights.
         self.attach_frozen("vgg", VGGFeatures(vgg_weights) if vgg_weights else None)
@@ -82,7 +96,12 @@ class IPNModule(GANModule):
         ``edges`` guide used ``(B, 1, H, W)``, and the ``coarse`` and ``refined`` generator outputs
         and the composed ``output`` ``(B, 3, H, W)``, all in [0, 1]."""
         edges = merge_edges(predicted_edges, corrupted_edge, mask)
-        coarse, refined = self.generator(generator_inputs(corrupted, mask, edges), mask)
+        if self.hparams.prefill is None:
+            coarse, refined = self.generator(generator_inputs(corrupted, mask, edges), mask)
+        else:
+            prefilled = pull_push_fill(corrupted, mask)
+            inputs = generator_inputs(corrupted, mask, edges, prefilled)
+            coarse, refined = self.generator(inputs, mask, base=prefilled * 2 - 1)
         coarse, refined = (coarse + 1) / 2, (refined + 1) / 2
         return {"edges": edges, "coarse": coarse, "refined": refined, "output": compose(corrupted, refined, mask)}
 

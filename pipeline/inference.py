@@ -140,11 +140,13 @@ class BlindInpainter:
 
     @classmethod
     def from_pretrained(
-        cls, path, settings: InpaintSettings | None = None, device="cpu", **pipeline_settings
+        cls, path=None, settings: InpaintSettings | None = None, device="cpu", **pipeline_settings
     ) -> BlindInpainter:
         """Load a model written by :mod:`pipeline.export` (``.safetensors``), a joint checkpoint
-        (``.ckpt``, read with ``weights_only=True``) or a training run folder. ``pipeline_settings``
-        (e.g. ``hole_threshold=0.6``; None keeps the stored value) override the model's."""
+        (``.ckpt``, read with ``weights_only=True``) or a training run folder; without ``path`` the
+        model that ships with the package (:data:`pipeline.model.SHIPPED_MODEL`).
+        ``pipeline_settings`` (e.g. ``hole_threshold=0.6``; None keeps the stored value) override
+        the model's."""
         return cls(load_pipeline(path, **pipeline_settings), settings).to(device)
 
     def to(self, device) -> BlindInpainter:

@@ -1,6 +1,7 @@
-"""``python -m pipeline.inpaint input=FILE_OR_DIR output=DIR checkpoint=MODEL [mode=blind|masked|denoise]``
+"""``python -m pipeline.inpaint input=FILE_OR_DIR output=DIR [checkpoint=MODEL] [mode=blind|masked|denoise]``
 
-Repairs photos with a trained model (:class:`~pipeline.inference.BlindInpainter`) and writes
+Repairs photos with the model that ships with the package, or the one of ``checkpoint=``
+(:class:`~pipeline.inference.BlindInpainter`), and writes
 ``<output>/<name>.png`` (and ``<name>_mask.png``, ``<name>_edges.png`` with
 ``save_intermediates=true``). Folders are searched recursively and mirrored; same-size images go
 through the networks together, with a progress bar.
@@ -221,18 +222,13 @@ def run(
 
 def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
     settings = InpaintSettings.from_config(cfg)
-    if not cfg.checkpoint:
-        raise ConfigError(
-            "give the model: checkpoint=runs/quickstart/<time>/model.safetensors "
-            "(written by `python -m pipeline.train experiment=quickstart` or `python -m pipeline.export`)"
-        )
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
     if cfg.mask and cfg.mode != "masked":
         raise ConfigError(f"mask= is used with mode=masked (mode is {cfg.mode})")
     jobs = plan_jobs(Path(cfg.input), Path(cfg.output), Path(cfg.mask) if cfg.mask else None, cfg.mode)
     device = resolve_device(cfg.device)
-    inpainter = BlindInpainter.from_pretrained(cfg.checkpoint, settings, device, **cfg.pipeline)
+    inpainter = BlindInpainter.from_pretrained(cfg.checkpoint or None, settings, device, **cfg.pipeline)
     report = run(inpainter, jobs, cfg.mode, cfg.batch_size, cfg.save_intermediates, cfg.overwrite)
     log.info(
         "%d written to %s, %d skipped (already there; overwrite=true replaces them), %d unreadable",

@@ -250,9 +250,19 @@ def _training_only(key: str) -> bool:
     return stage in STAGES and training_only_key(STAGES[stage])(rest)
 
 
-def load_pipeline(path, **settings) -> BlindPipeline:
+# The model that ships with the package, trained with the project's own recipe (README, "The
+# shipped model"): what loads when no model is named.
+SHIPPED_MODEL = Path(__file__).parent / "weights" / "blindfill-natural.safetensors"
+
+
+def load_pipeline(path=None, **settings) -> BlindPipeline:
     """The inference pipeline from a ``.safetensors`` model (``pipeline.export``), a joint ``.ckpt``
-    or a training run folder; ``settings`` (e.g. ``hole_threshold=0.6``) override the stored ones."""
+    or a training run folder; without ``path`` the shipped model (:data:`SHIPPED_MODEL`).
+    ``settings`` (e.g. ``hole_threshold=0.6``) override the stored ones."""
+    if path is None:
+        if not SHIPPED_MODEL.is_file():
+            raise CheckpointError(f"the shipped model {SHIPPED_MODEL} is missing from this install; give a model path")
+        path = SHIPPED_MODEL
     path = Path(str(path)).expanduser()
     if path.is_dir():
         path = model_in_folder(path)

@@ -181,7 +181,7 @@ def select_pipeline(cfg: DictConfig, checkpoints: dict[str, Path], run_dir: Path
     validation photos, then the blind pipeline's selection score there; the best candidate wins.
     Writes ``selection.json``."""
     from pipeline.inference import BlindInpainter
-    from pipeline.selection import calibrate_mask_rule, score_pipeline
+    from pipeline.selection import calibrate_mask_rule, mask_calibration, score_pipeline
 
     selection = cfg.chain.get("selection") or {}
     bound = float(selection.get("harm_bound", 0.01))
@@ -191,7 +191,10 @@ def select_pipeline(cfg: DictConfig, checkpoints: dict[str, Path], run_dir: Path
         rule, table = calibrate_mask_rule(pipeline, batches, bound)
         pipeline.hole_threshold, pipeline.soft_floor = rule["hole_threshold"], rule["soft_floor"]
         scores = score_pipeline(BlindInpainter(pipeline), batches, bound)
-        report["candidates"][name] = {**rule, **scores, "mask_rules": table}
+        with torch.no_grad():
+            predicted = torch.cat([pipeline.masks(b["corrupted"])["predicted_mask"] for b in batches])
+        calibration = mask_calibration(predicted, torch.cat([b["mask"] for b in batches]))
+        report["candidates"][name] = {**rule, **scores, "mask_rules": table, "mpn_calibration": calibration}
         log.info("candidate %s: %s, %s", name, rule, _describe(scores))
         if best is None or scores["selection"] > report["candidates"][best[0]]["selection"]:
             best = (name, pipeline)

@@ -220,14 +220,15 @@ def test_receptive_field_is_70_empirically():
 def test_generator_inputs_follow_edgeconnect():
     from epn.module import generator_inputs
 
-    corrupted = torch.full((1, 3, 4, 4), 0.25)  # gray 0.25 (the luma weights sum to 1)
-    edges = torch.ones(1, 1, 4, 4)
-    mask = torch.zeros(1, 1, 4, 4)
+    corrupted = torch.full((1, 3, 16, 16), 0.25)  # gray 0.25 (the luma weights sum to 1)
+    edges = torch.ones(1, 1, 16, 16)
+    mask = torch.zeros(1, 1, 16, 16)
     mask[..., 0, 0], mask[..., 0, 1] = 1.0, 0.3  # one destroyed pixel, one partly
     x = generator_inputs(corrupted, mask, edges)
-    assert x.shape == (1, 3, 4, 4)
+    assert x.shape == (1, 3, 16, 16)
     assert x[0, 0, 0, 0] == 1.0 and x[0, 0, 0, 1] == pytest.approx(0.25 * 0.7 + 0.3)  # gray·(1−m)+m
-    assert x[0, 1, 0, 0] == 0 and x[0, 1, 0, 1] == 1  # edges cut only where m > 0.5
+    # edges cut where m > 0.5 and EDGE_MARGIN (5) px around it, where the hole's outline shows in Canny
+    assert x[0, 1, :6, :6].max() == 0 and x[0, 1, 6:, :].min() == 1 and x[0, 1, :, 6:].min() == 1
     assert torch.equal(x[:, 2:], mask)
 
 

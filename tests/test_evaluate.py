@@ -10,14 +10,19 @@ import torch
 from conftest import run_module
 
 from common.errors import ConfigError
+from data.damage import DAMAGE_KINDS
 from data.masks import hole_ratio
 from data.test_masks import BucketedTestMasks
-from pipeline.evaluation.methods import check_config
-from pipeline.evaluation.metrics import inception_features, lpips_metric, summarize
-from pipeline.evaluation.pairs import assign_bucket, build_test_pairs, plan_pairs
+from pipeline.evaluation.methods import Method, build_baselines, check_config
+from pipeline.evaluation.metrics import PSNR_CAP, inception_features, lpips_metric, summarize
+from pipeline.evaluation.pairs import assign_bucket, build_test_pairs, plan_damage_pairs, plan_pairs
+from pipeline.model import BlindPipeline
 
-# A quick setting: 48-px test images, one mask per bucket, the first 6 pairs (1 image × 6 buckets).
+# A quick setting of the bucketed protocol: 48-px test images, one mask per bucket, the first 6 pairs
+# (1 image × 6 buckets), the method alone.
 SMALL = (
+    "protocol=buckets",
+    "baselines=[]",
     "data.size=48",
     "masks_per_bucket=1",
     "mask_set_size=4",
@@ -36,10 +41,15 @@ def compose_evaluate(*overrides):
         return compose("evaluate", list(overrides))
 
 
-def _evaluate(tmp_path, name, *overrides) -> dict:
+# A quick setting of the damage protocol: 48-px test images, one draw per kind, the first 12 pairs
+# (2 images × (5 kinds + clean)), with the default baselines.
+DAMAGE_SMALL = ("data.size=48", "per_kind=1", "limit=12", "data.num_workers=0", "batch_size=12", "progress=false")
+
+
+def _evaluate(tmp_path, name, *overrides, base=SMALL) -> dict:
     """Run the CLI into ``tmp_path/name``; returns metrics.json (and checks the other files)."""
     out = tmp_path / name
-    result = run_module("pipeline.evaluate", *SMALL, *overrides, f"hydra.run.dir={out}")
+    result = run_module("pipeline.evaluate", *base, *overrides, f"hydra.run.dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "worst_best.png").is_file()
     report = json.loads((out / "metrics.json").read_text())
@@ -93,12 +103,15 @@ def test_cli_reports_buckets_and_the_expected_metrics(runs, name, expected, abse
     assert report["num_pairs"] == 6 and report["num_images"] == 1 and report["time_per_image_s"] > 0
     assert report["method"] == ("telea" if name.startswith("telea") else "ours") and report["seed"] == 0
     assert report["data"]["size"] == 48 and report["mask_set"]["size"] == [48, 48]
-    buckets = report["buckets"]
+    assert report["protocol"] == "buckets" and report["baselines"] == []
+    assert all(list(methods) == [report["method"]] for methods in report["scores"].values())
+    buckets = {label: methods[report["method"]] for label, methods in report["scores"].items()}
     assert list(buckets)[-1] == "all" and len(buckets) >= 2
     assert sum(row["pairs"] for label, row in buckets.items() if label != "all") == buckets["all"]["pairs"] == 6
     assert expected <= set(buckets["all"]) and not absent & set(buckets["all"])
     assert all(math.isfinite(buckets["all"][key]) for key in expected)
-    assert [row["bucket"] for row in report["csv"]] == list(buckets)
+    assert [row["row"] for row in report["csv"]] == list(buckets)
+    assert {row["method"] for row in report["csv"]} == {report["method"]}
     assert len(report["pairs_csv"]) == 6
     assert ("FID skipped" in report["stdout"]) and ("LPIPS skipped" in report["stdout"]) == ("lpips" not in expected)
     assert set(report["skipped"]) == {"fid"} | ({"lpips"} if "lpips" not in expected else set())
@@ -190,7 +203,8 @@ def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
             "edge_true": 0,
         },
     ]
-    report = summarize(rows, ["<1%", "1-10%", "10-20%", "30-40%", ">=60%"])
+    groups = [(row["bucket"], "all") for row in rows]
+    report = summarize(rows, ["<1%", "1-10%", "10-20%", "30-40%", ">=60%", "all"], groups)
     assert list(report) == ["1-10%", "30-40%", "all"]
     small, large, overall = report["1-10%"], report["30-40%"], report["all"]
     assert small["pairs"] == 2 and small["psnr"] == 25.0 and small["psnr_hole"] == 10.0  # NaN (empty hole) left out
@@ -206,6 +220,8 @@ def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
         (["method=deepfill"], "error: unknown method 'deepfill'; expected one of ours, telea"),
         (["checkpoint=/no/such/model.safetensors"], "error: model file /no/such/model.safetensors does not exist"),
         (["method=telea", "mode=blind"], "error: method=telea mode=blind needs mask_checkpoint=MODEL"),
+        (["checkpoint=m", "damage_kinds=[smudge]"], "error: damage_kinds: unknown name(s) smudge; expected any of"),
+        (["checkpoint=m", "baselines=[deepfill]"], "error: baselines: unknown name(s) deepfill; expected any of"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, overrides, message):
@@ -224,6 +240,12 @@ def test_cli_errors_are_one_line(tmp_path, overrides, message):
         (["method=telea", "checkpoint=m", "mask_checkpoint=m"], "checkpoint= is the model of method=ours"),
         (["checkpoint=m", "mode=denoise"], "mode must be one of blind, masked"),
         (["checkpoint=m", "limit=0"], "limit must be at least 1"),
+        (["checkpoint=m", "protocol=lama"], "protocol must be one of damage, buckets"),
+        (["checkpoint=m", "per_kind=0"], "per_kind must be at least 1"),
+        (["checkpoint=m", "damage_kinds=[]"], "damage_kinds must name at least one kind"),
+        (["checkpoint=m", "damage_kinds=[text,text]"], "damage_kinds lists a name twice"),
+        (["checkpoint=m", "baselines=telea"], r"baselines must be a list of names \(e.g. baselines=\[telea\]\)"),
+        (["checkpoint=m", "baselines=[telea,navier_stokes,telea]"], "baselines lists a name twice"),
     ],
 )
 def test_contradictory_settings_are_refused(overrides, message):
@@ -253,3 +275,98 @@ def test_fid_without_torch_fidelity_says_so(squeeze_weights):
     else:
         with pytest.raises(ConfigError, match="are not torch-fidelity's InceptionV3 weights"):
             inception_features(str(squeeze_weights))
+
+
+# -- protocol=damage ------------------------------------------------------------------------------
+
+OURS, OWN, TRUE = "ours", "telea (own mask)", "telea (true mask)"
+
+
+@pytest.fixture(scope="module")
+def damage_run(smoke_run, tmp_path_factory):
+    """Ours blind with Telea on its own and on the true mask, on 10 damaged and 2 clean pairs."""
+    return _evaluate(
+        tmp_path_factory.mktemp("evaluate_damage"), "ours", f"checkpoint={smoke_run['model']}", base=DAMAGE_SMALL
+    )
+
+
+def test_damage_protocol_reports_kinds_buckets_all_damaged_and_clean(damage_run):
+    report = damage_run
+    assert report["protocol"] == "damage" and report["num_pairs"] == 12 and report["num_images"] == 2
+    assert report["damage_kinds"] == list(DAMAGE_KINDS) and report["per_kind"] == 1
+    assert report["baselines"] == [OWN, TRUE] and report["psnr_cap_db"] == PSNR_CAP
+    scores = report["scores"]
+    labels = list(scores)
+    assert labels[:5] == list(DAMAGE_KINDS) and labels[-2:] == ["all damaged", "clean"]
+    buckets = labels[5:-2]
+    assert buckets and all(label.endswith("%") for label in buckets)
+    assert all(list(methods) == [OURS, OWN, TRUE] for methods in scores.values())
+    assert all(scores[kind][OURS]["pairs"] == 2 for kind in DAMAGE_KINDS)
+    assert sum(scores[b][OURS]["pairs"] for b in buckets) == scores["all damaged"][OURS]["pairs"] == 10
+    assert scores["clean"][OURS]["pairs"] == 2 and scores["clean"][OURS]["hole_ratio"] == 0
+    assert [(line["row"], line["method"]) for line in report["csv"]] == [
+        (label, method) for label in labels for method in (OURS, OWN, TRUE)
+    ]
+    assert "PSNR is capped at 100 dB" in report["stdout"]
+
+
+def test_damage_rows_have_the_repair_and_mask_scores(damage_run):
+    damaged = damage_run["scores"]["all damaged"]
+    ours, own, true = damaged[OURS], damaged[OWN], damaged[TRUE]
+    both = {"psnr", "psnr_input", "ssim", "psnr_hole", "final_iou", "flagged", "flagged_max", "soft_mask"}
+    assert both | {"mask_iou", "edge_precision_hole"} <= set(ours)
+    assert both | {"mask_iou"} <= set(own) and both <= set(true) and "mask_iou" not in true
+    assert ours["psnr_input"] == own["psnr_input"] == true["psnr_input"] < PSNR_CAP  # one damaged input
+    for key in ("final_iou", "mask_iou", "flagged", "flagged_max", "soft_mask"):  # Telea filled our mask
+        assert own[key] == ours[key]
+    assert 0 < true["final_iou"] <= 1 and 0 < true["flagged"] <= true["flagged_max"] <= 1
+    assert all(math.isfinite(value) for row in damaged.values() for value in row.values())
+
+
+def test_clean_row_says_how_much_of_a_clean_photo_is_painted_over(damage_run):
+    clean = damage_run["scores"]["clean"]
+    assert clean[TRUE]["psnr"] == PSNR_CAP and clean[TRUE]["ssim"] == 1  # nothing to fill: the photo as it was
+    assert clean[TRUE]["flagged"] == clean[TRUE]["flagged_max"] == clean[TRUE]["soft_mask"] == 0
+    for row in clean.values():
+        assert row["psnr_input"] == PSNR_CAP and row["psnr"] <= PSNR_CAP
+        assert 0 <= row["flagged"] <= row["flagged_max"] <= 1 and 0 <= row["soft_mask"] <= 1
+        assert not {"psnr_hole", "final_iou", "mask_iou", "edge_precision_hole"} & set(row)  # no true hole
+    assert clean[OWN]["flagged"] == clean[OURS]["flagged"]
+
+
+def test_damage_pairs_csv_has_one_line_per_pair_and_method(damage_run):
+    lines = damage_run["pairs_csv"]
+    assert len(lines) == 12 * 3
+    assert [line["method"] for line in lines[:3]] == [OURS, OWN, TRUE]
+    assert {line["pair"] for line in lines} == {str(n) for n in range(12)}
+    assert [line["kind"] for line in lines[::3]] == [*DAMAGE_KINDS, "clean"] * 2
+    assert all((line["bucket"] == "") == (line["kind"] == "clean") for line in lines)
+    assert all(float(line["psnr"]) == PSNR_CAP for line in lines if line["kind"] == "clean" and line["method"] == TRUE)
+
+
+def test_damage_pairs_are_a_pure_function_of_seed_image_kind_and_draw():
+    full = build_test_pairs(compose_evaluate(*DAMAGE_SMALL, "checkpoint=any"))
+    again = build_test_pairs(compose_evaluate(*DAMAGE_SMALL, "method=telea", "mode=masked"))
+    text_only = build_test_pairs(compose_evaluate(*DAMAGE_SMALL, "checkpoint=any", "damage_kinds=[text]"))
+    assert full.pairs == plan_damage_pairs(len(full.images), DAMAGE_KINDS, 1)[:12] == again.pairs
+    assert text_only.pairs[:2] == [(0, "text", 0), (0, None, 0)]
+    for n in range(len(full)):
+        for key in ("image", "corrupted", "mask"):
+            assert torch.equal(full[n][key], again[n][key]), (n, key)
+    assert torch.equal(full[1]["corrupted"], text_only[0]["corrupted"])  # the same text, whatever the other kinds
+    clean = full[5]
+    assert torch.equal(clean["corrupted"], clean["image"]) and not clean["mask"].any() and clean["hole_ratio"] == 0
+    assert full.groups(5, 0.0) == ("clean",) and full.groups(1, 0.05) == ("text", "1-10%", "all damaged")
+
+
+def test_baselines_run_on_the_true_mask_only_in_masked_mode():
+    cfg = compose_evaluate("baselines=[telea,biharmonic]")
+    blind = build_baselines(cfg, Method("ours", "blind", None, BlindPipeline()))
+    masked = build_baselines(cfg, Method("ours", "masked", None, BlindPipeline()))
+    assert [b.label for b in blind] == [
+        "telea (own mask)",
+        "telea (true mask)",
+        "biharmonic (own mask)",
+        "biharmonic (true mask)",
+    ]
+    assert [b.label for b in masked] == ["telea (true mask)", "biharmonic (true mask)"]

@@ -174,3 +174,25 @@ def test_generator_learns_to_fill_a_fixed_batch():
         loss.backward()
         optimizer.step()
     assert hole_l1() < 0.75 * start
+
+
+def test_the_pull_push_route_starts_from_the_classical_fill():
+    """prefill=pull_push: zero-initialised heads, so before training the output is the classical
+    fill in the hole (and the input outside it); the parameters are the plain generator's."""
+    from common.ops import pull_push_fill
+
+    module = IPNModule(**TINY, prefill="pull_push")
+    assert sum(p.numel() for p in module.generator.parameters()) == sum(
+        p.numel() for p in IPNModule(**TINY).generator.parameters()
+    )
+    batch = _batch()
+    mask = batch["mask"]
+    outputs = module(batch["corrupted"], mask, batch["edge"], batch["corrupted_edge"])
+    expected = pull_push_fill(batch["corrupted"], mask)
+    assert torch.allclose(outputs["coarse"], expected, atol=1e-6)
+    assert torch.allclose(outputs["output"], compose(batch["corrupted"], expected, mask), atol=1e-6)
+    loss, _ = module.generator_loss(batch, {**outputs, "mask": mask})
+    loss.backward()
+    assert module.generator.coarse.conv17.weight.grad.abs().sum() > 0  # the correction learns
+    with pytest.raises(ValueError, match="prefill"):
+        IPNModule(**TINY, prefill="telea")

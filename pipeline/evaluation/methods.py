@@ -1,4 +1,5 @@
-"""What is evaluated: our model or a baseline, in blind or masked mode, built from the config."""
+"""What is evaluated, built from the config: our model or a baseline, in blind or masked mode (the
+method), and the baselines run beside it on every pair, on its own mask and on the true mask."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import torch
 from omegaconf import DictConfig
 
 from common.errors import ConfigError
+from data.damage import DAMAGE_KINDS
 from pipeline.baselines import BASELINES, inpaint_batch
 from pipeline.evaluation.metrics import LPIPS_BACKBONES
+from pipeline.evaluation.pairs import PROTOCOLS
 from pipeline.inference import BlindInpainter, InpaintSettings
 from pipeline.model import BlindPipeline, given_settings
 
@@ -32,21 +35,62 @@ class Method:
     def is_ours(self) -> bool:
         return self.name == OURS
 
+    @property
+    def label(self) -> str:
+        """Its name in the report."""
+        return self.name
+
     def __call__(self, corrupted: torch.Tensor, true_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Repair ``corrupted`` ``(B, 3, H, W)`` -> ``output`` ``(B, 3, H, W)``, plus the ``mask``
-        ``(B, 1, H, W)`` the fill used (blind) and the ``edges`` ``(B, 1, H, W)`` (ours)."""
+        """Repair ``corrupted`` ``(B, 3, H, W)`` -> ``output`` ``(B, 3, H, W)``, the ``mask``
+        ``(B, 1, H, W)`` it composited with or filled (blind: the model's final mask; masked: the
+        true mask, hardened by the mask rule for a baseline) and the ``edges`` ``(B, 1, H, W)`` (ours)."""
         blind = self.mode == "blind"
         if self.is_ours:
             result = self.model.inpaint(corrupted, None if blind else true_mask, self.mode)
-            return {k: result[k] for k in (("output", "mask", "edges") if blind else ("output", "edges"))}
-        if blind:
-            used = self.model.masks(corrupted)["mask"]
-            return {"output": inpaint_batch(self.name, corrupted, used), "mask": used}
-        return {"output": inpaint_batch(self.name, corrupted, self.pipeline.mask_rule(true_mask))}
+            return {k: result[k] for k in ("output", "mask", "edges")}
+        used = self.model.masks(corrupted)["mask"] if blind else self.pipeline.mask_rule(true_mask)
+        return {"output": inpaint_batch(self.name, corrupted, used), "mask": used}
 
     def mask_prediction(self, corrupted: torch.Tensor) -> torch.Tensor | None:
         """The MPN's soft mask ``(B, 1, H, W)`` that the mask metrics measure (blind), else None."""
         return self.model.masks(corrupted)["predicted_mask"] if self.mode == "blind" else None
+
+
+@dataclass
+class BaselineRun:
+    """Baseline ``name`` run beside the method on every pair, on the ``source`` mask: ``own``, the
+    mask the method used (blind mode: the model's final mask), or ``true``, the true mask hardened
+    by ``pipeline``'s mask rule."""
+
+    name: str
+    source: str
+    pipeline: BlindPipeline
+
+    @property
+    def label(self) -> str:
+        """Its name in the report, e.g. ``telea (own mask)``."""
+        return f"{self.name} ({self.source} mask)"
+
+    def __call__(self, corrupted: torch.Tensor, true_mask: torch.Tensor, own_mask: torch.Tensor) -> dict:
+        """``output`` ``(B, 3, H, W)`` and the ``mask`` ``(B, 1, H, W)`` it filled."""
+        mask = own_mask if self.source == "own" else self.pipeline.mask_rule(true_mask)
+        return {"output": inpaint_batch(self.name, corrupted, mask), "mask": mask}
+
+
+def _names(cfg: DictConfig, key: str, valid) -> list[str] | None:
+    """The list ``cfg[key]`` (None stays None), refused unless every entry is one of ``valid``, once."""
+    value = cfg[key]
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} must be a list of names (e.g. {key}=[{valid[0]}]), got {value!r}")
+    names = list(value)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ConfigError(f"{key}: unknown name(s) {', '.join(unknown)}; expected any of {', '.join(valid)}")
+    if len(set(names)) < len(names):
+        raise ConfigError(f"{key} lists a name twice: {', '.join(names)}")
+    return names
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -78,7 +122,12 @@ def check_config(cfg: DictConfig) -> None:
             )
         if cfg.mode == "masked" and cfg.mask_checkpoint:
             raise ConfigError("mask_checkpoint= is used in mode=blind only; mode=masked gives the true mask")
-    for key in ("batch_size", "masks_per_bucket", "mask_set_size"):
+    if cfg.protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
+    if _names(cfg, "damage_kinds", DAMAGE_KINDS) == []:
+        raise ConfigError(f"damage_kinds must name at least one kind (null: all of {', '.join(DAMAGE_KINDS)})")
+    _names(cfg, "baselines", list(BASELINES))
+    for key in ("batch_size", "masks_per_bucket", "mask_set_size", "per_kind"):
         if cfg[key] < 1:
             raise ConfigError(f"{key} must be at least 1, got {cfg[key]}")
     if cfg.grid_rows < 0:
@@ -99,3 +148,11 @@ def build_method(cfg: DictConfig, device: str) -> Method:
     model = BlindInpainter.from_pretrained(path, settings, device, **overrides) if path else None
     pipeline = model.pipeline if model is not None else BlindPipeline(**overrides)
     return Method(cfg.method, cfg.mode, model, pipeline)
+
+
+def build_baselines(cfg: DictConfig, method: Method) -> list[BaselineRun]:
+    """The baselines of ``baselines=``, each on the method's own mask (blind mode: the mask the
+    model found; in masked mode there is none of its own) and on the true mask hardened by the
+    method's mask rule."""
+    sources = ("own", "true") if method.mode == "blind" else ("true",)
+    return [BaselineRun(name, source, method.pipeline) for name in cfg.baselines or () for source in sources]

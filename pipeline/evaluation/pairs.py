@@ -1,8 +1,13 @@
-"""The test pairs: every test image × masks of the bucketed test-mask set, corrupted per pair, and
-the hole-ratio buckets the report is grouped by.
+"""The test pairs of the two protocols and the report rows (groups) each pair counts in.
 
-A pair's inputs are a pure function of ``(seed, image, mask)``, so every method sees bit-identical
-inputs (see :class:`EvaluationPairs`).
+- ``protocol=damage`` (:class:`DamagePairs`): every test image × every named damage kind of
+  :mod:`data.damage` × ``per_kind`` draws, plus every test image once clean (mask 0); rows per
+  damage kind, per hole-ratio bucket of the true hole, ``all damaged`` and ``clean``.
+- ``protocol=buckets`` (:class:`BucketPairs`): every test image × masks of the bucketed test-mask
+  set, corrupted per pair by the configured corruption; rows per hole-ratio bucket and ``all``.
+
+A pair's inputs are a pure function of the seed and the pair's identity, so every method sees
+bit-identical inputs (see :class:`EvaluationPairs`).
 """
 
 from __future__ import annotations
@@ -12,16 +17,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import Dataset
 
 from common.errors import ConfigError
+from data.damage import DAMAGE_KINDS, Damage
 from data.datamodule import build_datamodule
 from data.datasets import ImageDataset
 from data.masks import hole_ratio, resize_nearest
-from data.test_masks import BucketedTestMasks
+from data.test_masks import DEFAULT_BUCKETS, BucketedTestMasks
 
 log = logging.getLogger(__name__)
+
+PROTOCOLS = ("damage", "buckets")
+OVERALL = "all"  # the buckets protocol's overall row
+ALL_DAMAGED, CLEAN = "all damaged", "clean"  # the damage protocol's overall rows
 
 
 # -- buckets --------------------------------------------------------------------------------------
@@ -56,7 +66,67 @@ def assign_bucket(ratio: float, buckets) -> str:
     return labels[-1]
 
 
-# -- test pairs -----------------------------------------------------------------------------------
+# -- the pairs, whatever the protocol -------------------------------------------------------------
+
+
+class EvaluationPairs(Dataset):
+    """The evaluation inputs: pair ``n`` -> ``image`` ``(3, H, W)``, ``corrupted`` ``(3, H, W)``,
+    true ``mask`` ``(1, H, W)`` (continuous, 1 = destroyed), its ``hole_ratio`` (``mask > 0.5``),
+    and the ``pair`` / ``image_index`` it came from. The crop is the test split's deterministic
+    one; a subclass draws the damage (and the donor image, another test image) from a generator
+    seeded by the seed and the pair's identity, so the inputs depend on nothing else.
+
+    ``sections``: the report rows in order, in sections (a rule is drawn between them), of which
+    ``bucket_rows`` are the hole-ratio buckets; :meth:`groups` says which rows a pair counts in,
+    :meth:`describe` what ``pairs.csv`` says of it.
+    """
+
+    sections: list[list[str]]
+    bucket_rows: list[str]
+
+    def __init__(self, images: ImageDataset, pairs: list[tuple], seed: int = 0, donor_fill: bool = True, settings=None):
+        self.images, self.pairs, self.seed, self.donor_fill = images, pairs, seed, donor_fill
+        self._settings = settings or {}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _donor(self, index: int, rng: np.random.Generator) -> torch.Tensor | None:
+        """Another test image, chosen as :class:`~data.datamodule.InpaintingSamples` does."""
+        if not self.donor_fill or len(self.images) < 2:
+            return None
+        other = int(rng.integers(0, len(self.images) - 1))
+        return self.images.get(other + (other >= index))
+
+    def _sample(self, n: int, image_index: int, image, corrupted, mask) -> dict:
+        return {
+            "pair": n,
+            "image_index": image_index,
+            "image": image,
+            "corrupted": corrupted,
+            "mask": mask,
+            "hole_ratio": hole_ratio(mask.numpy()),
+        }
+
+    @property
+    def labels(self) -> list[str]:
+        """Every report row, in order."""
+        return [label for section in self.sections for label in section]
+
+    def groups(self, n: int, ratio: float) -> tuple[str, ...]:
+        """The report rows pair ``n``, whose true hole covers ``ratio``, counts in."""
+        raise NotImplementedError
+
+    def describe(self, n: int) -> dict:
+        """Where pair ``n`` came from, as ``pairs.csv`` columns."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """The protocol's settings, for ``metrics.json``."""
+        return self._settings
+
+
+# -- protocol=buckets -----------------------------------------------------------------------------
 
 
 def plan_pairs(
@@ -77,34 +147,17 @@ def plan_pairs(
     return pairs[:limit] if limit else pairs
 
 
-class EvaluationPairs(Dataset):
-    """The evaluation inputs: pair ``n`` -> ``image`` ``(3, H, W)``, ``corrupted`` ``(3, H, W)``,
-    true ``mask`` ``(1, H, W)`` (what the corruptor returned), its ``hole_ratio``, and the
-    ``pair`` / ``image_index`` / ``mask_index`` it came from. A pure function of ``(seed, image,
-    mask)``: the crop is the deterministic one, the corruption (and donor image, as in training)
-    is drawn from ``numpy.random.default_rng([seed, image, mask])``."""
+class BucketPairs(EvaluationPairs):
+    """``protocol=buckets``: pair ``(image, mask)`` of the bucketed test-mask set, corrupted by
+    ``corruptor`` with ``numpy.random.default_rng([seed, image, mask])`` (the donor first, as in
+    training); the true mask is what the corruptor returned. Rows: the hole-ratio buckets of the
+    mask set, then ``all``."""
 
-    def __init__(
-        self,
-        images: ImageDataset,
-        masks: BucketedTestMasks,
-        corruptor,
-        pairs: list[tuple[int, int]],
-        seed: int = 0,
-        donor_fill: bool = True,
-    ):
-        self.images, self.masks, self.corruptor, self.pairs = images, masks, corruptor, pairs
-        self.seed, self.donor_fill = seed, donor_fill
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def _donor(self, index: int, rng: np.random.Generator) -> torch.Tensor | None:
-        """Another test image for the ``image`` fill, chosen as :class:`InpaintingSamples` does."""
-        if not self.donor_fill or len(self.images) < 2:
-            return None
-        other = int(rng.integers(0, len(self.images) - 1))
-        return self.images.get(other + (other >= index))
+    def __init__(self, images, masks: BucketedTestMasks, corruptor, pairs, seed=0, donor_fill=True, settings=None):
+        super().__init__(images, pairs, seed, donor_fill, settings)
+        self.masks, self.corruptor = masks, corruptor
+        self.bucket_rows = bucket_labels(masks.buckets)
+        self.sections = [self.bucket_rows, [OVERALL]]
 
     def __getitem__(self, n: int) -> dict:
         image_index, mask_index = self.pairs[n]
@@ -113,15 +166,76 @@ class EvaluationPairs(Dataset):
         donor = self._donor(image_index, rng)
         hole = resize_nearest(self.masks[mask_index][0], *image.shape[-2:])
         corrupted, mask = self.corruptor(image, torch.from_numpy(np.ascontiguousarray(hole))[None], rng, donor)
+        return self._sample(n, image_index, image, corrupted, mask)
+
+    def groups(self, n: int, ratio: float) -> tuple[str, ...]:
+        return assign_bucket(ratio, self.masks.buckets), OVERALL
+
+    def describe(self, n: int) -> dict:
+        image_index, mask_index = self.pairs[n]
         return {
-            "pair": n,
-            "image_index": image_index,
-            "mask_index": mask_index,
-            "image": image,
-            "corrupted": corrupted,
-            "mask": mask,
-            "hole_ratio": hole_ratio(mask.numpy()),
+            "image": image_index,
+            "image_name": self.images.describe(image_index),
+            "mask_file": self.masks.filename(mask_index),
         }
+
+
+# -- protocol=damage ------------------------------------------------------------------------------
+
+
+def plan_damage_pairs(
+    n_images: int, kinds, per_kind: int, limit: int | None = None
+) -> list[tuple[int, str | None, int]]:
+    """``(image index, damage kind, draw)`` of every test pair: image-major, then kind, then draw,
+    then the image clean (kind None); ``limit`` keeps the first."""
+    pairs = [
+        pair
+        for i in range(n_images)
+        for pair in [*((i, kind, j) for kind in kinds for j in range(per_kind)), (i, None, 0)]
+    ]
+    return pairs[:limit] if limit else pairs
+
+
+class DamagePairs(EvaluationPairs):
+    """``protocol=damage``: pair ``(image, kind, draw)`` is the image damaged by
+    :class:`data.damage.Damage` ``(kind)`` with ``numpy.random.default_rng([seed, image, k, draw])``
+    (``k`` the kind's index in :data:`~data.damage.DAMAGE_KINDS`, so choosing fewer kinds does not
+    change the others' draws; the donor is drawn first); kind None is the clean image (mask 0,
+    corrupted = image). Rows: each kind, each hole-ratio bucket of the true hole
+    (:data:`~data.test_masks.DEFAULT_BUCKETS`' labels), ``all damaged``, ``clean``."""
+
+    def __init__(self, images, kinds, pairs, seed=0, donor_fill=True, settings=None, buckets=DEFAULT_BUCKETS):
+        super().__init__(images, pairs, seed, donor_fill, settings)
+        self.kinds, self.buckets = tuple(kinds), buckets
+        self.damages = {kind: Damage(kind, donor_transform=False) for kind in self.kinds}  # real photos pasted
+        self.bucket_rows = bucket_labels(buckets)
+        self.sections = [list(self.kinds), self.bucket_rows, [ALL_DAMAGED], [CLEAN]]
+
+    def __getitem__(self, n: int) -> dict:
+        image_index, kind, draw = self.pairs[n]
+        image = self.images.get(image_index)
+        if kind is None:
+            return self._sample(n, image_index, image, image.clone(), torch.zeros_like(image[:1]))
+        rng = np.random.default_rng([self.seed, image_index, DAMAGE_KINDS.index(kind), draw])
+        donor = self._donor(image_index, rng)
+        corrupted, mask = self.damages[kind](image, rng, donor)
+        return self._sample(n, image_index, image, corrupted, mask)
+
+    def groups(self, n: int, ratio: float) -> tuple[str, ...]:
+        kind = self.pairs[n][1]
+        return (CLEAN,) if kind is None else (kind, assign_bucket(ratio, self.buckets), ALL_DAMAGED)
+
+    def describe(self, n: int) -> dict:
+        image_index, kind, draw = self.pairs[n]
+        return {
+            "image": image_index,
+            "image_name": self.images.describe(image_index),
+            "kind": kind or CLEAN,
+            "draw": draw,
+        }
+
+
+# -- from the config ------------------------------------------------------------------------------
 
 
 def load_mask_set(cfg: DictConfig) -> BucketedTestMasks:
@@ -139,17 +253,39 @@ def load_mask_set(cfg: DictConfig) -> BucketedTestMasks:
     return masks
 
 
+def describe_mask_set(cfg: DictConfig, masks: BucketedTestMasks) -> dict:
+    """The mask set for ``metrics.json``: its folder (None when generated) and its parameters."""
+    return {"path": str(Path(cfg.mask_set).expanduser().resolve()) if cfg.mask_set else None, **masks.params()}
+
+
+def damage_kinds(cfg: DictConfig) -> list[str]:
+    """The damage kinds of ``damage_kinds=`` (null: all of :data:`~data.damage.DAMAGE_KINDS`)."""
+    return list(DAMAGE_KINDS) if cfg.damage_kinds is None else [str(k) for k in cfg.damage_kinds]
+
+
 def build_test_pairs(cfg: DictConfig) -> EvaluationPairs:
-    """The test pairs of ``cfg``: its data config's test split × the mask set, ``cfg.corruption``."""
+    """The test pairs of ``cfg``: its data config's test split (the images only: the damage comes
+    from the protocol), damaged as ``protocol=`` says."""
     data_cfg = cfg.copy()
     with open_dict(data_cfg):
-        data_cfg.masks = None  # the masks come from the test-mask set, not a training generator
+        data_cfg.masks = None  # the holes come from the protocol, not a training generator
     try:
-        samples = build_datamodule(data_cfg).split("test")
+        data = build_datamodule(data_cfg)
+        images = data.dataset(split="test", size=data.size)
     except ValueError as err:  # DatasetError, or a data.size the data module refuses
         raise ConfigError(str(err)) from None
+    if len(images) == 0:
+        raise ConfigError(f"{images.name}: the test split is empty")
+    if cfg.protocol == "damage":
+        kinds = damage_kinds(cfg)
+        pairs = plan_damage_pairs(len(images), kinds, cfg.per_kind, cfg.limit)
+        settings = {"damage_kinds": kinds, "per_kind": cfg.per_kind}
+        return DamagePairs(images, kinds, pairs, cfg.seed, data.donor_fill, settings)
     masks = load_mask_set(cfg)
-    pairs = plan_pairs(len(samples.images), masks, cfg.masks_per_bucket, cfg.limit)
-    return EvaluationPairs(
-        samples.images, masks, samples.corruptor, pairs, seed=cfg.seed, donor_fill=samples.donor_fill
-    )
+    settings = {
+        "mask_set": describe_mask_set(cfg, masks),
+        "masks_per_bucket": cfg.masks_per_bucket,
+        "corruption": OmegaConf.to_container(cfg.corruption, resolve=True),
+    }
+    pairs = plan_pairs(len(images), masks, cfg.masks_per_bucket, cfg.limit)
+    return BucketPairs(images, masks, data.corruption, pairs, cfg.seed, data.donor_fill, settings)

@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from common.images import labelled_grid, save_grid
-from data.test_masks import BucketedTestMasks
-from pipeline.evaluation.metrics import OVERALL
+from pipeline.evaluation.metrics import PSNR_CAP
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
@@ -63,21 +61,28 @@ def _finite(value):
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
-    """``rows`` (dicts with the keys of the first) as a CSV file with a header row; returns ``path``."""
+    """``rows`` as a CSV file with a header row of every key (in order of appearance; a row without
+    one leaves its cell empty); returns ``path``."""
+    fields = list(dict.fromkeys(key for row in rows for key in row))
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     return path
 
 
 def write_report(run_dir: Path, report: dict, rows: list[dict], cases: ExtremeCases) -> list[str]:
-    """Write ``metrics.json`` (``report``), ``metrics.csv`` (one row per bucket and ``all``),
-    ``pairs.csv`` (``rows``) and, when there are cases, ``worst_best.png`` into ``run_dir``;
-    returns the names of the files written."""
+    """Write ``metrics.json`` (``report``), ``metrics.csv`` (one line per report row and method, from
+    ``report["scores"]``: row -> method -> scores), ``pairs.csv`` (``rows``: one per pair and method)
+    and, when there are cases, ``worst_best.png`` into ``run_dir``; returns the names of the files written."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(_finite(report), indent=1))
-    write_csv(run_dir / "metrics.csv", [{"bucket": label, **row} for label, row in report["buckets"].items()])
+    lines = [
+        {"row": label, "method": method, **scores}
+        for label, methods in report["scores"].items()
+        for method, scores in methods.items()
+    ]
+    write_csv(run_dir / "metrics.csv", lines)
     write_csv(run_dir / "pairs.csv", rows)
     written = ["metrics.json", "metrics.csv", "pairs.csv"]
     grid = cases.grid()
@@ -90,41 +95,70 @@ def write_report(run_dir: Path, report: dict, rows: list[dict], cases: ExtremeCa
 # -- the terminal ---------------------------------------------------------------------------------
 
 
+# The terminal's columns, in order (metrics.json and metrics.csv have every score).
 HEADERS = {
     "pairs": "pairs",
     "hole_ratio": "hole",
     "psnr": "PSNR",
+    "psnr_input": "PSNR in",
     "ssim": "SSIM",
-    "l1": "L1",
     "psnr_hole": "PSNR hole",
     "ssim_hole": "SSIM hole",
-    "l1_hole": "L1 hole",
-    "mask_iou": "mask IoU",
-    "mask_bce": "mask BCE",
-    "mask_mae": "mask MAE",
-    "edge_precision_hole": "edge P hole",
-    "edge_recall_hole": "edge R hole",
+    "final_iou": "IoU",
+    "mask_iou": "MPN IoU",
+    "flagged": "flagged",
+    "flagged_max": "flag max",
+    "soft_mask": "mean m",
+    "edge_precision_hole": "edge P",
+    "edge_recall_hole": "edge R",
     "lpips": "LPIPS",
     "fid": "FID",
 }
-FORMATS = {"pairs": "{:d}", "hole_ratio": "{:.1%}", "psnr": "{:.2f}", "psnr_hole": "{:.2f}", "fid": "{:.2f}"}
+FORMATS = {
+    "pairs": "{:d}",
+    "hole_ratio": "{:.1%}",
+    "psnr": "{:.2f}",
+    "psnr_input": "{:.2f}",
+    "psnr_hole": "{:.2f}",
+    "flagged": "{:.1%}",
+    "flagged_max": "{:.1%}",
+    "fid": "{:.2f}",
+}
+NOTE = (
+    f"PSNR is capped at {PSNR_CAP:g} dB (an unchanged clean photo would be infinite). PSNR in: the damaged "
+    "input's. IoU: the mask used (> 0.5, after dilation) vs the true hole (m > 0.5); MPN IoU: m̂ > hole_threshold "
+    "(before dilation) vs the true hole. flagged: share of pixels the mask used marks (> 0.5), mean over images "
+    "(flag max: the largest); mean m: the mask's mean value."
+)
 
 
-def print_table(title: str, summary: dict[str, dict], skipped: dict[str, str]) -> None:
-    """The summary as a table, one row per bucket and ``all`` last, then why LPIPS / FID were skipped."""
+def _cell(row: dict, column: str) -> str:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return FORMATS.get(column, "{:.4f}").format(value)
+
+
+def print_table(title: str, scores: dict[str, dict[str, dict]], sections: list[list[str]], skipped: dict) -> None:
+    """``scores`` (report row -> method -> scores) as one table: for each report row one line per
+    method, ruled off from the next row when there are several methods, else at the end of each of
+    ``sections`` (lists of report rows); then what the columns mean and why LPIPS / FID were skipped."""
+    present = {column for methods in scores.values() for row in methods.values() for column in row}
+    columns = [column for column in HEADERS if column in present]
     table = Table(title=title)
-    columns = list(summary[OVERALL])
-    table.add_column("bucket")
+    table.add_column("row")
+    table.add_column("method")
     for column in columns:
         table.add_column(HEADERS[column], justify="right")
-    for label, row in summary.items():
-        cells = [FORMATS.get(c, "{:.4f}").format(row[c]) if c in row and row[c] is not None else "-" for c in columns]
-        table.add_row(label, *cells, end_section=label == list(summary)[-2])
+    shown = [[label for label in section if label in scores] for section in sections]
+    ends = {section[-1] for section in shown if section}
+    labels = [label for section in shown for label in section]
+    for label in labels:
+        methods = list(scores[label].items())
+        for i, (method, row) in enumerate(methods):
+            rule = i == len(methods) - 1 and (len(methods) > 1 or label in ends) and label != labels[-1]
+            table.add_row(label if i == 0 else "", method, *(_cell(row, c) for c in columns), end_section=rule)
     console.print(table)
+    console.print(NOTE)
     for name, reason in skipped.items():
         console.print(f"{name.upper()} skipped: {reason}")
-
-
-def describe_mask_set(cfg: DictConfig, masks: BucketedTestMasks) -> dict:
-    """The mask set for ``metrics.json``: its folder (None when generated) and its parameters."""
-    return {"path": str(Path(cfg.mask_set).expanduser().resolve()) if cfg.mask_set else None, **masks.params()}
