@@ -35,6 +35,8 @@ import cv2
 import numpy as np
 import torch
 
+from data.masks import normalised_weights
+
 __all__ = ["FILL_KINDS", "Corruptor", "smooth_random_field", "soften_mask", "transform_donor"]
 
 FILL_KINDS: tuple[str, ...] = ("image", "constant", "gaussian", "uniform", "graffiti", "text")
@@ -362,19 +364,7 @@ class Corruptor:
     ) -> None:
         if fills is None:
             fills = {"image": 0.4, "constant": 0.1, "gaussian": 0.1, "uniform": 0.1, "graffiti": 0.15, "text": 0.15}
-        if not isinstance(fills, Mapping) or len(fills) == 0:
-            raise ValueError(f"fills must be a non-empty mapping of fill kind -> weight, kinds: {FILL_KINDS}")
-        unknown = [str(k) for k in fills if k not in FILL_KINDS]
-        if unknown:
-            raise ValueError(f"unknown fill kind(s) {unknown}; valid kinds are {list(FILL_KINDS)}")
-        weights = {str(k): float(v) for k, v in fills.items()}
-        bad = {k: v for k, v in weights.items() if not math.isfinite(v) or v < 0}
-        if bad:
-            raise ValueError(f"fill weights must be finite and >= 0, got {bad}")
-        total = sum(weights.values())
-        if total <= 0:
-            raise ValueError(f"fill weights must not all be zero, got {weights}")
-        self.fills = {k: v / total for k, v in weights.items() if v > 0}
+        self.fills = normalised_weights(fills, FILL_KINDS, "fill kind")
         self._kinds = tuple(self.fills)
         self._probs = np.array([self.fills[k] for k in self._kinds])
 

@@ -46,14 +46,13 @@ draws its own hole: ``(image (3, H, W) in [0, 1], rng, donor (3, H, W) | None) -
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 from data.corruption import Corruptor
-from data.masks import FreeFormMasks, LamaMasks, RectMasks
+from data.masks import FreeFormMasks, LamaMasks, RectMasks, normalised_weights
 
 __all__ = ["DAMAGE_KINDS", "REF_SIZE", "Damage", "DamageMix"]
 
@@ -206,25 +205,7 @@ class DamageMix:
     def __init__(self, probs: Mapping[str, float] | None = None, donor_transform: bool = True) -> None:
         if probs is None:
             probs = dict.fromkeys(DAMAGE_KINDS, 1.0)
-        if not isinstance(probs, Mapping) or not probs:
-            raise ValueError(f"probs must be a non-empty mapping of damage kind -> weight, kinds: {DAMAGE_KINDS}")
-        unknown = [str(k) for k in probs if k not in DAMAGE_KINDS]
-        if unknown:
-            raise ValueError(f"unknown damage kind(s) {unknown}; valid kinds are {', '.join(DAMAGE_KINDS)}")
-        weights = {}
-        for kind, weight in probs.items():
-            try:
-                weights[str(kind)] = float(weight)
-            except (TypeError, ValueError):
-                raise ValueError(f"the weight of {kind!r} must be a number, got {weight!r}") from None
-        bad = {k: v for k, v in weights.items() if not math.isfinite(v) or v < 0}
-        if bad:
-            raise ValueError(f"damage weights must be finite and >= 0, got {bad}")
-        total = sum(weights.values())
-        if total <= 0:
-            raise ValueError(f"damage weights must not all be zero, got {weights}")
-        # In DAMAGE_KINDS' order, so the draw does not depend on the mapping's order.
-        self.probs = {k: weights[k] / total for k in DAMAGE_KINDS if weights.get(k, 0.0) > 0}
+        self.probs = normalised_weights(probs, DAMAGE_KINDS, "damage kind")
         self.damages = {k: Damage(k, donor_transform) for k in self.probs}
         self._kinds = tuple(self.probs)
         self._p = np.array([self.probs[k] for k in self._kinds])

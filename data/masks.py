@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -530,6 +530,31 @@ class LamaMasks:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(preset={self.preset!r}, max_area={self.max_area:g})"
+
+
+def normalised_weights(weights: Mapping[str, float], known: Sequence[str], what: str) -> dict[str, float]:
+    """``weights`` (name -> weight, each a finite number >= 0, not all 0) checked against the
+    ``known`` names and normalised to sum to 1, in ``known``'s order (so a draw does not depend on
+    the mapping's order), names with weight 0 left out. A ValueError says what is wrong, calling the
+    names ``what`` (e.g. "fill kind")."""
+    if not isinstance(weights, Mapping) or not weights:
+        raise ValueError(f"the {what} weights must be a non-empty mapping of {what} -> weight: {', '.join(known)}")
+    unknown = [str(k) for k in weights if k not in known]
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; valid: {', '.join(known)}")
+    values = {}
+    for name, weight in weights.items():
+        try:
+            values[str(name)] = float(weight)
+        except (TypeError, ValueError):
+            raise ValueError(f"the weight of {name!r} must be a number, got {weight!r}") from None
+    bad = {k: v for k, v in values.items() if not math.isfinite(v) or v < 0}
+    if bad:
+        raise ValueError(f"{what} weights must be finite and >= 0, got {bad}")
+    total = sum(values.values())
+    if total <= 0:
+        raise ValueError(f"{what} weights must not all be zero, got {values}")
+    return {k: values[k] / total for k in known if values.get(k, 0.0) > 0}
 
 
 class MixedMasks:

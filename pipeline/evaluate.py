@@ -3,7 +3,7 @@ per hole-ratio bucket and on clean photos, with classical baselines in the same 
 
 Usage::
 
-    python -m pipeline.evaluate checkpoint=MODEL [mode=blind|masked] [protocol=damage|buckets] [data=...]
+    python -m pipeline.evaluate [checkpoint=MODEL] [mode=blind|masked] [protocol=damage|buckets] [data=...]
     python -m pipeline.evaluate method=<baseline> [mask_checkpoint=MODEL] [mode=blind|masked] [data=...]
 
 - **Test pairs** (:mod:`pipeline.evaluation.pairs`), from every image of the data config's test
@@ -22,7 +22,7 @@ Usage::
 
   The inputs depend on nothing else, so every method sees bit-identical inputs; ``metrics.json``
   records their SHA-256 (``inputs_sha256``) to prove it. ``limit=`` keeps the first pairs.
-- **Methods** (:mod:`pipeline.evaluation.methods`): ``ours`` (``checkpoint=``,
+- **Methods** (:mod:`pipeline.evaluation.methods`): ``ours`` (``checkpoint=``, null: the shipped model,
   :class:`~pipeline.inference.BlindInpainter`) or a baseline of :mod:`pipeline.baselines`.
   ``mode=blind``: ours finds the mask with its MPN; a baseline fills the mask that the model of
   ``mask_checkpoint=`` finds (its MPN, then its mask rule), so ``method=telea mode=blind

@@ -210,18 +210,21 @@ def _describe(scores: dict) -> str:
 
 @torch.no_grad()
 def test_split_grid(cfg: DictConfig, inpainter, path: Path, rows: int) -> dict[str, float]:
-    """Blind inpainting of ``rows`` corrupted test-split samples (held-out photos, seeded
-    corruption) as a grid *corrupted / true mask / predicted mask / edges / output / truth*;
-    returns the PSNR / SSIM of the corrupted input and of the output on them."""
+    """Blind inpainting of ``rows`` test-split samples spread over the held-out photos (seeded
+    damage, a quarter of them intact photos) as a grid *corrupted / true mask / predicted mask /
+    edges / output / truth*; returns the PSNR / SSIM of the input and of the output on them."""
+    from torch.utils.data import default_collate
+
     from common.images import labelled_grid, save_grid
     from common.metrics import psnr, ssim
 
     data_cfg = cfg.copy()
     with open_dict(data_cfg):
-        data_cfg.data.edges, data_cfg.data.batch_size, data_cfg.data.num_workers = False, rows, 0
+        data_cfg.data.edges, data_cfg.data.clean_share = False, 0.25
     datamodule = build_datamodule(data_cfg)
     datamodule.setup("test")
-    batch = next(iter(datamodule.test_dataloader()))
+    split = datamodule.split("test")
+    batch = default_collate([split[int(i)] for i in torch.linspace(0, len(split) - 1, rows).round()])
     result = inpainter.inpaint(batch["corrupted"])
     columns = {
         "corrupted": batch["corrupted"],

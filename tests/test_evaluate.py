@@ -234,7 +234,6 @@ def test_cli_errors_are_one_line(tmp_path, overrides, message):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["method=ours"], "needs checkpoint="),
         (["checkpoint=m", "mask_checkpoint=m"], "mask_checkpoint= is for baselines"),
         (["method=telea", "mode=masked", "mask_checkpoint=m"], "used in mode=blind only"),
         (["method=telea", "checkpoint=m", "mask_checkpoint=m"], "checkpoint= is the model of method=ours"),

@@ -34,6 +34,31 @@ def test_the_chain_writes_every_step_the_model_and_the_grid(smoke_run):
     assert (run / "blind_inpainting.png").is_file()
 
 
+def test_what_ships_is_chosen_on_the_blind_pipeline_and_keeps_its_mask_rule(smoke_run):
+    """The chain scores the stages together and the joint run blind on the validation photos
+    (intact ones included), calibrates each one's mask rule, and ships the better one with it."""
+    import json
+
+    report = json.loads((smoke_run["dir"] / "selection.json").read_text())
+    assert set(report["candidates"]) == {"stages", "joint"} and report["chosen"] in report["candidates"]
+    chosen = report["candidates"][report["chosen"]]
+    assert all(chosen["selection"] >= c["selection"] for c in report["candidates"].values())
+    for key in ("hole_psnr", "iou", "clean_flagged", "clean_psnr", "mask_rules", "mpn_calibration"):
+        assert key in chosen
+    stored = read_model_file(smoke_run["model"], "pipeline").config["pipeline"]
+    assert (stored["hole_threshold"], stored["soft_floor"]) == (chosen["hole_threshold"], chosen["soft_floor"])
+
+
+def test_later_steps_learn_on_what_the_trained_stages_give(smoke_run):
+    """EdgeConnect's third stage: the EPN step is fed by the trained MPN, the IPN step by both."""
+    from omegaconf import OmegaConf
+
+    epn = OmegaConf.load(smoke_run["dir"] / "epn" / "config.yaml").stage.module.feed
+    ipn = OmegaConf.load(smoke_run["dir"] / "ipn" / "config.yaml").stage.module.feed
+    assert epn.mpn_checkpoint == str(smoke_run["mpn"]) and epn.epn_checkpoint is None
+    assert (ipn.mpn_checkpoint, ipn.epn_checkpoint) == (str(smoke_run["mpn"]), str(smoke_run["epn"]))
+
+
 def test_a_chain_rerun_skips_finished_steps(smoke_run, tmp_path):
     cfg = compose_chain(smoke_run["dir"], "chain.demo_rows=0")
     before = {p: p.stat().st_mtime_ns for p in smoke_run["dir"].rglob("*.ckpt")}

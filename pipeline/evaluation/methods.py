@@ -101,10 +101,6 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.method == OURS:
-        if not cfg.checkpoint:
-            raise ConfigError(
-                "method=ours needs checkpoint=MODEL (model.safetensors, a joint .ckpt or a stage=all run folder)"
-            )
         if cfg.mask_checkpoint:
             raise ConfigError(
                 "mask_checkpoint= is for baselines in mode=blind; method=ours finds the mask with its own MPN"
@@ -139,13 +135,18 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_method(cfg: DictConfig, device: str) -> Method:
-    """The method of ``cfg`` on ``device``: the model of ``checkpoint=`` (ours) or ``mask_checkpoint=``
-    (a blind baseline) with the ``pipeline.*`` overrides of its stored settings; without a model (a
-    baseline in masked mode) a :class:`BlindPipeline` of those overrides, for its mask rule."""
-    path = cfg.checkpoint if cfg.method == OURS else cfg.mask_checkpoint
+    """The method of ``cfg`` on ``device``: the model of ``checkpoint=`` (ours; null: the shipped
+    model) or ``mask_checkpoint=`` (a blind baseline) with the ``pipeline.*`` overrides of its stored
+    settings; without a model (a baseline in masked mode) a :class:`BlindPipeline` of those
+    overrides, for its mask rule."""
     overrides = given_settings(cfg.pipeline)
     settings = InpaintSettings.from_config(cfg)
-    model = BlindInpainter.from_pretrained(path, settings, device, **overrides) if path else None
+    if cfg.method == OURS:
+        model = BlindInpainter.from_pretrained(cfg.checkpoint or None, settings, device, **overrides)
+    elif cfg.mask_checkpoint:
+        model = BlindInpainter.from_pretrained(cfg.mask_checkpoint, settings, device, **overrides)
+    else:
+        model = None
     pipeline = model.pipeline if model is not None else BlindPipeline(**overrides)
     return Method(cfg.method, cfg.mode, model, pipeline)
 
