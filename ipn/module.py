@@ -111,7 +111,9 @@ class IPNModule(GANModule):
         return {**outputs, "mask": fed["mask"]}
 
     def _discriminate(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.discriminator(torch.cat([image * 2 - 1, mask], dim=1))
+        # D is told where the hole is, but the mask it is told cannot be moved to please it: in
+        # joint training m̂ carries gradients to the MPN, which would learn to fool D, not to find damage.
+        return self.discriminator(torch.cat([image * 2 - 1, mask.detach()], dim=1))
 
     def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         real = self._discriminate(batch["image"], outputs["mask"])

@@ -182,3 +182,14 @@ def test_joint_cli_reports_a_missing_or_foreign_checkpoint(smoke_run, tmp_path):
 def test_from_stage_checkpoints_needs_all_three(smoke_run):
     with pytest.raises(CheckpointError, match="ipn"):
         JointModule.from_stage_checkpoints({"mpn": smoke_run["mpn"], "epn": smoke_run["epn"]})
+
+
+def test_the_discriminator_cannot_move_the_mask(smoke_run):
+    """In joint training the IPN's adversarial loss reaches the MPN through the image only: the
+    mask channel D is given carries no gradient (else m̂ would learn to please D)."""
+    module = _joint(smoke_run)
+    ipn = module.stage("ipn")
+    mask = torch.rand(1, 1, 32, 32, requires_grad=True)
+    output = torch.rand(1, 3, 32, 32, requires_grad=True)
+    ipn.adversarial.generator(ipn._discriminate(output, mask)).backward()
+    assert mask.grad is None and output.grad is not None
