@@ -18,6 +18,7 @@ allocated). :func:`fit_state` loads weights after checking names and shapes. Eve
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import pickle
 import zipfile
@@ -226,3 +227,27 @@ def load_weights(module: nn.Module, path) -> None:
     """Load only the weights of a model file of the module's kind into ``module`` (fine-tuning)."""
     model = read_model_file(path, module.stage_name)
     fit_state(module, model.state, f"{model.path} (were the widths changed?)")
+
+
+MAX_WEIGHTS_BYTES = 4 * 2**30  # far above any backbone this project reads (VGG-19: 548 MB)
+
+
+def checked_weights_bytes(path, what: str, max_bytes: int = MAX_WEIGHTS_BYTES) -> bytes:
+    """The bytes of a weights file named by a user (``what`` names the setting, e.g.
+    ``lpips_weights``), read once and checked to unpickle with ``torch.load(weights_only=True)``:
+    tensors and plain containers only, so no code in the file can run. A library that insists on
+    loading weights itself, with full pickle, is then handed a private copy of exactly these bytes
+    (never the path, which could change in between). Raises :class:`CheckpointError` with one line."""
+    path = Path(str(path)).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise CheckpointError(f"{what} {path} is {size / 2**30:.1f} GiB, more than any weights file read here")
+    data = path.read_bytes()
+    try:
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # any failure: not a plain weights file, so never unpickled in full
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointError(f"{what} {path} is not a plain weights file and was not loaded: {reason}") from None
+    return data

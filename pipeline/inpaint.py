@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,17 +83,30 @@ def is_16bit(path: Path) -> bool:
 
 def write_png(tensor: torch.Tensor, path: Path, sixteen_bit: bool = False) -> None:
     """Write ``(C, H, W)`` in [0, 1] as PNG (8 or 16 bit), through a temporary file renamed when
-    complete, so an interrupted run never leaves a half-written result."""
+    complete, so an interrupted run never leaves a half-written result.
+
+    The PNG is encoded in memory (OpenCV never sees the file name, which may be any bytes the file
+    system allows), and the temporary file is created new and exclusively in the output folder
+    (``mkstemp``: ``O_CREAT | O_EXCL``), so a link planted there is never followed; the rename
+    replaces a link at ``path`` itself, not its target."""
     arr = tensor.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
     scale, dtype = (65535, np.uint16) if sixteen_bit else (255, np.uint8)
     arr = (arr * scale).round().astype(dtype)
     if arr.shape[-1] == 3:
         arr = arr[..., ::-1]  # OpenCV writes BGR
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(arr))
+    if not ok:
+        raise OSError(f"could not encode {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.png")
-    if not cv2.imwrite(str(partial), np.ascontiguousarray(arr)):
-        raise OSError(f"could not write {path}")
-    os.replace(partial, path)
+    fd, partial = tempfile.mkstemp(prefix=f".{path.stem[:64]}.", suffix=".partial.png", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the result from the user's other accounts
+        with os.fdopen(fd, "wb") as file:
+            file.write(encoded.tobytes())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def _find_mask(mask_root: Path, relative: Path) -> Path | None:
@@ -112,6 +126,8 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> l
     folder that is the input folder or inside it."""
     if not input_path.exists():
         raise ConfigError(f"input {input_path} does not exist")
+    if not (input_path.is_file() or input_path.is_dir()):  # a FIFO or a device would block the reader forever
+        raise ConfigError(f"input {input_path} is not a regular file or a folder")
     input_root = input_path if input_path.is_dir() else input_path.parent
     out, root = output.resolve(), input_root.resolve()
     if out == root or (input_path.is_dir() and out.is_relative_to(root)):
@@ -121,6 +137,8 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> l
         )
     if mask is not None and not mask.exists():
         raise ConfigError(f"mask {mask} does not exist")
+    if mask is not None and not (mask.is_file() or mask.is_dir()):
+        raise ConfigError(f"mask {mask} is not a regular file or a folder")
     if input_path.is_dir():
         files = list_images(input_path)
         if not files:

@@ -369,3 +369,28 @@ def test_baselines_run_on_the_true_mask_only_in_masked_mode():
         "biharmonic (true mask)",
     ]
     assert [b.label for b in masked] == ["telea (true mask)", "biharmonic (true mask)"]
+
+
+@pytest.mark.parametrize("which", ["lpips", "fid"])
+def test_weights_files_carrying_code_are_refused_before_any_library_unpickles_them(tmp_path, which):
+    """torchvision's hub loader and torch-fidelity unpickle weights in full; they only ever get a
+    private copy of bytes that torch.load(weights_only=True) accepted, so no code in the file runs."""
+    from common.errors import CheckpointError
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"features.0.weight": Exploit()}, evil)
+    load = (lambda p: lpips_metric(p, "alex")) if which == "lpips" else inception_features
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        if which == "fid":
+            pytest.skip("torch-fidelity is not installed: fid_weights= is refused before reading the file")
+    with pytest.raises(CheckpointError, match="not a plain weights file"):
+        load(str(evil))
+    assert not marker.exists()

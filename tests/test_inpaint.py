@@ -1,6 +1,7 @@
 """Inference: BlindInpainter, the pipeline.inpaint CLI and pipeline.export."""
 
 import hashlib
+import os
 import subprocess
 import sys
 
@@ -365,3 +366,43 @@ def test_the_shipped_model_repairs_without_a_checkpoint(tmp_path):
     photo = write_photo(tmp_path / "in" / "photo.png", 48, 40)
     report = _inpaint(f"input={photo}", f"output={tmp_path / 'out'}")
     assert report["written"] == [tmp_path / "out" / "photo.png"]
+
+
+def test_a_file_name_that_is_not_utf8_is_repaired_like_any_other(smoke_run, tmp_path):
+    """OpenCV once segfaulted writing such a name, losing the whole run: PNGs are encoded in
+    memory and written by Python."""
+    folder = tmp_path / "in"
+    write_photo(folder / "ok.png", 32, 32)
+    odd = os.fsdecode(b"bad\xff.png")
+    write_photo(folder / odd, 32, 32)
+    report = _inpaint(f"input={folder}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}")
+    assert sorted(report["written"]) == sorted([tmp_path / "out" / "ok.png", tmp_path / "out" / odd])
+    assert Image.open(tmp_path / "out" / odd).size == (32, 32)
+
+
+def test_a_link_planted_as_the_temporary_file_is_never_followed(smoke_run, tmp_path):
+    photo = write_photo(tmp_path / "in" / "ok.png", 32, 32)
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("x")
+    for name in (".ok.partial.png", "ok.png"):  # the old temporary name, and the result itself
+        (out / name).unlink(missing_ok=True)
+        (out / name).symlink_to(victim)
+    _inpaint(f"input={photo}", f"output={out}", f"checkpoint={smoke_run['model']}", "overwrite=true")
+    assert victim.read_text() == "x"
+    result = out / "ok.png"
+    assert result.is_file() and not result.is_symlink() and Image.open(result).size == (32, 32)
+    assert [p for p in out.glob(".*.partial.png") if not p.is_symlink()] == []  # only the planted link, untouched
+
+
+def test_a_fifo_as_input_is_refused_instead_of_waiting_forever(smoke_run, tmp_path):
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file or a folder"):
+        _inpaint(f"input={fifo}", f"output={tmp_path / 'out'}", f"checkpoint={smoke_run['model']}")
+    folder = tmp_path / "in"
+    write_photo(folder / "ok.png", 32, 32)
+    os.mkfifo(folder / "stuck.png")  # inside a folder: not an image file, passed over
+    report = _inpaint(f"input={folder}", f"output={tmp_path / 'out2'}", f"checkpoint={smoke_run['model']}")
+    assert report["written"] == [tmp_path / "out2" / "ok.png"]

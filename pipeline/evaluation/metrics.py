@@ -4,7 +4,6 @@ FID from weights given by path (nothing is downloaded)."""
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from urllib.parse import urlparse
 import torch
 from omegaconf import DictConfig
 
+from common.checkpoint import checked_weights_bytes
 from common.errors import ConfigError
 from common.metrics import edge_counts, l1, mask_bce, mask_iou, mask_mae, pooled_precision_recall, psnr, ssim
 from common.ops import canny, hard_mask, to_gray
@@ -131,20 +131,22 @@ def lpips_metric(weights: str, net: str):
     """torchmetrics' LPIPS with the ``net`` backbone's ImageNet weights read from ``weights``.
 
     torchvision only downloads a weight file that is missing from its hub cache, so the file is
-    linked into a temporary cache under the name torchvision looks for; the linear layers on top
-    ship inside torchmetrics. Nothing is downloaded."""
+    put into a temporary cache under the name torchvision looks for; the linear layers on top ship
+    inside torchmetrics. Nothing is downloaded. torchvision unpickles hub files in full, so what
+    it gets is a copy of the bytes checked to hold no code (:func:`~common.checkpoint.checked_weights_bytes`)."""
     import torchvision.models
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ConfigError(f"lpips_weights {path} does not exist")
+    data = checked_weights_bytes(path, "lpips_weights")
     url = getattr(torchvision.models, LPIPS_BACKBONES[net]).DEFAULT.url
     previous = torch.hub.get_dir()
     with tempfile.TemporaryDirectory() as hub:
         cached = Path(hub) / "checkpoints" / Path(urlparse(url).path).name
         cached.parent.mkdir()
-        os.symlink(path.resolve(), cached)
+        cached.write_bytes(data)
         torch.hub.set_dir(hub)
         try:
             return LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="none", normalize=True)
@@ -170,10 +172,14 @@ def inception_features(weights: str) -> torch.nn.Module:
         raise ConfigError(
             "fid_weights= needs the torch-fidelity package, which is not installed (pip install torch-fidelity)"
         )
+    data = checked_weights_bytes(path, "fid_weights")  # torch-fidelity's own loader is not trusted with the path
     try:
-        return NoTrainInceptionV3(
-            name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path)
-        )
+        with tempfile.TemporaryDirectory() as folder:
+            copy = Path(folder) / path.name
+            copy.write_bytes(data)
+            return NoTrainInceptionV3(
+                name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(copy)
+            )
     except Exception as err:  # torch.load / load_state_dict: any failure means wrong weights
         raise ConfigError(
             f"fid_weights {path} are not torch-fidelity's InceptionV3 weights: {str(err).splitlines()[0]}"
