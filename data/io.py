@@ -80,6 +80,18 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
+def load_alpha(path: str | os.PathLike) -> torch.Tensor | None:
+    """The alpha channel of an image with transparency, ``(1, H, W)`` float32 in [0, 1] (EXIF
+    orientation applied), or None when the image has none or is opaque everywhere. Call it after
+    :func:`load_image` has read the file (which reports unreadable ones)."""
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if not (img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)):
+            return None
+        alpha = np.asarray(img.convert("RGBA"), dtype=np.float32)[..., 3] / 255.0
+    return None if alpha.min() >= 1.0 else torch.from_numpy(np.ascontiguousarray(alpha))[None]
+
+
 def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """Sorted image files under ``root`` (by extension, case-insensitive); hidden files skipped."""
     root = Path(root)

@@ -8,8 +8,9 @@ through the networks together, with a progress bar.
 
 - ``mode=blind`` (default): the MPN finds the damage. ``mode=denoise``: the MPN's soft mask is used
   as it is (noise is damage spread thinly over the whole photo). ``mode=masked``: ``mask=`` is a
-  mask (white = hole) or a copy of the photo with the damage painted pure green (0, 255, 0); without
-  ``mask=``, pure-green paint in the photo itself is the hole.
+  mask (white = hole; with transparency, opaque = hole) or a copy of the photo with the damage
+  painted pure green (0, 255, 0); without ``mask=``, pure-green paint in the photo itself is the
+  hole.
 - Any size: images larger than ``working_size`` are repaired at that size and only the fill is pasted
   back into the full-resolution original. 16-bit inputs give 16-bit outputs.
 - Safe: the output folder may not be the input folder or inside it; existing outputs are skipped
@@ -36,7 +37,7 @@ from tqdm import tqdm
 
 from common.errors import ConfigError, cli
 from common.ops import grow
-from data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, load_image
+from data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, load_alpha, load_image
 from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device
 
 log = logging.getLogger("pipeline.inpaint")
@@ -64,9 +65,13 @@ def green_mask(image: torch.Tensor) -> torch.Tensor:
 
 
 def read_mask(path: Path) -> torch.Tensor:
-    """A mask file -> ``(1, H, W)`` in {0, 1}: a grayscale mask (white = hole, thresholded at
-    half), or a colour photo whose hole is painted pure green."""
+    """A mask file -> ``(1, H, W)`` in {0, 1}: a mask with transparency (opaque = hole, alpha
+    thresholded at half: a hole drawn on a transparent layer), a grayscale mask (white = hole,
+    thresholded at half), or a colour photo whose hole is painted pure green."""
     image = load_image(path)
+    alpha = load_alpha(path)
+    if alpha is not None:  # composited on white, its transparent part would all read as hole
+        return (alpha > 0.5).float()
     is_gray = bool((image.max(0).values - image.min(0).values).max() < 0.05)
     if not is_gray:
         painted = green_mask(image)

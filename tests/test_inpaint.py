@@ -406,3 +406,27 @@ def test_a_fifo_as_input_is_refused_instead_of_waiting_forever(smoke_run, tmp_pa
     os.mkfifo(folder / "stuck.png")  # inside a folder: not an image file, passed over
     report = _inpaint(f"input={folder}", f"output={tmp_path / 'out2'}", f"checkpoint={smoke_run['model']}")
     assert report["written"] == [tmp_path / "out2" / "ok.png"]
+
+
+def test_a_mask_with_transparency_uses_its_alpha(smoke_run, tmp_path):
+    """A hole drawn on a transparent layer: opaque = hole (composited on white, the transparent
+    background would otherwise make the whole photo a hole)."""
+    from pipeline.inpaint import read_mask
+
+    layer = np.zeros((40, 48, 4), np.uint8)
+    layer[10:20, 5:25] = (255, 0, 0, 255)  # a red stroke, opaque
+    Image.fromarray(layer, "RGBA").save(tmp_path / "mask.png")
+    mask = read_mask(tmp_path / "mask.png")
+    assert mask.shape == (1, 40, 48) and mask.sum() == 200 and mask[0, 10:20, 5:25].min() == 1
+    photo = write_photo(tmp_path / "in" / "photo.png", 48, 40)
+    out = tmp_path / "out"
+    _inpaint(
+        f"input={photo}",
+        f"output={out}",
+        f"checkpoint={smoke_run['model']}",
+        "mode=masked",
+        f"mask={tmp_path / 'mask.png'}",
+    )
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    repaired = np.asarray(Image.open(out / "photo.png"))
+    assert np.array_equal(repaired[30:], original[30:])  # far from the hole: untouched
