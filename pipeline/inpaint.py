@@ -166,7 +166,27 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> l
                     f"no mask for {source} in {mask} (looked for {relative.stem}.* and {relative.stem}_mask.*)"
                 )
         jobs.append(Job(source, mask_file, target))
+    check_output(output, [job.target for job in jobs])
     return jobs
+
+
+def check_output(output: Path, targets: list[Path]) -> None:
+    """Find output problems before any work is done: ``output`` must be a folder (made if missing)
+    that this process can write into, and no result may land on an existing folder."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"output {output} is a file, not a folder: choose a folder for the results")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=output)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"output {output} cannot be written to ({err.strerror or err})") from None
+    for target in targets:
+        if target.is_dir():
+            raise ConfigError(
+                f"{target} is a folder, where a result would be written: move it or choose another output"
+            )
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:

@@ -4,6 +4,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -430,3 +431,24 @@ def test_a_mask_with_transparency_uses_its_alpha(smoke_run, tmp_path):
     original = np.asarray(Image.open(photo).convert("RGB"))
     repaired = np.asarray(Image.open(out / "photo.png"))
     assert np.array_equal(repaired[30:], original[30:])  # far from the hole: untouched
+
+
+@pytest.mark.parametrize("problem", ["a file", "unwritable", "a folder in the way"])
+def test_output_problems_are_found_before_any_work(smoke_run, tmp_path, problem):
+    photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
+    out = tmp_path / "out"
+    if problem == "a file":
+        out.write_text("not a folder")
+        message = "is a file, not a folder"
+    elif problem == "unwritable":
+        if os.geteuid() == 0:  # root writes into any mode-0500 folder; nobody makes folders in /proc
+            out = Path("/proc/blindfill-test-output")
+        else:
+            out.mkdir()
+            out.chmod(0o500)
+        message = "cannot be written to"
+    else:
+        (out / "photo.png").mkdir(parents=True)
+        message = "is a folder, where a result would be written"
+    with pytest.raises(ConfigError, match=message):
+        _inpaint(f"input={photo}", f"output={out}", f"checkpoint={smoke_run['model']}", "overwrite=true")
