@@ -24,6 +24,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.data import DataLoader
 
 from common.checkpoint import ModelFile, load_weights, read_model_file
 from common.errors import ConfigError, cli, instantiate
@@ -165,14 +166,19 @@ def pipeline_candidates(checkpoints: dict[str, Path]) -> dict:
     return {name: pipeline.eval().requires_grad_(False) for name, pipeline in candidates.items()}
 
 
-def selection_batches(cfg: DictConfig, clean_share: float) -> list[dict]:
-    """The validation split as the selection sees it: held-out photos, ``clean_share`` intact."""
+def held_out_samples(cfg: DictConfig, split: str, clean_share: float):
+    """The samples of a held-out ``split`` ("val", "test") of the run's data, as inference sees
+    them (no truth edges), ``clean_share`` of them intact photos."""
     data_cfg = cfg.copy()
     with open_dict(data_cfg):
         data_cfg.data.edges, data_cfg.data.num_workers, data_cfg.data.clean_share = False, 0, clean_share
-    datamodule = build_datamodule(data_cfg)
-    datamodule.setup("validate")
-    return list(datamodule.val_dataloader())
+    return build_datamodule(data_cfg).split(split)
+
+
+def selection_batches(cfg: DictConfig, clean_share: float) -> list[dict]:
+    """The validation split as the selection sees it: held-out photos, ``clean_share`` intact."""
+    batch_size = int(cfg.data.batch_size)
+    return list(DataLoader(held_out_samples(cfg, "val", clean_share), batch_size=batch_size, shuffle=False))
 
 
 def select_pipeline(cfg: DictConfig, checkpoints: dict[str, Path], run_dir: Path):
@@ -219,12 +225,7 @@ def test_split_grid(cfg: DictConfig, inpainter, path: Path, rows: int) -> dict[s
     from common.metrics import psnr, ssim
     from pipeline.selection import PSNR_CAP
 
-    data_cfg = cfg.copy()
-    with open_dict(data_cfg):
-        data_cfg.data.edges, data_cfg.data.clean_share = False, 0.25
-    datamodule = build_datamodule(data_cfg)
-    datamodule.setup("test")
-    split = datamodule.split("test")
+    split = held_out_samples(cfg, "test", clean_share=0.25)
     batch = default_collate([split[int(i)] for i in torch.linspace(0, len(split) - 1, rows).round()])
     result = inpainter.inpaint(batch["corrupted"])
     columns = {

@@ -12,6 +12,7 @@ bit-identical inputs (see :class:`EvaluationPairs`).
 
 from __future__ import annotations
 
+import abc
 import logging
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def assign_bucket(ratio: float, buckets) -> str:
 # -- the pairs, whatever the protocol -------------------------------------------------------------
 
 
-class EvaluationPairs(Dataset):
+class EvaluationPairs(Dataset, abc.ABC):
     """The evaluation inputs: pair ``n`` -> ``image`` ``(3, H, W)``, ``corrupted`` ``(3, H, W)``,
     true ``mask`` ``(1, H, W)`` (continuous, 1 = destroyed), its ``hole_ratio`` (``mask > 0.5``),
     and the ``pair`` / ``image_index`` it came from. The crop is the test split's deterministic
@@ -113,13 +114,13 @@ class EvaluationPairs(Dataset):
         """Every report row, in order."""
         return [label for section in self.sections for label in section]
 
+    @abc.abstractmethod
     def groups(self, n: int, ratio: float) -> tuple[str, ...]:
         """The report rows pair ``n``, whose true hole covers ``ratio``, counts in."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def describe(self, n: int) -> dict:
         """Where pair ``n`` came from, as ``pairs.csv`` columns."""
-        raise NotImplementedError
 
     def settings(self) -> dict:
         """The protocol's settings, for ``metrics.json``."""
