@@ -26,22 +26,30 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from common.checkpoint import arguments_schema
+from common.config import Count, NonNegativeInt, Positive, constraints_of
+
+# The groups of conf/train.yaml: each a config of its own, checked where it is built.
+TRAIN_GROUPS = ("data", "damage", "masks", "corruption", "trainer", "logger", "callbacks", "stage", "pipeline")
 
 
 def arguments_config(cls, exclude: tuple[str, ...] = (), name: str | None = None, optional: bool = False) -> type:
-    """A dataclass of ``cls``'s constructor arguments (typed, with the constructor's defaults) and
-    no ``_target_``; ``optional``: every field ``Optional`` with default None (overrides)."""
+    """A dataclass of ``cls``'s constructor arguments (typed, with the constructor's defaults and
+    its range constraints, :mod:`common.config`) and no ``_target_``; ``optional``: every field
+    ``Optional`` with default None (overrides; the constructor checks their ranges)."""
     built = arguments_schema(cls, zen_exclude=exclude)
+    constrained = constraints_of(cls)
     fields = []
     for f in dataclasses.fields(built):
         if f.name == "_target_":
             continue
         if optional:
             fields.append((f.name, Optional[f.type], dataclasses.field(default=None)))  # noqa: UP045
-        elif f.default_factory is not dataclasses.MISSING:
-            fields.append((f.name, f.type, dataclasses.field(default_factory=f.default_factory)))
+            continue
+        hint = constrained.get(f.name, f.type)
+        if f.default_factory is not dataclasses.MISSING:
+            fields.append((f.name, hint, dataclasses.field(default_factory=f.default_factory)))
         else:
-            fields.append((f.name, f.type, dataclasses.field(default=f.default)))
+            fields.append((f.name, hint, dataclasses.field(default=f.default)))
     return dataclasses.make_dataclass(name or f"{cls.__name__}Arguments", fields)
 
 
@@ -104,16 +112,30 @@ def register() -> None:
     path = Optional[str]  # noqa: UP045 (OmegaConf reads typing.Optional)
     inpaint = command_config(
         "InpaintCommand", inference, input=str, output=str, checkpoint=path, mask=path, save_intermediates=bool,
-        overwrite=bool, batch_size=int, device=str, pipeline=overrides,
+        overwrite=bool, batch_size=Count, device=str, pipeline=overrides,
     )  # fmt: skip
     store.store(group="schema/command", name="inpaint", node=inpaint)
     evaluate = command_config(
         "EvaluateCommand", inference, data=Any, corruption=Any, pipeline=overrides, method=str, checkpoint=path,
-        mask_checkpoint=path, mask_set=path, mask_set_size=int, masks_per_bucket=int, limit=Optional[int],  # noqa: UP045
-        seed=int, lpips_weights=path, lpips_net=str, fid_weights=path, batch_size=int, device=str, grid_rows=int,
-        progress=bool, protocol=str, damage_kinds=Any, per_kind=int, baselines=Any,  # lists: checked by the command
+        mask_checkpoint=path, mask_set=path, mask_set_size=Count, masks_per_bucket=Count, limit=Optional[Count],  # noqa: UP045
+        seed=NonNegativeInt, lpips_weights=path, lpips_net=str, fid_weights=path, batch_size=Count,
+        device=str, grid_rows=NonNegativeInt, progress=bool, protocol=str, damage_kinds=Any,
+        per_kind=Count, baselines=Any,  # lists: checked by the command
     )  # fmt: skip
     store.store(group="schema/command", name="evaluate", node=evaluate)
+
+    train = dataclasses.make_dataclass(
+        "TrainCommand",
+        [
+            *((group, Any, dataclasses.field(default=None)) for group in TRAIN_GROUPS),
+            ("seed", NonNegativeInt, dataclasses.field(default=0)),
+            ("width_mult", Positive, dataclasses.field(default=1.0)),
+            ("ckpt_path", path, dataclasses.field(default=None)),
+            ("init_from", path, dataclasses.field(default=None)),
+            ("chain", Any, dataclasses.field(default=None)),
+        ],
+    )
+    store.store(group="schema/command", name="train", node=train)
 
     data = arguments_schema(InpaintingDataModule, zen_exclude=("masks", "corruption", "damage", "seed"))
     store.store(group="schema", name="data", node=data)

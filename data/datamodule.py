@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from common.config import Annotated, Count, Field, NonNegative, NonNegativeInt, Share, checked
 from common.ops import image_edges
 from data.datasets import SPLITS, DatasetError, ImageDataset
 from data.io import ImageReadError
@@ -121,6 +122,7 @@ class InpaintingSamples(Dataset):
         return self.corruptor(image, hole, rng, donor)
 
 
+@checked
 class InpaintingDataModule(L.LightningDataModule):
     """Train / val / test loaders of :class:`InpaintingSamples`.
 
@@ -139,19 +141,17 @@ class InpaintingDataModule(L.LightningDataModule):
         masks: MaskGenerator | None,
         corruption: Callable | None,
         damage: Callable | None = None,
-        size: int = 256,
-        batch_size: int = 8,
-        num_workers: int = 4,
+        size: Annotated[int, Field(ge=16, multiple_of=8)] = 256,  # the networks downsample by 8
+        batch_size: Count = 8,
+        num_workers: NonNegativeInt = 4,
         edges: bool = False,
-        edge_sigma: float = 2.0,
+        edge_sigma: NonNegative = 2.0,
         donor_fill: bool = True,
-        clean_share: float = 0.0,
+        clean_share: Share = 0.0,
         seed: int = 0,
         pin_memory: bool | None = None,
     ):
         super().__init__()
-        if size % 8:
-            raise ValueError(f"data.size must be a multiple of 8 (the networks downsample by 8), got {size}")
         self.dataset, self.masks, self.corruption, self.damage = dataset, masks, corruption, damage
         self.size, self.batch_size, self.num_workers = size, batch_size, num_workers
         self.edges, self.edge_sigma, self.donor_fill, self.seed = edges, edge_sigma, donor_fill, seed

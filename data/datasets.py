@@ -159,14 +159,25 @@ class ImageDataset(Dataset):
 # --- file lists and splits ---------------------------------------------------------------------
 
 
+MAX_FLIST_BYTES = 2**30  # Places2's largest list is ~80 MB
+
+
 def read_flist(path: str | os.PathLike) -> list[Path]:
     """EdgeConnect-style file list: one image path per line (relative to the list's folder or
     absolute); blank lines and ``#`` comments skipped; a trailing label column (Places2) dropped."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"file list {path} does not exist")
+    if is_image_file(path):
+        raise DatasetError(f"{path} is an image, not a folder of images or a file list")
+    if path.stat().st_size > MAX_FLIST_BYTES:
+        raise DatasetError(f"file list {path} is larger than {MAX_FLIST_BYTES // 2**20} MiB: not a file list")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError(f"file list {path} is not a UTF-8 text file (one image path per line)") from None
     files = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue

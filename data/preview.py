@@ -8,11 +8,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from common.errors import ConfigError, cli
+from common.errors import ConfigError, command
 from common.images import labelled_grid, save_grid
 from common.ops import image_edges
 from data.datamodule import build_datamodule
@@ -32,8 +31,7 @@ def preview_grid(samples: list[dict[str, torch.Tensor]], edge_sigma: float = 2.0
     return labelled_grid({k: torch.stack(v) for k, v in columns.items()}, max_rows=len(samples))
 
 
-@hydra.main(config_path="pkg://conf", config_name="preview", version_base="1.3")
-@cli
+@command("preview")
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.out).expanduser().resolve()
     root = cfg.data.dataset.get("root")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from common.config import Positive, checked
 from common.losses import AdversarialLoss, feature_matching_loss
 from common.metrics import edge_precision_recall
 from common.module import GANModule
@@ -28,6 +29,7 @@ def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
     return 2 * precision * recall / (precision + recall).clamp_min(1e-8)
 
 
+@checked
 class EPNModule(GANModule):
     """Edge generator (G1 of EdgeConnect) against a 70×70 PatchGAN on [gray, edges].
 
@@ -48,8 +50,8 @@ class EPNModule(GANModule):
         generator: dict | None = None,
         discriminator: dict | None = None,
         gan_loss: str = "nsgan",
-        lr: float = 1e-4,
-        d2g_lr: float = 0.1,
+        lr: Positive = 1e-4,
+        d2g_lr: Positive = 0.1,
         betas: tuple[float, float] = (0.0, 0.9),
         adv_weight: float = 1.0,
         fm_weight: float = 10.0,

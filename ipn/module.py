@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from common.config import Positive, checked
 from common.losses import AdversarialLoss, hole_normalised_l1
 from common.metrics import l1, psnr, ssim
 from common.module import GANModule
@@ -28,6 +29,7 @@ def generator_inputs(
     return torch.cat([rgb, torch.ones_like(mask), mask, edges], dim=1)
 
 
+@checked
 class IPNModule(GANModule):
     """DeepFill v2 generator (with the edge map as a sixth input channel) against an SN-PatchGAN
     on [RGB, mask].
@@ -60,8 +62,8 @@ class IPNModule(GANModule):
         generator: dict | None = None,
         discriminator: dict | None = None,
         gan_loss: str = "hinge",
-        lr: float = 1e-4,
-        d2g_lr: float = 1.0,
+        lr: Positive = 1e-4,
+        d2g_lr: Positive = 1.0,
         betas: tuple[float, float] = (0.5, 0.999),
         adv_weight: float = 0.1,
         adv_warmup: int = 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from common.config import Positive, checked
 from common.losses import MASK_LOSSES, mask_bce_loss
 from common.metrics import mask_bce, mask_iou, mask_mae
 from common.module import StageModule
@@ -16,6 +17,7 @@ def generator_inputs(corrupted: torch.Tensor) -> torch.Tensor:
     return corrupted
 
 
+@checked
 class MPNModule(StageModule):
     """U-Net mask predictor trained with a BCE plus L1 on the continuous m (VCNet).
 
@@ -41,7 +43,7 @@ class MPNModule(StageModule):
     def __init__(
         self,
         generator: dict | None = None,
-        lr: float = 1e-4,
+        lr: Positive = 1e-4,
         betas: tuple[float, float] = (0.5, 0.9),
         mask_loss: str = "bce",
         bce_weight: float = 1.0,

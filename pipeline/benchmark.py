@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from common.errors import cli
+from common.errors import command
 from pipeline.benchmark_measure import Benchmark
 from pipeline.benchmark_report import print_report
 
@@ -27,8 +26,7 @@ def output_path(cfg: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir) / "benchmark.json"
 
 
-@hydra.main(config_path="pkg://conf", config_name="benchmark", version_base="1.3")
-@cli
+@command("benchmark")
 def main(cfg: DictConfig) -> None:
     out = output_path(cfg)
     print_report(Benchmark(cfg, out).run(), out)

@@ -66,18 +66,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from common.errors import cli
+from common.errors import command
 from pipeline.evaluation.run import evaluate
 
 __all__ = ["evaluate", "main"]
 
 
-@hydra.main(config_path="pkg://conf", config_name="evaluate", version_base="1.3")
-@cli
+@command("evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
 

@@ -20,13 +20,12 @@ import logging
 import warnings
 from pathlib import Path
 
-import hydra
 import torch
 from lightning.pytorch.core.module import _jit_is_scripting
 from omegaconf import DictConfig
 
 from common.checkpoint import load_module
-from common.errors import CheckpointError, ConfigError, cli
+from common.errors import CheckpointError, ConfigError, command
 from pipeline.model import STAGES, BlindPipeline, TracingOutputs, given_settings, load_pipeline, save_pipeline
 
 log = logging.getLogger("pipeline.export")
@@ -107,8 +106,7 @@ def export(cfg: DictConfig) -> dict[str, Path]:
     return written
 
 
-@hydra.main(config_path="pkg://conf", config_name="export", version_base="1.3")
-@cli
+@command("export")
 def main(cfg: DictConfig) -> None:
     export(cfg)
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from common.checkpoint import build, check_arguments, fit_state, read_model_file
+from common.config import Positive, checked
 from common.errors import CheckpointError, ConfigError
 from common.metrics import edge_precision_recall, l1, mask_iou, mask_mae, psnr, ssim
 from common.module import GANModule
@@ -23,6 +24,7 @@ from pipeline.model import STAGES, BlindPipeline
 from pipeline.selection import HARM_BOUND, BlindScores
 
 
+@checked
 class JointModule(GANModule):
     """The blind pipeline (stages with their discriminators) fine-tuned together.
 
@@ -48,7 +50,7 @@ class JointModule(GANModule):
         stages: Mapping[str, Mapping],
         pipeline: Mapping | None = None,
         loss_weights: Mapping[str, float] | None = None,
-        lr_scale: float = 0.1,
+        lr_scale: Positive = 0.1,
         freeze: Sequence[str] = (),
         harm_bound: float = HARM_BOUND,
         grad_clip: float = 0.0,

@@ -18,7 +18,6 @@ import logging
 import sys
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -27,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from common.checkpoint import ModelFile, load_weights, read_model_file
-from common.errors import ConfigError, cli, instantiate
+from common.errors import ConfigError, command, instantiate
 from data.datamodule import build_datamodule
 
 log = logging.getLogger("pipeline.train")
@@ -70,6 +69,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     if not loggers:
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]  # it needs a logger
     warn_if_slow_precision(cfg.trainer)
+    if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator=gpu but this machine has no CUDA GPU: use trainer=cpu")
     return L.Trainer(**cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks)
 
 
@@ -141,7 +142,8 @@ def step_config(cfg: DictConfig, step: str, checkpoints: dict[str, Path], step_d
         sub.stage = cfg.chain.stages[step].copy()
         trainer = cfg.trainer.copy()
         OmegaConf.set_struct(trainer, False)  # a step may add Trainer arguments (max_time, ...)
-        sub.trainer = OmegaConf.merge(trainer, cfg.chain.trainer.get(step) or {})
+        step_trainer = OmegaConf.to_container(cfg.chain.trainer.get(step) or {}, resolve=True)
+        sub.trainer = OmegaConf.merge(trainer, {k: v for k, v in step_trainer.items() if v is not None})
         if step == "joint":
             for name in ("mpn", "epn", "ipn"):
                 sub.stage[f"{name}_checkpoint"] = str(checkpoints[name])
@@ -289,8 +291,7 @@ def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
     return checkpoints
 
 
-@hydra.main(config_path="pkg://conf", config_name="train", version_base="1.3")
-@cli
+@command("train")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.get("chain"):

@@ -123,13 +123,6 @@ def check_config(cfg: DictConfig) -> None:
     if _names(cfg, "damage_kinds", DAMAGE_KINDS) == []:
         raise ConfigError(f"damage_kinds must name at least one kind (null: all of {', '.join(DAMAGE_KINDS)})")
     _names(cfg, "baselines", list(BASELINES))
-    for key in ("batch_size", "masks_per_bucket", "mask_set_size", "per_kind"):
-        if cfg[key] < 1:
-            raise ConfigError(f"{key} must be at least 1, got {cfg[key]}")
-    if cfg.grid_rows < 0:
-        raise ConfigError(f"grid_rows must be at least 0, got {cfg.grid_rows}")
-    if cfg.limit is not None and cfg.limit < 1:
-        raise ConfigError(f"limit must be at least 1 (or null for all pairs), got {cfg.limit}")
     if cfg.lpips_net not in LPIPS_BACKBONES:
         raise ConfigError(f"lpips_net must be one of {', '.join(LPIPS_BACKBONES)}, got {cfg.lpips_net!r}")
 
