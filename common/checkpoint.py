@@ -21,7 +21,6 @@ import inspect
 import io
 import json
 import pickle
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,8 @@ from torch import nn
 from common.errors import CheckpointError
 
 FORMAT_VERSION = 2
+MAX_PARAMETERS = 500_000_000  # the full-width joint model with its discriminators has ~60 M
+MAX_MODEL_BYTES = 8 * 2**30  # a full-width joint checkpoint with optimizer state is ~0.7 GB
 RECORD_KEY = "blindfill"
 SAFETENSORS_FORMAT = "blindfill"
 
@@ -80,8 +81,11 @@ def _read_ckpt(path: Path) -> ModelFile:
             f"refusing to load {path}: it holds objects other than tensors and plain data, which could "
             f"run code when unpickled ({reason}). Only load checkpoints you trust and that blindfill wrote."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file): {err}") from None
+    except Exception as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or not a torch file): {reason}"
+        ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
     record = checkpoint.get(RECORD_KEY)
@@ -122,6 +126,8 @@ def read_model_file(path, kind: str | tuple[str, ...] | None = None) -> ModelFil
     path = Path(str(path)).expanduser()
     if not path.is_file():
         raise CheckpointError(f"model file {path} does not exist")
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise CheckpointError(f"{path} is larger than {MAX_MODEL_BYTES // 2**30} GiB: not a blindfill model")
     model = _read_safetensors(path) if path.suffix == ".safetensors" else _read_ckpt(path)
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and model.kind not in kinds:
@@ -182,9 +188,28 @@ def build(cls: Callable[..., nn.Module], arguments: Mapping, where: str, inferen
         arguments.update({name: None for name in getattr(cls, "training_only", ()) if name in parameters})
     arguments = check_arguments(cls, arguments, where)
     try:
+        check_size(cls, arguments, where)
         return cls(**arguments)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{where}: cannot build {cls.__name__}: {err}") from None
+
+
+def check_size(cls: Callable[..., nn.Module], arguments: Mapping, where: str) -> None:
+    """Refuse arguments that would build more than :data:`MAX_PARAMETERS` parameters, found by
+    building the module on PyTorch's ``meta`` device first (shapes only: nothing is allocated)."""
+    try:
+        with torch.device("meta"):
+            probe = cls(**arguments)
+    except (TypeError, ValueError):
+        raise
+    except Exception:  # a part that cannot be built on meta: the real build decides
+        return
+    count = sum(p.numel() for p in probe.parameters())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{where}: {cls.__name__} with these arguments would have {count / 1e6:,.0f} M parameters "
+            f"(more than the {MAX_PARAMETERS / 1e6:,.0f} M any blindfill model has): refused"
+        )
 
 
 def fit_state(
@@ -232,22 +257,38 @@ def load_weights(module: nn.Module, path) -> None:
 MAX_WEIGHTS_BYTES = 4 * 2**30  # far above any backbone this project reads (VGG-19: 548 MB)
 
 
-def checked_weights_bytes(path, what: str, max_bytes: int = MAX_WEIGHTS_BYTES) -> bytes:
-    """The bytes of a weights file named by a user (``what`` names the setting, e.g.
-    ``lpips_weights``), read once and checked to unpickle with ``torch.load(weights_only=True)``:
-    tensors and plain containers only, so no code in the file can run. A library that insists on
-    loading weights itself, with full pickle, is then handed a private copy of exactly these bytes
-    (never the path, which could change in between). Raises :class:`CheckpointError` with one line."""
+def _weights_path(path, what: str, max_bytes: int) -> Path:
     path = Path(str(path)).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"{what} {path} does not exist")
+        raise CheckpointError(f"{what} {path} does not exist (blindfill never downloads weights)")
     size = path.stat().st_size
     if size > max_bytes:
         raise CheckpointError(f"{what} {path} is {size / 2**30:.1f} GiB, more than any weights file read here")
-    data = path.read_bytes()
+    return path
+
+
+def _load_plain(source, path: Path, what: str) -> Any:
     try:
-        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as err:  # any failure: not a plain weights file, so never unpickled in full
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise CheckpointError(f"{what} {path} is not a plain weights file and was not loaded: {reason}") from None
+
+
+def load_weights_file(path, what: str, max_bytes: int = MAX_WEIGHTS_BYTES) -> Any:
+    """A weights file named by a user (``what`` names it, e.g. ``VGG-19 weights``), loaded with
+    ``torch.load(weights_only=True)``: tensors and plain containers only, so no code in the file
+    can run. Raises :class:`CheckpointError` with one line."""
+    path = _weights_path(path, what, max_bytes)
+    return _load_plain(path, path, what)
+
+
+def checked_weights_bytes(path, what: str, max_bytes: int = MAX_WEIGHTS_BYTES) -> bytes:
+    """The bytes of a weights file named by a user, read once and checked as
+    :func:`load_weights_file` checks it. A library that insists on loading weights itself, with
+    full pickle, is then handed a private copy of exactly these bytes (never the path, which could
+    change in between). Raises :class:`CheckpointError` with one line."""
+    path = _weights_path(path, what, max_bytes)
+    data = path.read_bytes()
+    _load_plain(io.BytesIO(data), path, what)
     return data

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.checkpoint import load_weights_file
 from common.errors import CheckpointError
 
 # Index of each ReLU in torchvision's vgg19().features.
@@ -44,12 +45,9 @@ class VGGFeatures(nn.Module):
         from torchvision.models import vgg19
 
         path = Path(str(weights_path)).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"VGG-19 weights {path} do not exist (blindfill never downloads weights)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # unpickling and format errors alike: the message says which
-            raise CheckpointError(f"cannot load VGG-19 weights from {path}: {err}") from None
+        state = load_weights_file(path, "VGG-19 weights")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} is not a torchvision vgg19 state dict")
         vgg = vgg19(weights=None)
         features_only = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         try:
