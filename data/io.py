@@ -31,29 +31,84 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> ``(H, W, 3)`` float32 in [0, 1]. Transparency is composited on white."""
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float32)
-        scale = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        arr = np.clip(arr / scale, 0.0, 1.0)
-        return np.repeat(arr[..., None], 3, axis=2)
+    """Any Pillow mode -> ``(H, W, 3)`` uint8, or uint16 for 16-bit and float images.
+    Transparency is composited on white."""
+    if img.mode in SIXTEEN_BIT_MODES:
+        arr = np.asarray(img)
+        if img.mode == "I" and arr.max(initial=0) <= 255:  # 32-bit integer holding 8-bit values
+            gray = np.clip(arr, 0, 255).astype(np.uint8)
+        else:
+            gray = np.clip(arr, 0, 65535).astype(np.uint16)
+        return np.repeat(gray[..., None], 3, axis=2)
     if img.mode == "F":
         arr = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0)
         if arr.max(initial=0) > 1.0:
             arr = arr / 255.0
-        return np.repeat(np.clip(arr, 0.0, 1.0)[..., None], 3, axis=2)
+        gray = (np.clip(arr, 0.0, 1.0) * 65535).round().astype(np.uint16)
+        return np.repeat(gray[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return np.asarray(img, dtype=np.float32) / 255.0
+    return np.asarray(img)
 
 
-def load_image(path: str | os.PathLike) -> torch.Tensor:
-    """Read ``path`` as an RGB tensor ``(3, H, W)``, float32 in [0, 1].
+def to_float(arr: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 pixels -> float32 in [0, 1] (same shape)."""
+    return arr.astype(np.float32) / (65535.0 if arr.dtype == np.uint16 else 255.0)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_bit_depth(path: str | os.PathLike) -> int | None:
+    """The bit depth per channel a PNG's header states (1, 2, 4, 8 or 16), None for another file."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def is_16bit(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds 16 bits per channel (16-bit grayscale of any format, 16-bit colour
+    PNG): such inputs give 16-bit outputs."""
+    if png_bit_depth(path) == 16:
+        return True
+    try:
+        with Image.open(path) as img:
+            return img.mode in SIXTEEN_BIT_MODES
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def _read_colour_png16(path: Path) -> np.ndarray:
+    """A 16-bit colour PNG at full depth (Pillow reads it as 8-bit RGB) -> ``(H, W, 3)`` uint16,
+    alpha composited on white. Decoded in memory: OpenCV never sees the file name."""
+    import cv2
+
+    arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.ndim != 3 or arr.dtype != np.uint16:
+        raise ValueError("not a 16-bit colour PNG")
+    rgb = arr[..., 2::-1]  # BGR(A) -> RGB
+    if arr.shape[2] == 4:
+        alpha = arr[..., 3:].astype(np.float32) / 65535.0
+        rgb = (rgb * alpha + 65535.0 * (1.0 - alpha)).round().astype(np.uint16)
+    return np.ascontiguousarray(rgb)
+
+
+def load_array(path: str | os.PathLike) -> np.ndarray:
+    """Read ``path`` as RGB pixels ``(H, W, 3)``: uint8, or uint16 for 16-bit and float images
+    (a quarter of the memory of floats: large photos are repaired from this).
 
     Grayscale, palette, CMYK, 1-bit, 16-bit and float images are converted; alpha is composited
     on white; the EXIF orientation is applied. Raises :class:`ImageReadError` (naming the file)
@@ -64,9 +119,13 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img = ImageOps.exif_transpose(img)
-                img.load()
-                arr = _to_rgb_array(img)
+                colour16 = img.mode in ("RGB", "RGBA") and png_bit_depth(path) == 16
+                if colour16:
+                    arr = _read_colour_png16(path)
+                else:
+                    img = ImageOps.exif_transpose(img)
+                    img.load()
+                    arr = _to_rgb_array(img)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
     except UnidentifiedImageError:
@@ -77,7 +136,12 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raise ImageReadError(f"{path}: cannot decode ({err})") from None
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return arr
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read ``path`` as an RGB tensor ``(3, H, W)``, float32 in [0, 1] (:func:`load_array`)."""
+    return torch.from_numpy(np.ascontiguousarray(to_float(load_array(path)).transpose(2, 0, 1)))
 
 
 def load_alpha(path: str | os.PathLike) -> torch.Tensor | None:

@@ -11,16 +11,17 @@ the fill is pasted back: the mask and the generated image are upsampled to full 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from common.config import Annotated, Field, check_values
 from common.errors import ConfigError
 from common.images import to_pil
-from common.ops import compose
+from data.io import to_float
+from pipeline.large import any_pool, downscale, paste_back, pixel_scale
 from pipeline.model import MODES, STAGES, BlindPipeline, load_pipeline
 
 
@@ -39,7 +40,7 @@ class InpaintSettings:
     """
 
     mode: str = "blind"
-    working_size: int = 512
+    working_size: Annotated[int, Field(ge=16)] = 512
     channels_last: tuple[str, ...] = ("mpn", "ipn")
 
     @classmethod
@@ -50,8 +51,7 @@ class InpaintSettings:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; expected one of {MODES}")
-        if self.working_size < 16:
-            raise ConfigError(f"working_size must be at least 16, got {self.working_size}")
+        check_values(InpaintSettings, asdict(self))
         unknown = set(self.channels_last) - set(STAGES)
         if unknown:
             raise ConfigError(f"channels_last: unknown stage(s) {sorted(unknown)}; choose from {list(STAGES)}")
@@ -78,7 +78,7 @@ def _as_image_tensor(image) -> torch.Tensor:
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, Image.Image):
-        return torch.from_numpy(np.ascontiguousarray(_to_rgb_array(image).transpose(2, 0, 1)))
+        return torch.from_numpy(np.ascontiguousarray(to_float(_to_rgb_array(image)).transpose(2, 0, 1)))
     if isinstance(image, np.ndarray):
         arr = image.astype(np.float32) / (
             65535.0 if image.dtype == np.uint16 else 255.0 if image.dtype == np.uint8 else 1.0
@@ -187,13 +187,58 @@ class BlindInpainter:
             outputs = self.pipeline(full, self.pipeline.corrupted_edge(full), full_mask, mode)
             return {"output": outputs["output"].clamp(0, 1), "mask": outputs["mask"], "edges": outputs["edges"]}
 
-        small = F.interpolate(full, size=small_hw, mode="bilinear", antialias=True, align_corners=False)
-        small_mask = None if full_mask is None else F.adaptive_max_pool2d(full_mask, small_hw)  # no hole pixel is lost
+        results = [
+            self.inpaint_array(
+                image.permute(1, 2, 0).cpu().numpy(), None if full_mask is None else full_mask[i, 0].cpu().numpy(), mode
+            )
+            for i, image in enumerate(full)
+        ]
+        return {
+            key: torch.stack([torch.from_numpy(r[key]).reshape(*r[key].shape[:2], -1) for r in results])
+            .permute(0, 3, 1, 2)
+            .to(full.device)
+            for key in ("output", "mask", "edges")
+        }
+
+    @torch.inference_mode()
+    def inpaint_array(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None = None,
+        mode: str | None = None,
+        in_place: bool = False,
+        intermediates: bool = True,
+    ) -> dict[str, np.ndarray | None]:
+        """Repair one photo ``(H, W, 3)`` held in its own pixels (uint8, uint16, or float32 in
+        [0, 1]); ``mask`` ``(H, W)`` (nonzero = hole) for ``mode="masked"``. Returns ``output``
+        (``image``'s dtype; ``image`` itself, overwritten, with ``in_place``) and with
+        ``intermediates`` the ``mask`` and ``edges`` ``(H, W)`` in the same scale, else None.
+
+        Above ``working_size`` the full-resolution work runs in row strips (:mod:`pipeline.large`):
+        memory is the photo, its result and the networks at working size, whatever the photo's
+        size."""
+        mode = mode or self.settings.mode
+        height, width = image.shape[:2]
+        size = working_shape(height, width, self.settings.working_size)
+        if size == (height, width):
+            x = torch.from_numpy(to_float(image) if image.dtype != np.float32 else image).permute(2, 0, 1)[None]
+            m = None if mask is None or mode != "masked" else torch.from_numpy(np.asarray(mask, np.float32))[None, None]
+            result = self.inpaint(x, m, mode)
+            scale = pixel_scale(image)
+            out = {}
+            for key in ("output", "mask", "edges"):
+                values = result[key][0].permute(1, 2, 0).cpu().numpy()
+                values = values if key == "output" else values[..., 0]  # (H, W, 3) and (H, W)
+                out[key] = values if scale == 1.0 else (values * scale).round().astype(image.dtype)
+            if in_place and image.flags.writeable:
+                image[...] = out["output"]
+                out["output"] = image
+            return out if intermediates else {**out, "mask": None, "edges": None}
+        small = downscale(image, size).to(self.device)
+        hole = None if mask is None or mode != "masked" else np.asarray(mask)
+        small_mask = None if hole is None else any_pool(hole, size).to(self.device)
         outputs = self.pipeline(small, self.pipeline.corrupted_edge(small), small_mask, mode)
-        m = full_mask if full_mask is not None else F.interpolate(outputs["mask"], size=(h, w), mode="bilinear")
-        generated = F.interpolate(outputs["refined"], size=(h, w), mode="bicubic", align_corners=False)
-        edges = F.interpolate(outputs["edges"], size=(h, w), mode="nearest")
-        return {"output": compose(full, generated, m).clamp(0, 1), "mask": m.clamp(0, 1), "edges": edges}
+        return paste_back(image, outputs, hole, in_place, intermediates)
 
     def __call__(self, image, mask=None, mode: str | None = None) -> InpaintResult:
         """Repair one image (path, Pillow image, numpy array or ``(3, H, W)`` tensor); ``mask``

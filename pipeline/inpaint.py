@@ -28,21 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
 
-from common.errors import ConfigError, cli
-from common.ops import grow
-from data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, load_alpha, load_image
-from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device
+from common.errors import ConfigError, command
+from data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, load_alpha, load_array, to_float
+from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device, working_shape
+from pipeline.large import pixel_scale
 
 log = logging.getLogger("pipeline.inpaint")
 
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 GREEN_TOLERANCE = 40 / 255  # real photos almost never hold (≤40, ≥215, ≤40)
 GREEN_GROW = 2  # JPEG's chroma subsampling smears the paint's border over ~2 px: cover it too
 
@@ -56,48 +54,52 @@ class Job:
     target: Path
 
 
-def green_mask(image: torch.Tensor) -> torch.Tensor:
-    """Pixels painted pure green (0, 255, 0) in ``image`` ``(3, H, W)``, grown by ``GREEN_GROW``
-    pixels -> ``(1, H, W)`` in {0, 1}."""
-    r, g, b = image
-    painted = ((r <= GREEN_TOLERANCE) & (g >= 1 - GREEN_TOLERANCE) & (b <= GREEN_TOLERANCE)).float()[None]
-    return grow(painted[None], GREEN_GROW)[0]
+def green_mask(image: np.ndarray) -> np.ndarray:
+    """Pixels painted pure green (0, 255, 0) in ``image`` ``(H, W, 3)`` (uint8, uint16 or float in
+    [0, 1]), grown by ``GREEN_GROW`` pixels -> ``(H, W)`` float32 in {0, 1}."""
+    low, high = GREEN_TOLERANCE * pixel_scale(image), (1 - GREEN_TOLERANCE) * pixel_scale(image)
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    painted = ((r <= low) & (g >= high) & (b <= low)).astype(np.uint8)
+    size = 2 * GREEN_GROW + 1
+    return cv2.dilate(painted, np.ones((size, size), np.uint8)).astype(np.float32)
 
 
-def read_mask(path: Path) -> torch.Tensor:
-    """A mask file -> ``(1, H, W)`` in {0, 1}: a mask with transparency (opaque = hole, alpha
+def read_mask(path: Path) -> np.ndarray:
+    """A mask file -> ``(H, W)`` float32 in {0, 1}: a mask with transparency (opaque = hole, alpha
     thresholded at half: a hole drawn on a transparent layer), a grayscale mask (white = hole,
     thresholded at half), or a colour photo whose hole is painted pure green."""
-    image = load_image(path)
+    image = load_array(path)  # first: it reports an unreadable file in one line
     alpha = load_alpha(path)
     if alpha is not None:  # composited on white, its transparent part would all read as hole
-        return (alpha > 0.5).float()
-    is_gray = bool((image.max(0).values - image.min(0).values).max() < 0.05)
-    if not is_gray:
+        return (alpha[0].numpy() > 0.5).astype(np.float32)
+    spread = image.max(axis=2).astype(np.float32) - image.min(axis=2)
+    if spread.max() >= 0.05 * pixel_scale(image):
         painted = green_mask(image)
         if painted.sum() == 0:
             raise ImageReadError(f"{path}: a colour mask must mark the hole in pure green (0, 255, 0); none found")
         return painted
-    return (image[:1] > 0.5).float()
+    return (image[..., 0] > 0.5 * pixel_scale(image)).astype(np.float32)
 
 
-def is_16bit(path: Path) -> bool:
-    with Image.open(path) as img:
-        return img.mode in SIXTEEN_BIT_MODES
-
-
-def write_png(tensor: torch.Tensor, path: Path, sixteen_bit: bool = False) -> None:
-    """Write ``(C, H, W)`` in [0, 1] as PNG (8 or 16 bit), through a temporary file renamed when
-    complete, so an interrupted run never leaves a half-written result.
+def write_png(pixels, path: Path, sixteen_bit: bool = False) -> None:
+    """Write ``pixels`` as PNG through a temporary file renamed when complete, so an interrupted
+    run never leaves a half-written result. ``pixels``: an ``(H, W[, 3])`` uint8/uint16 array (its
+    own depth), or floats in [0, 1] (a ``(C, H, W)`` tensor or ``(H, W[, C])`` array; 16-bit with
+    ``sixteen_bit``).
 
     The PNG is encoded in memory (OpenCV never sees the file name, which may be any bytes the file
     system allows), and the temporary file is created new and exclusively in the output folder
     (``mkstemp``: ``O_CREAT | O_EXCL``), so a link planted there is never followed; the rename
     replaces a link at ``path`` itself, not its target."""
-    arr = tensor.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-    scale, dtype = (65535, np.uint16) if sixteen_bit else (255, np.uint8)
-    arr = (arr * scale).round().astype(dtype)
-    if arr.shape[-1] == 3:
+    if torch.is_tensor(pixels):
+        pixels = pixels.detach().float().cpu().permute(1, 2, 0).numpy()
+    arr = np.asarray(pixels)
+    if arr.dtype not in (np.uint8, np.uint16):
+        scale, dtype = (65535, np.uint16) if sixteen_bit else (255, np.uint8)
+        arr = (np.clip(arr, 0, 1) * scale).round().astype(dtype)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3:
         arr = arr[..., ::-1]  # OpenCV writes BGR
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(arr))
     if not ok:
@@ -107,7 +109,7 @@ def write_png(tensor: torch.Tensor, path: Path, sixteen_bit: bool = False) -> No
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the result from the user's other accounts
         with os.fdopen(fd, "wb") as file:
-            file.write(encoded.tobytes())
+            file.write(memoryview(encoded))
         os.replace(partial, path)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
@@ -144,6 +146,12 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> l
         raise ConfigError(f"mask {mask} does not exist")
     if mask is not None and not (mask.is_file() or mask.is_dir()):
         raise ConfigError(f"mask {mask} is not a regular file or a folder")
+    if mask is not None:
+        mask_root = (mask if mask.is_dir() else mask.parent).resolve()
+        if out == mask_root or (mask.is_dir() and out.is_relative_to(mask_root)):
+            raise ConfigError(
+                f"output {output} is in the mask folder: choose another folder (masks are never written to)"
+            )
     if input_path.is_dir():
         files = list_images(input_path)
         if not files:
@@ -197,27 +205,38 @@ def _image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def batches(jobs: list[Job], batch_size: int) -> Iterator[list[Job]]:
-    """Same-size images together (sizes read from the headers, nothing decoded); unreadable
-    headers come alone, to fail with their own message."""
+def batches(jobs: list[Job], batch_size: int, working_size: int) -> Iterator[list[Job]]:
+    """Same-size images together (sizes read from the headers, nothing decoded); images above the
+    working size, and unreadable headers, come alone."""
     by_size: dict = {}
     for job in jobs:
-        by_size.setdefault(_image_size(job.source) or ("unreadable", job.source), []).append(job)
+        size = _image_size(job.source)
+        large = size is None or working_shape(size[1], size[0], working_size) != (size[1], size[0])
+        by_size.setdefault(("alone", job.source) if large else size, []).append(job)
     for group in by_size.values():
         for start in range(0, len(group), batch_size):
             yield group[start : start + batch_size]
 
 
-def load_job(job: Job, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    image = load_image(job.source)
+def load_job(job: Job, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A job's photo ``(H, W, 3)`` (uint8 or uint16, :func:`data.io.load_array`) and, in masked
+    mode, its hole ``(H, W)`` float32 in {0, 1}."""
+    image = load_array(job.source)
     if mode != "masked":
         return image, None
     mask = read_mask(job.mask) if job.mask is not None else green_mask(image)
     if job.mask is None and mask.sum() == 0:
         raise ImageReadError(f"{job.source}: mode=masked needs mask= or a hole painted pure green (0, 255, 0)")
-    if mask.shape[-2:] != image.shape[-2:]:
-        raise ImageReadError(f"{job.mask}: mask is {tuple(mask.shape[-2:])}, image {tuple(image.shape[-2:])}")
+    if mask.shape != image.shape[:2]:
+        raise ImageReadError(f"{job.mask}: mask is {mask.shape}, image {image.shape[:2]}")
     return image, mask
+
+
+def _write_results(job: Job, result: dict, save_intermediates: bool, sixteen_bit: bool) -> None:
+    write_png(result["output"], job.target, sixteen_bit)
+    if save_intermediates:
+        write_png(result["mask"], job.target.with_name(f"{job.target.stem}_mask.png"))
+        write_png(result["edges"], job.target.with_name(f"{job.target.stem}_edges.png"))
 
 
 def run(
@@ -229,7 +248,9 @@ def run(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, list[Path]]:
-    """Repair ``jobs``; returns the files ``written``, ``skipped`` (output exists) and ``failed``."""
+    """Repair ``jobs``; returns the files ``written``, ``skipped`` (output exists) and ``failed``.
+    Photos above the working size go one at a time through
+    :meth:`~pipeline.inference.BlindInpainter.inpaint_array`, in their own pixels (bounded memory)."""
     report: dict[str, list[Path]] = {"written": [], "skipped": [], "failed": []}
     todo = []
     for job in jobs:
@@ -238,7 +259,7 @@ def run(
         else:
             todo.append(job)
     bar = tqdm(total=len(todo), unit="img", desc=f"inpaint ({mode})", disable=not progress)
-    for group in batches(todo, batch_size):
+    for group in batches(todo, batch_size, inpainter.settings.working_size):
         loaded = []
         for job in group:
             try:
@@ -247,16 +268,23 @@ def run(
                 log.warning("skipped: %s", err)
                 report["failed"].append(job.source)
                 bar.update(1)
+        if len(loaded) == 1:
+            job, image, mask = loaded[0]
+            del group, loaded  # the photo's only reference is ``image``, repaired in place
+            result = inpainter.inpaint_array(image, mask, mode, in_place=True, intermediates=save_intermediates)
+            _write_results(job, result, save_intermediates, sixteen_bit=False)
+            del image, result
+            report["written"].append(job.target)
+            bar.update(1)
+            continue
         if not loaded:
             continue
-        images = torch.stack([image for _, image, _ in loaded])
-        masks = torch.stack([mask for *_, mask in loaded]) if mode == "masked" else None
+        images = torch.stack([torch.from_numpy(to_float(image)).permute(2, 0, 1) for _, image, _ in loaded])
+        masks = torch.stack([torch.from_numpy(mask)[None] for *_, mask in loaded]) if mode == "masked" else None
         result = inpainter.inpaint(images, masks, mode)
-        for i, (job, _, _) in enumerate(loaded):
-            write_png(result["output"][i], job.target, sixteen_bit=is_16bit(job.source))
-            if save_intermediates:
-                write_png(result["mask"][i], job.target.with_name(f"{job.target.stem}_mask.png"))
-                write_png(result["edges"][i], job.target.with_name(f"{job.target.stem}_edges.png"))
+        for i, (job, image, _) in enumerate(loaded):
+            outputs = {key: result[key][i] for key in ("output", "mask", "edges")}
+            _write_results(job, outputs, save_intermediates, sixteen_bit=image.dtype == np.uint16)
             report["written"].append(job.target)
             bar.update(1)
     bar.close()
@@ -265,8 +293,9 @@ def run(
 
 def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
     settings = InpaintSettings.from_config(cfg)
-    if cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
+    for key in ("input", "output"):  # Path("") is the current folder: never guess it
+        if not str(cfg[key]).strip():
+            raise ConfigError(f"{key}= is empty: give {'an image file or a folder' if key == 'input' else 'a folder'}")
     if cfg.mask and cfg.mode != "masked":
         raise ConfigError(f"mask= is used with mode=masked (mode is {cfg.mode})")
     jobs = plan_jobs(Path(cfg.input), Path(cfg.output), Path(cfg.mask) if cfg.mask else None, cfg.mode)
@@ -283,8 +312,7 @@ def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
     return report
 
 
-@hydra.main(config_path="pkg://conf", config_name="inpaint", version_base="1.3")
-@cli
+@command("inpaint")
 def main(cfg: DictConfig) -> None:
     report = inpaint_cli(cfg)
     if report["failed"] and not report["written"]:

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_module
 from PIL import Image
 
 from common.checkpoint import read_model_file
+from common.config import check_config
 from common.errors import CheckpointError, ConfigError
 from pipeline import BlindInpainter
 from pipeline.export import export_torchscript
@@ -28,8 +29,10 @@ def _digests(root):
 
 
 def _inpaint(*overrides):
+    """The command's work as ``python -m pipeline.inpaint`` does it: the config checked, then run."""
     with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose("inpaint", list(overrides))
+    check_config(cfg)
     return inpaint_cli(cfg)
 
 
@@ -318,10 +321,13 @@ def test_export_torchscript_refuses_a_bad_trace_size(inpainter, tmp_path):
         export_torchscript(inpainter.pipeline, tmp_path / "g.pt", size=50)
 
 
-def test_green_and_gray_masks():
-    image = torch.rand(3, 8, 8) * 0.5 + 0.25
-    image[:, 3:5, 3:5] = torch.tensor([0.0, 1.0, 0.0])[:, None, None]
-    assert green_mask(image)[0, 1:7, 1:7].all() and green_mask(image).sum() == 36  # grown by 2 px
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_green_and_gray_masks(dtype):
+    scale = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
+    image = np.random.default_rng(0).uniform(0.25, 0.75, (8, 8, 3))
+    image[3:5, 3:5] = (0.0, 1.0, 0.0)
+    image = (image * scale).astype(dtype)
+    assert green_mask(image)[1:7, 1:7].all() and green_mask(image).sum() == 36  # grown by 2 px
 
 
 def test_read_mask_thresholds_gray_and_rejects_colour_without_green(tmp_path):
@@ -418,7 +424,7 @@ def test_a_mask_with_transparency_uses_its_alpha(smoke_run, tmp_path):
     layer[10:20, 5:25] = (255, 0, 0, 255)  # a red stroke, opaque
     Image.fromarray(layer, "RGBA").save(tmp_path / "mask.png")
     mask = read_mask(tmp_path / "mask.png")
-    assert mask.shape == (1, 40, 48) and mask.sum() == 200 and mask[0, 10:20, 5:25].min() == 1
+    assert mask.shape == (40, 48) and mask.sum() == 200 and mask[10:20, 5:25].min() == 1
     photo = write_photo(tmp_path / "in" / "photo.png", 48, 40)
     out = tmp_path / "out"
     _inpaint(
