@@ -102,7 +102,7 @@ def test_vgg_losses_from_a_weights_path_only(tmp_path):
         IPNModule(**TINY, vgg_weights=str(tmp_path / "missing.pth"))
     marker = tmp_path / "pwned"
     torch.save({"features.0.weight": Exploit(marker)}, tmp_path / "evil.pth")
-    with pytest.raises(CheckpointError, match="cannot load VGG-19 weights"):
+    with pytest.raises(CheckpointError, match="VGG-19 weights .* is not a plain weights file and was not loaded"):
         IPNModule(**TINY, vgg_weights=str(tmp_path / "evil.pth"))
     assert not marker.exists()
 
