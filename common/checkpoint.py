@@ -59,6 +59,11 @@ class ModelFile:
     checkpoint: dict | None = None
 
 
+def _first_line(err: BaseException) -> str:
+    """A reader's error, cut to its first line (torch's weights_only errors run to paragraphs)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
 def _check_version(path: Path, version: Any) -> None:
     if version == FORMAT_VERSION:
         return
@@ -82,9 +87,8 @@ def _read_ckpt(path: Path) -> ModelFile:
             f"run code when unpickled ({reason}). Only load checkpoints you trust and that blindfill wrote."
         ) from None
     except Exception as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or not a torch file): {reason}"
+            f"{path} is not a readable checkpoint (truncated or not a torch file): {_first_line(err)}"
         ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
@@ -271,8 +275,9 @@ def _load_plain(source, path: Path, what: str) -> Any:
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as err:  # any failure: not a plain weights file, so never unpickled in full
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise CheckpointError(f"{what} {path} is not a plain weights file and was not loaded: {reason}") from None
+        raise CheckpointError(
+            f"{what} {path} is not a plain weights file and was not loaded: {_first_line(err)}"
+        ) from None
 
 
 def load_weights_file(path, what: str, max_bytes: int = MAX_WEIGHTS_BYTES) -> Any:

@@ -59,9 +59,24 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
+PIXEL_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def pixel_scale(dtype) -> float:
+    """What 1.0 is in pixels of ``dtype``: 255 (uint8), 65535 (uint16), 1 (floats in [0, 1])."""
+    return PIXEL_SCALES.get(np.dtype(dtype), 1.0)
+
+
 def to_float(arr: np.ndarray) -> np.ndarray:
-    """uint8 or uint16 pixels -> float32 in [0, 1] (same shape)."""
-    return arr.astype(np.float32) / (65535.0 if arr.dtype == np.uint16 else 255.0)
+    """Pixels (uint8, uint16, or floats in [0, 1]) -> float32 in [0, 1], a new array of the same shape."""
+    return arr.astype(np.float32) / pixel_scale(arr.dtype)
+
+
+def to_pixels(values: np.ndarray, dtype) -> np.ndarray:
+    """Floats in [0, 1] -> pixels of ``dtype`` (uint8 and uint16 rounded; floats clipped)."""
+    clipped = np.clip(values, 0.0, 1.0)
+    scale = pixel_scale(dtype)
+    return clipped.astype(dtype, copy=False) if scale == 1.0 else (clipped * scale).round().astype(dtype)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -77,18 +92,6 @@ def png_bit_depth(path: str | os.PathLike) -> int | None:
     if len(head) < 26 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
     return head[24]
-
-
-def is_16bit(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds 16 bits per channel (16-bit grayscale of any format, 16-bit colour
-    PNG): such inputs give 16-bit outputs."""
-    if png_bit_depth(path) == 16:
-        return True
-    try:
-        with Image.open(path) as img:
-            return img.mode in SIXTEEN_BIT_MODES
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return False
 
 
 def _read_colour_png16(path: Path) -> np.ndarray:

@@ -20,8 +20,8 @@ from PIL import Image
 from common.config import Annotated, Field, check_values
 from common.errors import ConfigError
 from common.images import to_pil
-from data.io import to_float
-from pipeline.large import any_pool, downscale, paste_back, pixel_scale
+from data.io import to_float, to_pixels
+from pipeline.large import any_pool, downscale, paste_back
 from pipeline.model import MODES, STAGES, BlindPipeline, load_pipeline
 
 
@@ -80,9 +80,7 @@ def _as_image_tensor(image) -> torch.Tensor:
     if isinstance(image, Image.Image):
         return torch.from_numpy(np.ascontiguousarray(to_float(_to_rgb_array(image)).transpose(2, 0, 1)))
     if isinstance(image, np.ndarray):
-        arr = image.astype(np.float32) / (
-            65535.0 if image.dtype == np.uint16 else 255.0 if image.dtype == np.uint8 else 1.0
-        )
+        arr = to_float(image)
         arr = np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr[..., :3]
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).clamp(0, 1)
     if torch.is_tensor(image):
@@ -221,15 +219,14 @@ class BlindInpainter:
         height, width = image.shape[:2]
         size = working_shape(height, width, self.settings.working_size)
         if size == (height, width):
-            x = torch.from_numpy(to_float(image) if image.dtype != np.float32 else image).permute(2, 0, 1)[None]
+            x = torch.from_numpy(to_float(image)).permute(2, 0, 1)[None]
             m = None if mask is None or mode != "masked" else torch.from_numpy(np.asarray(mask, np.float32))[None, None]
             result = self.inpaint(x, m, mode)
-            scale = pixel_scale(image)
             out = {}
             for key in ("output", "mask", "edges"):
                 values = result[key][0].permute(1, 2, 0).cpu().numpy()
                 values = values if key == "output" else values[..., 0]  # (H, W, 3) and (H, W)
-                out[key] = values if scale == 1.0 else (values * scale).round().astype(image.dtype)
+                out[key] = to_pixels(values, image.dtype)
             if in_place and image.flags.writeable:
                 image[...] = out["output"]
                 out["output"] = image

@@ -35,9 +35,17 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.errors import ConfigError, command
-from data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, load_alpha, load_array, to_float
+from data.io import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    list_images,
+    load_alpha,
+    load_array,
+    pixel_scale,
+    to_float,
+    to_pixels,
+)
 from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device, working_shape
-from pipeline.large import pixel_scale
 
 log = logging.getLogger("pipeline.inpaint")
 
@@ -57,7 +65,8 @@ class Job:
 def green_mask(image: np.ndarray) -> np.ndarray:
     """Pixels painted pure green (0, 255, 0) in ``image`` ``(H, W, 3)`` (uint8, uint16 or float in
     [0, 1]), grown by ``GREEN_GROW`` pixels -> ``(H, W)`` float32 in {0, 1}."""
-    low, high = GREEN_TOLERANCE * pixel_scale(image), (1 - GREEN_TOLERANCE) * pixel_scale(image)
+    scale = pixel_scale(image.dtype)
+    low, high = GREEN_TOLERANCE * scale, (1 - GREEN_TOLERANCE) * scale
     r, g, b = image[..., 0], image[..., 1], image[..., 2]
     painted = ((r <= low) & (g >= high) & (b <= low)).astype(np.uint8)
     size = 2 * GREEN_GROW + 1
@@ -73,12 +82,12 @@ def read_mask(path: Path) -> np.ndarray:
     if alpha is not None:  # composited on white, its transparent part would all read as hole
         return (alpha[0].numpy() > 0.5).astype(np.float32)
     spread = image.max(axis=2).astype(np.float32) - image.min(axis=2)
-    if spread.max() >= 0.05 * pixel_scale(image):
+    if spread.max() >= 0.05 * pixel_scale(image.dtype):
         painted = green_mask(image)
         if painted.sum() == 0:
             raise ImageReadError(f"{path}: a colour mask must mark the hole in pure green (0, 255, 0); none found")
         return painted
-    return (image[..., 0] > 0.5 * pixel_scale(image)).astype(np.float32)
+    return (image[..., 0] > 0.5 * pixel_scale(image.dtype)).astype(np.float32)
 
 
 def write_png(pixels, path: Path, sixteen_bit: bool = False) -> None:
@@ -95,8 +104,7 @@ def write_png(pixels, path: Path, sixteen_bit: bool = False) -> None:
         pixels = pixels.detach().float().cpu().permute(1, 2, 0).numpy()
     arr = np.asarray(pixels)
     if arr.dtype not in (np.uint8, np.uint16):
-        scale, dtype = (65535, np.uint16) if sixteen_bit else (255, np.uint8)
-        arr = (np.clip(arr, 0, 1) * scale).round().astype(dtype)
+        arr = to_pixels(arr, np.uint16 if sixteen_bit else np.uint8)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim == 3:

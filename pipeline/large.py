@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from common.ops import compose
+from data.io import to_float, to_pixels
 
 STRIP_ROWS = 256
 _CHUNK = 256  # one-hot rows resampled at once when building a matrix
@@ -44,15 +45,9 @@ def resize_matrix(n_in: int, n_out: int, mode: str, antialias: bool = False) -> 
     return torch.cat(columns, dim=1).contiguous()
 
 
-def pixel_scale(array: np.ndarray) -> float:
-    """What 1.0 is in ``array``'s pixels: 255 (uint8), 65535 (uint16), 1 (float in [0, 1])."""
-    return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
-
-
 def _rows(array: np.ndarray, r0: int, r1: int) -> torch.Tensor:
     """Rows ``r0:r1`` of ``(H, W, C)`` pixels as ``(C, R, W)`` float32 in [0, 1]."""
-    strip = torch.from_numpy(np.ascontiguousarray(array[r0:r1])).float()
-    return (strip / pixel_scale(array)).permute(2, 0, 1)
+    return torch.from_numpy(to_float(array[r0:r1])).permute(2, 0, 1)
 
 
 def downscale(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
@@ -91,7 +86,6 @@ def paste_back(
     when ``in_place`` and it is writable), and with ``intermediates`` the full-resolution ``mask`` and ``edges``
     ``(H, W)`` in ``image``'s dtype and scale (else None)."""
     height, width = image.shape[:2]
-    scale = pixel_scale(image)
     h, w = small["refined"].shape[-2:]
     fill = small["refined"][0].float().cpu() @ resize_matrix(w, width, "bicubic").T  # (3, h, W)
     fill_rows = resize_matrix(h, height, "bicubic")
@@ -105,8 +99,7 @@ def paste_back(
     full_edges = np.empty((height, width), image.dtype) if intermediates else None
 
     def store(target: np.ndarray, r0: int, r1: int, values: torch.Tensor) -> None:
-        values = values.clamp(0, 1).mul_(scale)
-        target[r0:r1] = (values.round_() if scale != 1.0 else values).numpy().astype(image.dtype, copy=False)
+        target[r0:r1] = to_pixels(values.numpy(), image.dtype)
 
     for r0 in range(0, height, STRIP_ROWS):
         r1 = min(height, r0 + STRIP_ROWS)
