@@ -185,3 +185,54 @@ def pooled_precision_recall(
     precision = torch.where(nothing_at_all, 1.0, true_positive / selected.clamp_min(1))
     recall = torch.where(nothing_at_all, 1.0, true_positive / relevant.clamp_min(1))
     return precision, recall
+
+
+# -- over a validation epoch, over every process of a distributed run ----------------------------
+
+
+def gather_objects(obj) -> list:
+    """``obj`` of every process of a distributed run (rank order), or ``[obj]`` in one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+class EpochMeans:
+    """Sample-weighted means of named values over an epoch and over every process
+    (torchmetrics ``MeanMetric``: its states are summed over the ranks when computed).
+
+    ``update(values, weight)`` adds one batch's values (0-d tensors; a NaN, "not measurable on this
+    batch", is left out); ``compute()`` returns the means measured anywhere, the same on every rank
+    (a name no batch on any rank measured is left out) and starts a new epoch. Ranks may have seen
+    different numbers of batches, none at all included: the names are agreed on first.
+    """
+
+    def __init__(self):
+        from torchmetrics.aggregation import MeanMetric
+
+        self._new = lambda: MeanMetric(nan_strategy="ignore")
+        self.means: dict = {}
+
+    def update(self, values: dict[str, torch.Tensor], weight: int) -> None:
+        for name, value in values.items():
+            value = torch.as_tensor(value).detach().float()
+            if name not in self.means:
+                self.means[name] = self._new().to(value.device)
+            self.means[name].update(value, weight)
+
+    def compute(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        names = sorted({name for names in gather_objects(sorted(self.means)) for name in names})
+        result = {}
+        for name in names:  # the same order on every rank: each compute() is a collective
+            metric = self.means.setdefault(name, self._new().to(device))
+            if metric.update_count == 0:
+                metric.update(torch.tensor(float("nan"), device=metric.device), 0)  # an empty share of the sum
+            value = metric.compute()
+            if not torch.isnan(value):
+                result[name] = value
+        self.means = {}
+        return result

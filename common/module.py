@@ -1,6 +1,12 @@
 """LightningModule bases every stage builds on: :class:`StageModule` (the shape every stage has,
-the non-finite-loss guard, validation logging and grids) and :class:`GANModule` (the one GAN
-training step: D then G, manual optimisation, per-network Adam settings, gradient clipping).
+the optimisation step, the non-finite-loss guard, validation logging and grids) and
+:class:`GANModule` (the one GAN training step: D then G, per-network Adam settings).
+
+Every stage optimises by hand (Lightning's manual optimisation), so one rule holds for all of them,
+in one process or in many (DDP): a step whose loss is NaN or infinite on *any* rank is skipped on
+every rank (a rank that skipped its backward alone would leave the others waiting in all-reduce),
+and gradients are clipped by ``grad_clip``. Validation values are averaged over every sample of
+every rank (:class:`common.metrics.EpochMeans`), so the checkpoint is chosen on the whole split.
 
 Every stage has the same shape, so knowing one means knowing all:
 
@@ -29,6 +35,7 @@ from torch import nn
 from common.checkpoint import stage_record
 from common.errors import ConfigError, NonFiniteLossError
 from common.images import labelled_grid, log_grid
+from common.metrics import EpochMeans
 
 Feed = Callable[[dict], dict]
 
@@ -39,19 +46,22 @@ class StageModule(L.LightningModule, abc.ABC):
     ``feed``: a callable ``batch -> {"mask": ..., "predicted_edges": ...}`` giving what the earlier
     stages hand this one (``pipeline.model.StageFeed``: the blind pipeline up to this stage, with the
     truth in place of stages that are not given). It is attached, not a submodule: never trained,
-    never saved. ``check_finite(loss)`` returns False for a NaN / infinite loss, so the step is
-    skipped (weights untouched); ``max_nonfinite`` such steps in a row stop training with a clear
-    error instead of silently training on garbage.
+    never saved. ``check_finite(loss)`` returns False for a NaN / infinite loss on any rank, so the
+    step is skipped on all of them (weights untouched); ``max_nonfinite`` such steps in a row stop
+    training with a clear error instead of silently training on garbage. Lightning does not clip
+    gradients in manual optimisation, so ``grad_clip`` (max norm, 0 = off) is applied here.
     """
 
     stage_name = "stage"
     training_only: tuple[str, ...] = ()
     generator: nn.Module
 
-    def __init__(self, feed: Feed | None = None, max_nonfinite: int = 10, grid_rows: int = 8):
+    def __init__(self, feed: Feed | None = None, max_nonfinite: int = 10, grid_rows: int = 8, grad_clip: float = 0.0):
         super().__init__()
-        self.max_nonfinite, self.grid_rows = max_nonfinite, grid_rows
+        self.automatic_optimization = False
+        self.max_nonfinite, self.grid_rows, self.grad_clip = max_nonfinite, grid_rows, grad_clip
         self._nonfinite_in_a_row = 0
+        self._validation_means = EpochMeans()
         self._frozen: dict[str, nn.Module | Callable] = {}
         self.attach_frozen("feed", feed)
 
@@ -109,11 +119,16 @@ class StageModule(L.LightningModule, abc.ABC):
     # -- training and validation
 
     def check_finite(self, loss: torch.Tensor, what: str = "loss") -> bool:
-        if torch.isfinite(loss).all():
+        """Whether ``loss`` is finite on every rank (the same answer on all of them)."""
+        finite = bool(torch.isfinite(loss).all())
+        if self._trainer is not None:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
             self._nonfinite_in_a_row = 0
             return True
         self._nonfinite_in_a_row += 1
-        self.print(f"warning: {self.stage_name} {what} is {loss.item()} at step {self.global_step}; step skipped")
+        value = f"is {loss.item()}" if not torch.isfinite(loss).all() else "is not finite on another rank"
+        self.print(f"warning: {self.stage_name} {what} {value} at step {self.global_step}; step skipped")
         if self._nonfinite_in_a_row >= self.max_nonfinite:
             raise NonFiniteLossError(
                 f"{self.stage_name}: the {what} was NaN/inf for {self._nonfinite_in_a_row} steps in a row "
@@ -122,25 +137,56 @@ class StageModule(L.LightningModule, abc.ABC):
             )
         return False
 
-    def training_step(self, batch: dict, batch_idx: int):
-        """One optimizer (the generator's): Lightning runs backward and the step."""
+    def optimise(self, optimizer, loss: torch.Tensor) -> None:
+        """One step of ``optimizer`` on ``loss``: backward (gradients all-reduced under DDP),
+        clipping, step."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.grad_clip > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        """The generator's loss and one step of its optimizer (skipped on every rank when the
+        loss is not finite on one)."""
         loss, parts = self.generator_loss(batch, self.generate(batch))
-        if not self.check_finite(loss):
-            return None  # Lightning skips backward and the optimizer step
+        if self.check_finite(loss):
+            self.optimise(self.optimizers(), loss)
         size = batch_size(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=size)
-        return loss
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": torch.as_tensor(v).detach().float() for k, v in parts.items()}, batch_size=size)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         outputs = self.generate(batch)
-        metrics = self.validation_metrics(batch, outputs)
         # A NaN says "not measurable on this batch" (no intact image, an empty hole): it is left
-        # out rather than poisoning the epoch mean.
-        measured = {f"val/{k}": v for k, v in metrics.items() if not torch.isnan(torch.as_tensor(v)).all()}
-        self.log_dict(measured, prog_bar=True, batch_size=batch_size(batch))
+        # out of the epoch mean rather than poisoning it.
+        self._validation_means.update(self.validation_metrics(batch, outputs), batch_size(batch))
         if batch_idx == 0:
             self.log_grid(f"val/{self.stage_name}", self.grid_columns(batch, outputs))
+
+    def on_validation_epoch_start(self) -> None:
+        self.share_buffers()
+        self._validation_means = EpochMeans()
+
+    def on_train_end(self) -> None:
+        self.share_buffers()
+
+    def share_buffers(self) -> None:
+        """Rank 0's buffers (batch-norm statistics) on every rank of a distributed run. Each rank's
+        last training forward updated its own copy and DDP re-broadcasts them only at the next
+        one, so without this the ranks would validate, and end, with different statistics."""
+        import torch.distributed as dist
+
+        if self._trainer is None or self.trainer.world_size == 1 or not dist.is_initialized():
+            return
+        for buffer in self.buffers():
+            dist.broadcast(buffer, src=0)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/<name>``: the mean over every validation sample of every rank (the same value
+        on each, so each rank's checkpoint callback makes the same choice)."""
+        for name, value in self._validation_means.compute(self.device).items():
+            self.log(f"val/{name}", value, prog_bar=True, sync_dist=True)  # equal on every rank: the mean is exact
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint.update(stage_record(self.stage_name))
@@ -158,18 +204,12 @@ class GANModule(StageModule):
     One training step: D on real vs detached fake, then G with D's weights frozen
     (``toggle_optimizer``). The default optimizers are Adam per network from the subclass's
     ``lr``, ``d2g_lr`` (D's rate relative to G's) and ``betas`` hyper-parameters (EdgeConnect:
-    1e-4, 0.1, (0, 0.9); DeepFill v2: 1e-4, 1, (0.5, 0.999)). Lightning does not clip gradients in
-    manual optimisation, so ``grad_clip`` (max norm, 0 = off) is applied here. Lightning counts each
+    1e-4, 0.1, (0, 0.9); DeepFill v2: 1e-4, 1, (0.5, 0.999)). Lightning counts each
     optimizer's step in ``global_step``, so one D+G iteration advances it by 2.
     """
 
     training_only = ("discriminator", "feed")
     discriminator: nn.Module | None
-
-    def __init__(self, grad_clip: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.automatic_optimization = False
-        self.grad_clip = grad_clip
 
     def configure_optimizers(self):
         if self.discriminator is None:
@@ -192,13 +232,6 @@ class GANModule(StageModule):
     def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         """D's loss on real data vs the detached ``outputs``, and extra values to log."""
 
-    def _optimise(self, optimizer, loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.grad_clip > 0:
-            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
-        optimizer.step()
-
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         outputs = self.generate(batch)
@@ -206,12 +239,12 @@ class GANModule(StageModule):
         detached = {k: v.detach() if torch.is_tensor(v) else v for k, v in outputs.items()}
         d_loss, d_logs = self.discriminator_loss(batch, detached)
         if self.check_finite(d_loss, "discriminator loss"):
-            self._optimise(opt_d, d_loss)
+            self.optimise(opt_d, d_loss)
 
         self.toggle_optimizer(opt_g)  # D's parameters stop collecting gradients during the G step
         g_loss, g_logs = self.generator_loss(batch, outputs)
         if self.check_finite(g_loss, "generator loss"):
-            self._optimise(opt_g, g_loss)
+            self.optimise(opt_g, g_loss)
         self.untoggle_optimizer(opt_g)
 
         size = batch_size(batch)

@@ -10,9 +10,12 @@ so the MPN learns that a photo may be intact and is validated on intact photos t
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -20,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from common.config import Annotated, Count, Field, NonNegative, NonNegativeInt, Share, checked
-from common.ops import image_edges
+from common.ops import canny, image_edges, to_gray
 from data.datasets import SPLITS, DatasetError, ImageDataset
 from data.io import ImageReadError
 
@@ -33,8 +36,10 @@ class InpaintingSamples(Dataset):
     """Ground-truth images + a mask generator + a corruptor -> contract samples.
 
     ``train=True`` draws fresh randomness from torch's RNG (seeded per worker by the
-    DataLoader and by ``seed_everything``); otherwise sample ``i`` is a pure function of
-    ``(seed, i)``, so validation and test see identical inputs every epoch and every run.
+    DataLoader and by ``seed_everything``) mixed with ``rank``, the process's rank in a distributed
+    run (every rank starts from the same seed, and its damage must not repeat the others');
+    otherwise sample ``i`` is a pure function of ``(seed, i)``, so validation and test see
+    identical inputs every epoch, every run and on any number of processes.
     A file that cannot be read is reported once, counted in ``skipped``, and replaced by the
     next readable one; ``max_skips`` unreadable files in a row stop with a clear error.
     ``clean_share``: the probability that a sample is left undamaged (drawn from the sample's own
@@ -64,7 +69,7 @@ class InpaintingSamples(Dataset):
         if damage is None and (masks is None or corruptor is None):
             raise DatasetError("give a damage model, or a mask generator and a corruptor")
         self.donor_fill, self.clean_share, self.max_skips = donor_fill, clean_share, max_skips
-        self.damage = damage
+        self.damage, self.rank = damage, 0
         self.skipped = multiprocessing.get_context("spawn").Value("i", 0)
         self._reported: set[str] = set()
 
@@ -73,7 +78,7 @@ class InpaintingSamples(Dataset):
 
     def _rng(self, index: int) -> np.random.Generator:
         if self.train:
-            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            return np.random.default_rng([int(torch.randint(0, 2**62, (1,)).item()), self.rank])
         return np.random.default_rng([self.seed, index])
 
     def _read(self, index: int, rng: np.random.Generator) -> torch.Tensor:
@@ -133,6 +138,15 @@ class InpaintingDataModule(L.LightningDataModule):
     ground-truth Canny (EdgeConnect's sigma 2; 0 draws sigma in [1, 4] per sample).
     ``clean_share``: share of undamaged samples in every split (the stage config sets it: the MPN
     and the joint run learn and are selected on clean photos too; the EPN and IPN need holes).
+
+    ``num_workers``: loader processes per training process; None takes the CPUs this process may
+    use, shared by the node's training processes, one left to each of them, at most 8
+    (:func:`default_workers`). Pinned memory is on when CUDA is. ``edge_device``: where the
+    batches' Canny edges are computed: ``worker`` (OpenCV in the loader workers) or
+    ``accelerator`` (kornia on the batch's device after transfer, the Canny GPU inference uses;
+    frees the workers of the two Canny passes per sample). In a distributed run each rank
+    validates its own share of the held-out split, no sample repeated (the means are then taken
+    over all of them, :class:`common.metrics.EpochMeans`).
     """
 
     def __init__(
@@ -143,19 +157,22 @@ class InpaintingDataModule(L.LightningDataModule):
         damage: Callable | None = None,
         size: Annotated[int, Field(ge=16, multiple_of=8)] = 256,  # the networks downsample by 8
         batch_size: Count = 8,
-        num_workers: NonNegativeInt = 4,
+        num_workers: NonNegativeInt | None = None,
         edges: bool = False,
         edge_sigma: NonNegative = 2.0,
         donor_fill: bool = True,
         clean_share: Share = 0.0,
         seed: int = 0,
         pin_memory: bool | None = None,
+        edge_device: Literal["worker", "accelerator"] = "worker",
     ):
         super().__init__()
         self.dataset, self.masks, self.corruption, self.damage = dataset, masks, corruption, damage
         self.size, self.batch_size, self.num_workers = size, batch_size, num_workers
         self.edges, self.edge_sigma, self.donor_fill, self.seed = edges, edge_sigma, donor_fill, seed
-        self.clean_share = clean_share
+        self.clean_share, self.edge_device = clean_share, edge_device
+        if edges and edge_device == "accelerator" and edge_sigma == 0:
+            raise DatasetError("edge_device=accelerator computes one Canny per batch: it needs a fixed edge_sigma > 0")
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.splits: dict[str, InpaintingSamples] = {}
 
@@ -171,7 +188,7 @@ class InpaintingDataModule(L.LightningDataModule):
                 self.corruption,
                 train=name == "train",
                 seed=self.seed + SPLITS.index(name),
-                edges=self.edges,
+                edges=self.edges and self.edge_device == "worker",
                 edge_sigma=self.edge_sigma,
                 donor_fill=self.donor_fill,
                 clean_share=self.clean_share,
@@ -182,7 +199,20 @@ class InpaintingDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for name in wanted.get(stage, SPLITS):
-            self.split(name)
+            self.split(name).rank = self._rank()
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    @property
+    def workers(self) -> int:
+        """Loader workers per training process (``num_workers``, or :func:`default_workers`)."""
+        if self.num_workers is not None:
+            return self.num_workers
+        return default_workers(self.trainer.num_devices if self.trainer is not None else 1)
 
     @property
     def skipped_files(self) -> int:
@@ -190,14 +220,28 @@ class InpaintingDataModule(L.LightningDataModule):
         return sum(s.skipped.value for s in self.splits.values())
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        split, sampler, workers = self.split(name), None, self.workers
+        if not shuffle and self._world_size() > 1:
+            # Lightning's sampler pads the ranks' shares with repeated samples; this one does not
+            # (the shares may differ by one; the epoch means are taken over all of them).
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            if len(split) < self._world_size():
+                raise DatasetError(
+                    f"the {name} split has {len(split)} image(s) for {self._world_size()} processes: every "
+                    "process needs at least one"
+                )
+            sampler = UnrepeatedDistributedSampler(split, self._world_size(), self._rank(), shuffle=False)
         return DataLoader(
-            self.split(name),
+            split,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             drop_last=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
             pin_memory=self.pin_memory,
+            worker_init_fn=functools.partial(init_worker, rank=self._rank()) if workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -209,11 +253,39 @@ class InpaintingDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """With ``edge_device=accelerator``, the batch's Canny edges, computed on its device."""
+        if self.edges and self.edge_device == "accelerator" and "edge" not in batch:
+            batch["edge"] = canny(to_gray(batch["image"]), self.edge_sigma)
+            batch["corrupted_edge"] = canny(to_gray(batch["corrupted"]), self.edge_sigma)
+        return batch
+
     def teardown(self, stage: str | None = None) -> None:
         if self.skipped_files:
             log.warning(
                 "%d unreadable image(s) were skipped; see the warnings above for their names", self.skipped_files
             )
+
+
+def default_workers(processes_per_node: int = 1) -> int:
+    """Loader workers for each of ``processes_per_node`` training processes: the CPUs this process
+    may use, shared among them, one left to each training process, at most 8 (beyond that a
+    256² sample pipeline outruns any one GPU; ``pipeline.benchmark`` measures both)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(8, cpus // max(1, processes_per_node) - 1))
+
+
+def init_worker(worker_id: int, rank: int = 0) -> None:
+    """Start of a loader worker: OpenCV single-threaded (the workers are the parallelism; its own
+    thread pool in each would oversubscribe the CPUs), then Lightning's per-worker seeding when
+    ``seed_everything(workers=True)`` asked for it (a ``worker_init_fn`` replaces Lightning's)."""
+    import cv2
+
+    cv2.setNumThreads(0)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id, rank=rank)
 
 
 def build_datamodule(cfg) -> InpaintingDataModule:

@@ -49,10 +49,11 @@ class MPNModule(StageModule):
         bce_weight: float = 1.0,
         l1_weight: float = 1.0,
         max_pos_weight: float = 100.0,
+        grad_clip: float = 0.0,
         max_nonfinite: int = 10,
         grid_rows: int = 8,
     ):
-        super().__init__(max_nonfinite=max_nonfinite, grid_rows=grid_rows)
+        super().__init__(grad_clip=grad_clip, max_nonfinite=max_nonfinite, grid_rows=grid_rows)
         if mask_loss not in MASK_LOSSES:
             raise ValueError(f"unknown mask_loss {mask_loss!r}; expected one of {MASK_LOSSES}")
         self.save_hyperparameters()

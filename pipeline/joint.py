@@ -142,13 +142,15 @@ class JointModule(GANModule):
         return loss, parts
 
     def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
         self.scores = BlindScores(self.hparams.harm_bound)
 
     def on_validation_epoch_end(self) -> None:
-        result = self.scores.result()
+        super().on_validation_epoch_end()
+        result = self.scores.gathered().result()  # every rank's images: the same choice on each
         for name in ("selection", "clean_flagged", "clean_psnr"):
             if result[name] == result[name]:  # not NaN
-                self.log(f"val/{name}", result[name], prog_bar=name == "selection")
+                self.log(f"val/{name}", result[name], prog_bar=name == "selection", sync_dist=True)
 
     def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
         output, target, true_mask = outputs["output"], batch["image"], batch["mask"]

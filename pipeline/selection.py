@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from common.metrics import mask_iou, psnr
+from common.metrics import gather_objects, mask_iou, psnr
 from common.ops import hard_mask
 
 HARM_BOUND = 0.01  # the shipped model's target: at most 1 % of an intact photo is repainted
@@ -63,6 +63,14 @@ class BlindScores:
             elif math.isfinite(hole[i].item()):
                 self.values["hole_psnr"].append(hole[i].item())
                 self.values["iou"].append(iou[i].item())
+
+    def gathered(self) -> BlindScores:
+        """These scores together with those of every other process of a distributed run."""
+        merged = BlindScores(self.harm_bound)
+        for values in gather_objects(self.values):
+            for name, scores in values.items():
+                merged.values[name].extend(scores)
+        return merged
 
     def result(self) -> dict[str, float]:
         """Means of every score (NaN where no image had it) and the ``selection`` score."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -62,16 +63,50 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     return callbacks
 
 
+def trainer_arguments(cfg: DictConfig) -> dict:
+    """The ``trainer`` group as Lightning Trainer arguments, after the settings that are ours:
+    ``float32_matmul_precision`` (``torch.set_float32_matmul_precision``: ``high`` lets fp32
+    matmuls use TF32 tensor cores; convolutions already do by cuDNN's default) and
+    ``channels_last`` (:class:`common.callbacks.ChannelsLast`). SyncBatchNorm exists on GPUs
+    only, so a CPU run (the DDP test on gloo) leaves it off."""
+    arguments = OmegaConf.to_container(cfg.trainer, resolve=True)
+    matmul = arguments.pop("float32_matmul_precision", None)
+    if matmul:
+        torch.set_float32_matmul_precision(matmul)
+    arguments.pop("channels_last", None)
+    if arguments.get("accelerator") == "cpu" and arguments.get("sync_batchnorm"):
+        arguments["sync_batchnorm"] = False
+    return arguments
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """The Lightning Trainer of a run: callbacks and loggers wired to ``run_dir``."""
     loggers = [instantiate(cfg.logger)] if cfg.get("logger") else []
     callbacks = build_callbacks(cfg, run_dir)
     if not loggers:
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]  # it needs a logger
+    if cfg.trainer.get("channels_last"):
+        from common.callbacks import ChannelsLast
+
+        callbacks.append(ChannelsLast())
     warn_if_slow_precision(cfg.trainer)
     if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator=gpu but this machine has no CUDA GPU: use trainer=cpu")
-    return L.Trainer(**cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks)
+    arguments = trainer_arguments(cfg)
+    return L.Trainer(**arguments, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks)
+
+
+def check_launch() -> None:
+    """Under an outside launcher (torchrun, SLURM's srun) every process composes its own config,
+    and a run folder named by the time could differ between them, so such a run names its folder
+    (Lightning's own launcher hands the children the parent's folder)."""
+    launched = int(os.environ.get("WORLD_SIZE", 1)) > 1 or int(os.environ.get("SLURM_NTASKS", 1)) > 1
+    named = any(o.startswith("hydra.run.dir=") for o in HydraConfig.get().overrides.hydra)
+    if launched and not named:
+        raise ConfigError(
+            "this is one of several processes started by torchrun or srun: give them one run folder "
+            "on a shared disk, e.g. hydra.run.dir=runs/ipn/celeba-ddp (README, Multi-GPU and multi-node)"
+        )
 
 
 def build_module(stage: DictConfig, resumed: ModelFile | None = None) -> L.LightningModule:
@@ -93,7 +128,6 @@ def build_module(stage: DictConfig, resumed: ModelFile | None = None) -> L.Light
 def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """Train ``cfg.stage`` and return the finished Trainer."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True)
 
     # Read once here: clear errors before Lightning touches it, and the joint rebuilds from it.
@@ -108,6 +142,8 @@ def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         log.info("initialised %s weights from %s", cfg.stage.name, cfg.init_from)
 
     trainer = build_trainer(cfg, run_dir)
+    if trainer.is_global_zero:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path or None, weights_only=True)
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and not trainer.interrupted:
@@ -253,12 +289,16 @@ def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
     the shipped pipeline chosen and calibrated on the validation photos (:func:`select_pipeline`,
     ``selection.json``), ``model.safetensors`` and ``blind_inpainting.png`` in ``<run>``. A step with a ``DONE`` file
     is skipped and one with a ``last.ckpt`` resumes, so re-running in the same folder continues an
-    interrupted run."""
+    interrupted run. In a distributed run every process trains the steps; the first one alone
+    writes the files and chooses what ships."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from pipeline.inference import BlindInpainter
     from pipeline.model import save_pipeline
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml")  # unresolved: each step resolves its own stage
+    if rank_zero_only.rank == 0:  # read from the launcher's environment: no Trainer exists yet
+        OmegaConf.save(cfg, run_dir / "config.yaml")  # unresolved: each step resolves its own stage
     checkpoints: dict[str, Path] = {}
     for step in cfg.chain.steps:
         step_dir = run_dir / step
@@ -277,7 +317,10 @@ def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
         if trainer.interrupted:
             sys.exit(f"interrupted in step {step}; continue with the same command and hydra.run.dir={run_dir}")
         checkpoints[step] = best_checkpoint(trainer)
-        done.write_text(f"{checkpoints[step]}\n")
+        if trainer.is_global_zero:
+            done.write_text(f"{checkpoints[step]}\n")
+    if rank_zero_only.rank != 0:
+        return checkpoints
 
     pipeline = select_pipeline(cfg, checkpoints, run_dir)
     model_path = save_pipeline(pipeline, run_dir / "model.safetensors")
@@ -293,6 +336,7 @@ def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
 
 @command("train")
 def main(cfg: DictConfig) -> None:
+    check_launch()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.get("chain"):
         train_chain(cfg, run_dir)
