@@ -1,6 +1,5 @@
-"""The environment the README's install produces: CPU torch 2.13.0, no CUDA packages, torchvision working."""
+"""The environment the README's install produces: torch 2.13.0 and a working torchvision."""
 
-import importlib.metadata as md
 import re
 import shutil
 
@@ -11,10 +10,10 @@ from common import torchvision_fix
 from tests.conftest import ROOT, run_module
 
 
-def test_torch_is_the_cpu_build_and_no_cuda_package_came_in():
+def test_torch_is_the_pinned_version():
+    # "CPU build, no CUDA package" is this project's CI machines' rule, checked by .ci/run: a
+    # user's GPU machine has CUDA torch and nvidia packages, and the tests must pass there too.
     assert torch.__version__.startswith("2.13.0")
-    names = {d.metadata["Name"].lower() for d in md.distributions()}
-    assert not sorted(n for n in names if n.startswith(("nvidia-", "triton")))
 
 
 def test_torchvision_works_and_the_fix_is_then_a_no_op():
