@@ -125,6 +125,15 @@ def build_module(stage: DictConfig, resumed: ModelFile | None = None) -> L.Light
     return JointModule.from_stage_checkpoints(paths, **kwargs)
 
 
+def stage_datamodule(cfg: DictConfig):
+    """The run's DataModule with what its stage asks of the data (edges, the share of intact
+    photos); ``cfg.data`` is updated to say so."""
+    with open_dict(cfg):
+        cfg.data.edges = bool(cfg.stage.edges)
+        cfg.data.clean_share = float(cfg.stage.get("clean_share", 0.0))
+    return build_datamodule(cfg)
+
+
 def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """Train ``cfg.stage`` and return the finished Trainer."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,10 +142,7 @@ def train(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     # Read once here: clear errors before Lightning touches it, and the joint rebuilds from it.
     resumed = read_model_file(cfg.ckpt_path, cfg.stage.name) if cfg.ckpt_path else None
     module = build_module(cfg.stage, resumed)
-    with open_dict(cfg):
-        cfg.data.edges = bool(cfg.stage.edges)
-        cfg.data.clean_share = float(cfg.stage.get("clean_share", 0.0))
-    datamodule = build_datamodule(cfg)
+    datamodule = stage_datamodule(cfg)
     if cfg.init_from:
         load_weights(module, cfg.init_from)
         log.info("initialised %s weights from %s", cfg.stage.name, cfg.init_from)

@@ -15,8 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from common.checkpoint import load_weights, read_model_file
-from data.datamodule import build_datamodule
-from pipeline.train import build_module
+from pipeline.train import build_module, stage_datamodule
 from tests.conftest import compose_train, run_module
 
 STAGES = ("mpn", "epn", "ipn", "joint")
@@ -80,12 +79,11 @@ def test_the_logged_validation_metric_is_the_mean_over_all_ranks(ddp_runs, stage
     last = run_dir / "checkpoints" / "last.ckpt"
     module = build_module(cfg.stage, read_model_file(last, stage) if stage == "joint" else None)
     load_weights(module, last)
-    cfg.data.edges, cfg.data.clean_share = bool(cfg.stage.edges), float(cfg.stage.get("clean_share", 0.0))
     one_process = L.Trainer(
         accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=RANKS * cfg.trainer.limit_val_batches, default_root_dir=str(tmp_path),
     )  # fmt: skip
-    (scores,) = one_process.validate(module, datamodule=build_datamodule(cfg), verbose=False)
+    (scores,) = one_process.validate(module, datamodule=stage_datamodule(cfg), verbose=False)
     monitor = cfg.stage.monitor
     assert math.isclose(logged(run_dir, monitor), scores[monitor], rel_tol=1e-5, abs_tol=1e-6), (
         logged(run_dir, monitor),
