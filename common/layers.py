@@ -1,18 +1,59 @@
 """Layer helpers shared by the stages: spectral-norm convolutions
-(``torch.nn.utils.parametrizations.spectral_norm``), initialisation, padding to a multiple, and
-the width multiplier with its bounds."""
+(``torch.nn.utils.parametrizations.spectral_norm``, kept in fp32 under autocast), a block that
+leaves autocast, initialisation, padding to a multiple, and the width multiplier with its bounds."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Run the block with autocast off on ``device``'s type (a no-op where it has no autocast).
+    Callers cast their inputs with :func:`at_least_float32`."""
+    if torch.amp.is_autocast_available(device.type):
+        with torch.autocast(device.type, enabled=False):
+            yield
+    else:
+        yield
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is in a narrower float type (float64 stays float64)."""
+    return x.float() if x.is_floating_point() and x.element_size() < 4 else x
+
+
+class Float32SpectralNorm(_SpectralNorm):
+    """``torch.nn.utils.parametrizations.spectral_norm``'s parametrization with the power
+    iteration and ``σ = uᵀWv`` computed in float32 even under autocast.
+
+    CUDA's autocast runs ``torch.mv`` in bf16/fp16, so the stock parametrization would update
+    ``u``/``v`` from 8-bit-mantissa products and divide every weight by a rounded ``σ``; CPU's
+    autocast leaves ``mv`` alone. Outside autocast it is the stock computation, bit for bit, and
+    the state-dict keys (``parametrizations.weight.original``, ``…weight.0._u``/``_v``) are the same.
+    """
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with full_precision(weight.device):
+            return super().forward(at_least_float32(weight)).to(weight.dtype)
 
 
 def sn(module: nn.Module, enabled: bool = True) -> nn.Module:
-    """Wrap ``module``'s weight in spectral normalisation (Miyato et al. 2018) when ``enabled``."""
-    return spectral_norm(module) if enabled else module
+    """Wrap ``module``'s weight in spectral normalisation (Miyato et al. 2018) when ``enabled``:
+    one power iteration per training forward, ``dim`` 1 for transposed convolutions, as
+    ``torch.nn.utils.parametrizations.spectral_norm``; float32 under autocast."""
+    if not enabled:
+        return module
+    dim = 1 if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
+    parametrize.register_parametrization(module, "weight", Float32SpectralNorm(module.weight, dim=dim))
+    return module
 
 
 def sn_conv2d(

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.layers import at_least_float32, full_precision
 from common.ops import hard_mask
 
 _ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "none": nn.Identity}
@@ -236,7 +237,19 @@ class ContextualAttention(nn.Module):
         int64, ``h × w`` the downsampled foreground grid (``h = ⌈H / rate⌉``): for each query the
         (row, column) displacement to its most attended key, in downsampled pixels (the key at
         index 0 where no key is valid).
+
+        Under autocast the matching, softmax and pasting run in (at least) float32 (a score's bf16 rounding,
+        ×``softmax_scale`` and summed over the fusion kernel, would reorder the attention); the
+        output has ``foreground``'s dtype.
         """
+        dtype = foreground.dtype
+        with full_precision(foreground.device):
+            out, flow = self._forward(at_least_float32(foreground), at_least_float32(background), mask)
+        return out.to(dtype), flow
+
+    def _forward(
+        self, foreground: torch.Tensor, background: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         prep = self._prepare(foreground, background, mask)
         r, (h, w) = self.rate, prep["query_grid"]
         patches, best = [], []
@@ -274,10 +287,11 @@ class ContextualAttention(nn.Module):
         """The attention weights ``(B, L, h, w)`` of :meth:`forward` (same arguments): weight of
         key ``l`` (background patch at row ``l // w_k``, column ``l % w_k`` of the ``h_k × w_k``
         key grid, ``L = h_k·w_k``) for the query at ``(i, j)`` of the downsampled foreground.
-        Dense: for inspection on small inputs."""
-        prep = self._prepare(foreground, background, mask)
+        Dense: for inspection on small inputs. At least float32, as in :meth:`forward`."""
+        with full_precision(foreground.device):
+            prep = self._prepare(at_least_float32(foreground), at_least_float32(background), mask)
+            attn = torch.cat([torch.cat(list(chunks), dim=1) for _, _, chunks in self._attention(prep)], dim=0)
         h, w = prep["query_grid"]
-        attn = torch.cat([torch.cat(list(chunks), dim=1) for _, _, chunks in self._attention(prep)], dim=0)
         if prep["order"] is not None:
             attn = attn[..., torch.argsort(prep["order"])]
         return attn.transpose(1, 2).reshape(attn.shape[0], -1, h, w)

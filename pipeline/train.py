@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
@@ -93,7 +94,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator=gpu but this machine has no CUDA GPU: use trainer=cpu")
     arguments = trainer_arguments(cfg)
-    return L.Trainer(**arguments, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks)
+    try:
+        return L.Trainer(**arguments, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks)
+    except (ValueError, TypeError, MisconfigurationException) as error:  # a trainer value Lightning refuses
+        raise ConfigError(f"trainer: {str(error).splitlines()[0]}") from error
 
 
 def check_launch() -> None:

@@ -284,3 +284,21 @@ def test_invalid_arguments():
         layer(x, x, torch.zeros(2, 2, 8, 8))
     with pytest.raises(ValueError, match="same batch and channels"):
         layer(x, torch.randn(2, 3, 8, 8))
+
+
+def test_autocast_matches_float32_on_the_same_inputs():
+    """Under bf16 autocast the scores, softmax and pasting run in float32: the result is the
+    float32 attention of the bf16 inputs, returned in bf16."""
+    torch.manual_seed(0)
+    f, b = (torch.rand(2, 8, 16, 16).bfloat16() for _ in range(2))
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    layer = ContextualAttention(return_flow=True)
+    expected, expected_flow = layer(f.float(), b.float(), mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, flow = layer(f, b, mask)
+        scores = layer.attention_scores(f, b, mask)
+    assert out.dtype == torch.bfloat16 and scores.dtype == torch.float32
+    assert torch.equal(out, expected.bfloat16())
+    assert torch.equal(flow, expected_flow)
+    assert torch.equal(scores, layer.attention_scores(f.float(), b.float(), mask))

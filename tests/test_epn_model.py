@@ -240,3 +240,28 @@ def test_width_mult_scales_and_absurd_widths_are_refused_before_allocating():
         EdgeGenerator(residual_blocks=10**6)
     with pytest.raises(ValueError, match="width_mult"):
         PatchDiscriminator(width_mult=float("nan"))
+
+
+def test_spectral_norm_is_the_stock_one_and_float32_under_autocast():
+    """``common.layers.sn`` is torch's spectral-norm parametrization (same numbers, same state-dict
+    keys, ``dim`` 1 for transposed convs) whose power iteration and σ stay float32 under autocast."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    from common.layers import sn
+
+    for make in (lambda: nn.Conv2d(8, 16, 3), lambda: nn.ConvTranspose2d(8, 16, 4)):
+        torch.manual_seed(0)
+        ours = sn(make())
+        torch.manual_seed(0)
+        stock = spectral_norm(make())
+        assert ours.state_dict().keys() == stock.state_dict().keys()
+        for _ in range(3):  # training forwards: power iterations
+            assert torch.equal(ours.weight, stock.weight)
+        ours.eval()
+        expected = ours.weight
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert ours.weight.dtype == torch.float32
+            assert torch.equal(ours.weight, expected)
+            ours.train()
+            ours.weight  # noqa: B018 (a power iteration under autocast)
+        assert ours.parametrizations.weight[0]._u.dtype == torch.float32

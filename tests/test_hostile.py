@@ -259,6 +259,8 @@ TRAIN_CONFIGS = [
     (["stage.trainer.ipn.max_epochs=1"], "not in struct"),
     (["no_such_key=1"], "no_such_key"),
     (["trainer.accelerator=gpu"], "no CUDA GPU"),
+    (["trainer.precision=bogus"], "trainer: Precision 'bogus' is invalid"),
+    (["+trainer.bogus=1"], "trainer: Trainer.__init__() got an unexpected keyword argument 'bogus'"),
     (["data.clean_share=1.5"], "data.clean_share=1.5"),
 ]
 
@@ -291,10 +293,17 @@ def test_training_never_unpickles_code(arena, setting, stage):
 def test_the_readme_per_step_override_is_accepted(tmp_path):
     from tests.conftest import compose_chain
 
-    cfg = compose_chain(tmp_path, "chain.trainer.ipn.max_epochs=1", "+chain.trainer.epn.limit_val_batches=2")
+    cfg = compose_chain(
+        tmp_path,
+        "chain.trainer.ipn.max_epochs=1",
+        "+chain.trainer.epn.limit_val_batches=2",
+        "chain.trainer.ipn.precision=bf16-mixed",
+    )
     from pipeline.train import step_config
 
     assert step_config(cfg, "ipn", {}, tmp_path).trainer.max_epochs == 1
+    assert step_config(cfg, "ipn", {}, tmp_path).trainer.precision == "bf16-mixed"  # precision per stage
+    assert step_config(cfg, "epn", {}, tmp_path).trainer.precision == cfg.trainer.precision
     assert step_config(cfg, "epn", {}, tmp_path).trainer.limit_val_batches == 2
     assert step_config(cfg, "mpn", {}, tmp_path).trainer.max_epochs == cfg.trainer.max_epochs  # null: not set
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from common.layers import Float32SpectralNorm
 from common.ops import compose
 from ipn.model import DeepFillGenerator, SNPatchDiscriminator
 
@@ -209,7 +210,7 @@ def test_discriminator_has_six_spectral_norm_convs_each_followed_by_leaky_relu()
     assert len(convs) == 6 and len(layers) == 12
     for conv, act in zip(layers[::2], layers[1::2]):
         assert parametrize.is_parametrized(conv, "weight")
-        assert type(conv.parametrizations.weight[0]).__name__ == "_SpectralNorm"
+        assert isinstance(conv.parametrizations.weight[0], Float32SpectralNorm)
         assert conv.kernel_size == (5, 5) and conv.stride == (2, 2) and conv.padding == (2, 2)
         assert conv.bias is not None
         assert isinstance(act, nn.LeakyReLU) and act.negative_slope == 0.2
