@@ -16,6 +16,11 @@ the machine can do:
 - **inference** latency at batch 1 of each generator at each of ``sizes``, and of the full blind
   pipeline (:class:`pipeline.inference.BlindInpainter`: MPN → Canny → EPN → IPN; it processes
   sides above its ``working_size`` at that size and pastes the upsampled fill back).
+- **data**: samples/s of the training DataLoader alone (``data`` group, at ``train.size``² and
+  ``train.batch_size``, its workers, each stage's needs: edges, intact share), over ``data_batches``
+  batches after ``max(warmup, 1)`` untimed ones (the workers' start); epochs restart as training
+  restarts them. Printed next to the training step it has to feed. With
+  ``data.edge_device=accelerator`` the Canny edges are not in it (they run on the device).
 - **variants**: ``fp32`` (plain), ``bf16`` (``torch.autocast(device, bfloat16)``),
   ``channels_last`` (model and inputs in ``torch.channels_last``). Inference rows report the max
   absolute difference of the output from fp32's on the same input and weights.
@@ -56,19 +61,19 @@ import torch
 import torch.nn.functional as F
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from common.errors import ConfigError
 from common.ops import canny, to_gray
-from pipeline.benchmark_report import print_machine, print_peak, print_progress, warn, write_json
+from pipeline.benchmark_report import print_data, print_machine, print_peak, print_progress, warn, write_json
 from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device
 from pipeline.model import BlindPipeline
 
 STAGES = ("mpn", "epn", "ipn")
 VARIANTS = ("fp32", "bf16", "channels_last")
-PARTS = ("peak", "train", "inference", "pipeline")
+PARTS = ("peak", "data", "train", "inference", "pipeline")
 DEVICES = ("auto", "cpu", "cuda")
 
 # The first output of each stage's ``generate``: what inference of that stage produces.
@@ -475,6 +480,25 @@ def training_steps(name: str, module, batch: dict, variant: str, device: torch.d
 # -- the benchmark --------------------------------------------------------------------------------
 
 
+def loader_throughput(loader, warmup: int, batches: int) -> dict:
+    """Samples/s of ``loader`` over ``batches`` batches after ``warmup`` untimed ones, starting a
+    new epoch whenever one ends (as training does)."""
+
+    def endless():
+        while True:
+            yield from loader
+
+    stream = endless()
+    for _ in range(warmup):
+        next(stream)
+    samples, start = 0, time.perf_counter()
+    for _ in range(batches):
+        samples += len(next(stream)["corrupted"])
+    seconds = time.perf_counter() - start
+    del stream  # stops the workers of a non-persistent loader
+    return {"samples_per_s": samples / seconds, "seconds_per_batch": seconds / batches, "batches": batches}
+
+
 class Benchmark:
     """Runs the measurements ``cfg`` asks for, printing each and rewriting the JSON at ``out``
     after each, so an interrupted run keeps what it measured."""
@@ -491,12 +515,14 @@ class Benchmark:
             [cfg.train.batch_size, cfg.train.size], "train.batch_size/size"
         )
         self.warmup, self.repeats = _count(cfg.warmup, "warmup", 0), _count(cfg.repeats, "repeats", 1)
+        self.data_batches = _count(cfg.get("data_batches", 20), "data_batches", 1)
         self.variants = chosen_variants(cfg, self.device)
         self.results = {
             "machine": describe_device(self.device),
             "settings": OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
             "memory_method": memory_method(self.device),
             "peak": {},
+            "data": [],
             "networks": {},
             "train": [],
             "inference": [],
@@ -551,6 +577,9 @@ class Benchmark:
         print_machine(self.results["machine"])
         if "peak" not in self.skip:
             self.measure_peak()
+        if "data" not in self.skip:
+            for name in self.stages:
+                self.measure_data(name)
         if not {"train", "inference"} <= self.skip:
             for name in self.stages:
                 self.measure_stage(name)
@@ -567,6 +596,26 @@ class Benchmark:
             self.results["peak"][label] = entry
             self.save()
             print_peak(label, entry)
+
+    def measure_data(self, name: str) -> None:
+        from pipeline.train import stage_datamodule
+
+        cfg = self.cfg.copy()
+        with open_dict(cfg):
+            cfg.stage = cfg.models[name]
+        datamodule = stage_datamodule(cfg)
+        datamodule.setup("fit")
+        row = {
+            "stage": name,
+            **loader_throughput(datamodule.train_dataloader(), max(self.warmup, 1), self.data_batches),
+            "batch_size": datamodule.batch_size,
+            "size": datamodule.size,
+            "workers": datamodule.workers,
+            "edges": f"yes ({datamodule.edge_device})" if datamodule.edges else "no",
+        }
+        self.results["data"].append(row)
+        self.save()
+        print_data(row)
 
     def measure_stage(self, name: str) -> None:
         module = build_stage(self.cfg, name, self.device)

@@ -43,7 +43,8 @@ INFERENCE_COLUMNS = (
     "peak mem +",
     "max|Δ| vs fp32",
 )
-TEXT_COLUMNS = ("stage", "network", "variant")
+DATA_COLUMNS = ("stage", "batch", "workers", "edges", "samples/s", "fastest step img/s", "headroom")
+TEXT_COLUMNS = ("stage", "network", "variant", "edges")
 
 
 def warn(message: str) -> None:
@@ -111,6 +112,13 @@ def print_progress(part: str, row: dict) -> None:
         f"mem +{fmt_bytes(row['peak_memory_increase_bytes'])}"
         + (f", max|Δ| vs fp32 {diff:.2e}" if diff is not None and row["variant"] != "fp32" else "")
         + "[/]"
+    )
+
+
+def print_data(row: dict) -> None:
+    console.print(
+        f"data      {row['stage']:<19} {'':<13} {row['batch_size']}×{row['size']}²  "
+        f"{row['samples_per_s']:,.1f} samples/s [dim]({row['workers']} workers, edges {row['edges']})[/]"
     )
 
 
@@ -197,11 +205,35 @@ def inference_table(rows: list[dict]) -> Table:
     return table
 
 
+def data_table(results: dict) -> Table:
+    """Each stage's loader throughput next to the fastest training step it has to feed."""
+    table = _table("Data loading (training loader alone) vs the training step", DATA_COLUMNS)
+    iterations = {(r["stage"], r["variant"]): r["images_per_s"] for r in results["train"]}  # MPN: G only
+    iterations.update({(stage, v): batch / s for stage, v, s, batch in gan_iterations(results["train"])})
+    steps: dict[str, tuple[float, str]] = {}
+    for (stage, variant), rate in iterations.items():
+        steps[stage] = max(steps.get(stage, (0.0, "")), (rate, variant))
+    for row in results["data"]:
+        step, variant = steps.get(row["stage"], (None, ""))
+        table.add_row(
+            row["stage"],
+            f"{row['batch_size']}×{row['size']}²",
+            str(row["workers"]),
+            row["edges"],
+            f"{row['samples_per_s']:,.1f}",
+            f"{step:,.2f} ({variant})" if step else "–",
+            f"{row['samples_per_s'] / step:,.1f}×" if step else "–",
+        )
+    return table
+
+
 def print_report(results: dict, out: Path) -> None:
     """The tables of a finished run, and where its JSON is."""
     console.print(machine_table(results))
     if results["train"]:
         console.print(training_table(results["train"]))
+    if results.get("data"):
+        console.print(data_table(results))
     if results["inference"] or results["pipeline"]:
         console.print(inference_table(results["inference"] + results["pipeline"]))
     console.print(f"results: {out}")

@@ -21,6 +21,7 @@ TINY = [
     "repeats=2",
     "peak.matmul_size=128",
     "threads=1",
+    "data_batches=3",
 ]
 
 
@@ -88,6 +89,17 @@ def test_cli_measures_every_stage_and_the_pipeline(tmp_path):
     assert set(report["networks"]) == set(STAGES)
     assert "Training step" in result.stdout and "Inference" in result.stdout
 
+    # The loader of each stage's training data, at the training step's batch and size.
+    assert [(r["stage"], r["edges"]) for r in report["data"]] == [
+        ("mpn", "no"),
+        ("epn", "yes (worker)"),
+        ("ipn", "yes (worker)"),
+    ]
+    for row in report["data"]:
+        assert row["batch_size"] == 2 and row["size"] == 32 and row["batches"] == 3 and row["workers"] == 2
+        assert row["samples_per_s"] > 0
+    assert "Data loading" in result.stdout
+
 
 def test_parts_can_be_skipped(tmp_path):
     out = tmp_path / "b.json"
@@ -96,13 +108,13 @@ def test_parts_can_be_skipped(tmp_path):
         *TINY,
         "stages=[mpn]",
         "variants=[fp32]",
-        "skip=[train,pipeline]",
+        "skip=[train,pipeline,data]",
         f"out={out}",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert report["train"] == [] and report["pipeline"] == []
+    assert report["train"] == [] and report["pipeline"] == [] and report["data"] == []
     assert [(r["stage"], r["variant"]) for r in report["inference"]] == [("mpn", "fp32")]
 
 
