@@ -5,8 +5,9 @@ the optimisation step, the non-finite-loss guard, validation logging and grids) 
 Every stage optimises by hand (Lightning's manual optimisation), so one rule holds for all of them,
 in one process or in many (DDP): a step whose loss is NaN or infinite on *any* rank is skipped on
 every rank (a rank that skipped its backward alone would leave the others waiting in all-reduce),
-and gradients are clipped by ``grad_clip``. Validation values are averaged over every sample of
-every rank (:class:`common.metrics.EpochMeans`), so the checkpoint is chosen on the whole split.
+so is a step whose (all-reduced) gradients are not finite, and gradients are clipped by
+``grad_clip``. Validation values are averaged over every sample of every rank
+(:class:`common.metrics.EpochMeans`), so the checkpoint is chosen on the whole split.
 
 Every stage has the same shape, so knowing one means knowing all:
 
@@ -61,6 +62,7 @@ class StageModule(L.LightningModule, abc.ABC):
         self.automatic_optimization = False
         self.max_nonfinite, self.grid_rows, self.grad_clip = max_nonfinite, grid_rows, grad_clip
         self._nonfinite_in_a_row = 0
+        self.nonfinite_steps = 0  # steps skipped for a non-finite loss, in this process's run
         self._validation_means = EpochMeans()
         self._frozen: dict[str, nn.Module | Callable] = {}
         self.attach_frozen("feed", feed)
@@ -121,13 +123,18 @@ class StageModule(L.LightningModule, abc.ABC):
     def check_finite(self, loss: torch.Tensor, what: str = "loss") -> bool:
         """Whether ``loss`` is finite on every rank (the same answer on all of them)."""
         finite = bool(torch.isfinite(loss).all())
+        here = finite
         if self._trainer is not None:
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        return self._count_nonfinite(finite, what, "is not finite on another rank" if here else f"is {loss.item()}")
+
+    def _count_nonfinite(self, finite: bool, what: str, value: str) -> bool:
+        """Count a non-finite step (``finite`` False): warn, and stop after ``max_nonfinite`` in a row."""
         if finite:
             self._nonfinite_in_a_row = 0
             return True
         self._nonfinite_in_a_row += 1
-        value = f"is {loss.item()}" if not torch.isfinite(loss).all() else "is not finite on another rank"
+        self.nonfinite_steps += 1
         self.print(f"warning: {self.stage_name} {what} {value} at step {self.global_step}; step skipped")
         if self._nonfinite_in_a_row >= self.max_nonfinite:
             raise NonFiniteLossError(
@@ -137,11 +144,19 @@ class StageModule(L.LightningModule, abc.ABC):
             )
         return False
 
-    def optimise(self, optimizer, loss: torch.Tensor) -> None:
+    def optimise(self, optimizer, loss: torch.Tensor, what: str = "loss") -> None:
         """One step of ``optimizer`` on ``loss``: backward (gradients all-reduced under DDP),
-        clipping, step."""
+        clipping, step. A finite loss can still give non-finite gradients (a bf16 kernel's
+        overflow or fault): then the step is skipped and counted as a non-finite loss is. Under
+        DDP the gradients are all-reduced, so every rank decides the same without asking."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            if not self._count_nonfinite(bool(torch.isfinite(norm)), f"{what} gradient", f"norm is {norm.item()}"):
+                optimizer.zero_grad(set_to_none=True)
+                return
         if self.grad_clip > 0:
             self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
@@ -239,12 +254,12 @@ class GANModule(StageModule):
         detached = {k: v.detach() if torch.is_tensor(v) else v for k, v in outputs.items()}
         d_loss, d_logs = self.discriminator_loss(batch, detached)
         if self.check_finite(d_loss, "discriminator loss"):
-            self.optimise(opt_d, d_loss)
+            self.optimise(opt_d, d_loss, "discriminator")
 
         self.toggle_optimizer(opt_g)  # D's parameters stop collecting gradients during the G step
         g_loss, g_logs = self.generator_loss(batch, outputs)
         if self.check_finite(g_loss, "generator loss"):
-            self.optimise(opt_g, g_loss)
+            self.optimise(opt_g, g_loss, "generator")
         self.untoggle_optimizer(opt_g)
 
         size = batch_size(batch)

@@ -67,16 +67,17 @@ def canny(
     gray: torch.Tensor, sigma: float = 2.0, low: float = 0.1, high: float = 0.2, backend: str = "auto"
 ) -> torch.Tensor:
     """Canny edges of ``gray`` ``(B, 1, H, W)`` in [0, 1] -> ``(B, 1, H, W)`` float in {0, 1}, on
-    ``gray``'s device. ``backend``: ``"opencv"``, ``"kornia"`` or ``"auto"`` (by device)."""
+    ``gray``'s device. ``backend``: ``"opencv"``, ``"kornia"`` or ``"auto"`` (by device). Images
+    with a side of at most the blur radius (``4·sigma``) go to OpenCV whatever the backend."""
     if backend not in CANNY_BACKENDS:
         raise ValueError(f"unknown Canny backend {backend!r}; expected one of {CANNY_BACKENDS}")
     if backend == "auto":
         backend = "opencv" if gray.device.type == "cpu" else "kornia"
     gray = gray.detach()
-    if backend == "opencv":
+    radius = int(4.0 * sigma + 0.5)
+    if backend == "opencv" or min(gray.shape[-2:]) <= radius:  # kornia's reflect padding needs a side > radius
         maps = [canny_map(g[0].float().cpu().numpy(), sigma, low, high) for g in gray]
         return torch.from_numpy(np.stack(maps)[:, None]).to(gray.device, torch.float32)
-    radius = int(4.0 * sigma + 0.5)
     kernel = (2 * radius + 1, 2 * radius + 1) if sigma > 0 else (1, 1)
     # kornia needs a positive sigma even when the kernel size 1 skips the blur
     _, edges = kornia.filters.canny(gray.float(), low, high, kernel, (max(sigma, 1e-3),) * 2)

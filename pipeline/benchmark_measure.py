@@ -14,7 +14,8 @@ the machine can do:
   + step. One real training iteration (D step, then G step, sharing one ``generate``) costs their
   sum, reported as ``G+D``.
 - **inference** latency at batch 1 of each generator at each of ``sizes``, and of the full blind
-  pipeline (:class:`pipeline.inference.BlindInpainter`: MPN → Canny → EPN → IPN; it processes
+  pipeline at each of ``pipeline_batches`` (images/s = batch / latency;
+  :class:`pipeline.inference.BlindInpainter`: MPN → Canny → EPN → IPN; it processes
   sides above its ``working_size`` at that size and pastes the upsampled fill back).
 - **data**: samples/s of the training DataLoader alone (``data`` group, at ``train.size``² and
   ``train.batch_size``, its workers, each stage's needs: edges, intact share), over ``data_batches``
@@ -516,6 +517,7 @@ class Benchmark:
         )
         self.warmup, self.repeats = _count(cfg.warmup, "warmup", 0), _count(cfg.repeats, "repeats", 1)
         self.data_batches = _count(cfg.get("data_batches", 20), "data_batches", 1)
+        self.pipeline_batches = _positive_ints(cfg.get("pipeline_batches", [1]), "pipeline_batches")
         self.variants = chosen_variants(cfg, self.device)
         self.results = {
             "machine": describe_device(self.device),
@@ -664,17 +666,22 @@ class Benchmark:
         stages = {name: build_stage(self.cfg, name, self.device).eval() for name in STAGES}
         working_size = InpaintSettings().working_size
         for size in self.sizes:
-            corrupted = synthetic_batch(1, size, self.device, self.cfg.seed)["corrupted"]
-            self.measure_variants(
-                "pipeline",
-                f"pipeline {size}",
-                functools.partial(pipeline_call, stages, self.cfg.pipeline, corrupted, device=self.device),
-                stage="pipeline",
-                size=size,
-                working_size=working_size,
-            )
+            for batch in self.pipeline_batches:
+                corrupted = synthetic_batch(batch, size, self.device, self.cfg.seed)["corrupted"]
+                self.measure_variants(
+                    "pipeline",
+                    f"pipeline {batch}×{size}",
+                    functools.partial(pipeline_call, stages, self.cfg.pipeline, corrupted, device=self.device),
+                    items=batch,
+                    stage="pipeline",
+                    size=size,
+                    batch_size=batch,
+                    working_size=working_size,
+                )
 
-    def measure_variants(self, part: str, what: str, call_for: Callable[[str], Callable], **fields) -> None:
+    def measure_variants(
+        self, part: str, what: str, call_for: Callable[[str], Callable], items: int = 1, **fields
+    ) -> None:
         """Measure and record ``call_for(variant)`` for every variant, with the max difference of
         its output from the fp32 variant's (measured first)."""
         reference = None
@@ -684,5 +691,10 @@ class Benchmark:
                 continue
             reference = run.result if variant == "fp32" else reference
             self.record(
-                part, run, items=1, variant=variant, max_abs_diff_vs_fp32=max_abs_diff(run.result, reference), **fields
+                part,
+                run,
+                items=items,
+                variant=variant,
+                max_abs_diff_vs_fp32=max_abs_diff(run.result, reference),
+                **fields,
             )

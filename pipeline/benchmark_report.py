@@ -35,6 +35,7 @@ INFERENCE_COLUMNS = (
     "stage",
     "variant",
     "size",
+    "img/s",
     "latency median",
     "min–max",
     "GFLOP/img",
@@ -102,8 +103,10 @@ def print_progress(part: str, row: dict) -> None:
     """One line per finished measurement (a row of ``results[part]``)."""
     t = row["time_s"]
     what = f"{row['stage']} {row.get('network', '')}".strip()
-    shape = f"{row['batch_size']}×{row['size']}²" if part == "train" else f"{row['size']}²"
+    shape = f"{row['batch_size']}×{row['size']}²" if row.get("batch_size", 1) > 1 else f"{row['size']}²"
     rate = f"{row['images_per_s']:,.2f} img/s" if part == "train" else f"latency {fmt_seconds(t['median'])}"
+    if part == "pipeline" and row.get("batch_size", 1) > 1:
+        rate += f", {row['images_per_s']:,.1f} img/s"
     diff = row.get("max_abs_diff_vs_fp32")
     console.print(
         f"{part:<9} {what:<19} {row['variant']:<13} {shape:<9} {rate} "
@@ -187,13 +190,14 @@ def training_table(rows: list[dict]) -> Table:
 
 
 def inference_table(rows: list[dict]) -> Table:
-    table = _table("Inference, batch 1 (pipeline = MPN → Canny → EPN → IPN)", INFERENCE_COLUMNS)
+    table = _table("Inference (pipeline = MPN → Canny → EPN → IPN)", INFERENCE_COLUMNS)
     for row in rows:
         t = row["time_s"]
         table.add_row(
             row["stage"],
             row["variant"],
-            f"{row['size']}²",
+            f"{row.get('batch_size', 1)}×{row['size']}²",
+            f"{row['images_per_s']:,.1f}",
             fmt_seconds(t["median"]),
             fmt_range(t),
             fmt_flops(row["flops_per_image"]),

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -6,6 +7,30 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Tests marked ``cuda`` need a CUDA GPU and are skipped without one. BLINDFILL_CUDA_STANDIN=cpu
+# runs them on the CPU instead: a check of the tests' own wiring on a machine without a GPU
+# (``scripts/gpu_check.sh`` with GPU_CHECK_DEVICE=cpu), which says nothing about CUDA.
+CUDA_STANDIN = os.environ.get("BLINDFILL_CUDA_STANDIN", "")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available() or CUDA_STANDIN == "cpu":
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (scripts/gpu_check.sh runs these on one)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def cuda_device():
+    """The device of the ``cuda`` tests: ``cuda``, or the CPU stand-in (``BLINDFILL_CUDA_STANDIN=cpu``)."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else CUDA_STANDIN or "cuda")
 
 
 def write_photo(path: Path, width: int = 80, height: int = 60, seed: int = 0, mode: str = "RGB") -> Path:

@@ -11,8 +11,10 @@ from common.errors import ConfigError
 from pipeline.benchmark_measure import PARTS, STAGES, PeakMemory, Timing, _names, chosen_device, count_flops
 from tests.conftest import run_module
 
-# Tiny everything; one thread, so the test stays fast while another process shares the CPU.
+# Tiny everything; one thread, so the test stays fast while another process shares the CPU. On the
+# CPU also on a GPU machine: the channels-last tolerance below is for the same CPU kernels.
 TINY = [
+    "device=cpu",
     "width_mult=0.125",
     "sizes=[32]",
     "train.size=32",
@@ -58,6 +60,7 @@ def test_cli_measures_every_stage_and_the_pipeline(tmp_path):
         "pipeline.benchmark",
         *TINY,
         "variants=[fp32,bf16,channels_last]",
+        "pipeline_batches=[1,2]",
         f"out={out}",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
@@ -86,6 +89,11 @@ def test_cli_measures_every_stage_and_the_pipeline(tmp_path):
         assert row["peak_memory_bytes"] > 0
         if row["variant"] == "channels_last":  # same arithmetic, other memory order
             assert row["max_abs_diff_vs_fp32"] < 1e-3
+    assert sorted((r["batch_size"], r["variant"]) for r in report["pipeline"]) == sorted(
+        (b, v) for b in (1, 2) for v in variants
+    )
+    for row in report["pipeline"]:
+        assert row["images_per_s"] == pytest.approx(row["batch_size"] / row["latency_s"])
     assert set(report["networks"]) == set(STAGES)
     assert "Training step" in result.stdout and "Inference" in result.stdout
 

@@ -35,6 +35,8 @@ def test_last_checkpoint_follows_every_validation_even_without_a_new_best(tmp_pa
     recorder = LastStepRecorder(tmp_path / "last.ckpt")
     trainer = L.Trainer(
         max_epochs=4,
+        accelerator="cpu",  # one process, whatever GPUs the machine has
+        devices=1,
         limit_train_batches=3,
         limit_val_batches=1,
         callbacks=[recorder, checkpoint],

@@ -104,6 +104,8 @@ def test_freeze_keeps_a_stage_fixed_while_the_rest_and_both_discriminators_train
     before = copy.deepcopy(module.state_dict())
     trainer = L.Trainer(
         max_steps=4,
+        accelerator="cpu",  # one process, whatever GPUs the machine has
+        devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -83,8 +83,8 @@ def test_gradient_clipping_is_applied_by_hand():
     seen = []
     original = gan.optimise
 
-    def spy(optimizer, loss):
-        original(optimizer, loss)
+    def spy(optimizer, loss, what="loss"):
+        original(optimizer, loss, what)
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         seen.append(torch.norm(torch.stack([p.grad.norm() for p in params])).item())
 
@@ -125,6 +125,25 @@ def test_isolated_nan_steps_are_skipped_and_weights_stay_finite():
     module = NaNModule(bad_steps={2, 5})
     _fit(module, 6)
     assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+class NaNGradientModule(NaNModule):
+    """A finite loss whose gradients are NaN at ``bad_steps`` (what a faulty bf16 kernel gives)."""
+
+    def generator_loss(self, batch, outputs):
+        self.calls += 1
+        if self.calls in self.bad_steps:
+            outputs["out"].register_hook(lambda grad: grad * float("nan"))
+        return outputs["out"].pow(2).mean(), {}
+
+
+def test_a_finite_loss_with_nan_gradients_is_skipped_too():
+    module = NaNGradientModule(bad_steps={2, 5})
+    start = [p.detach().clone() for p in module.parameters()]
+    _fit(module, 6)
+    assert module.nonfinite_steps == 2
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(module.parameters(), start))  # the good steps stepped
 
 
 def test_persistent_nan_stops_with_a_clear_error():

@@ -110,3 +110,11 @@ def test_pull_push_fills_the_hole_from_its_surroundings_and_keeps_the_rest():
     source = image.clone().requires_grad_(True)
     pull_push_fill(source, mask).sum().backward()
     assert source.grad[..., :, :11].abs().sum() > 0  # differentiable
+
+
+@pytest.mark.parametrize("shape", [(1, 9), (9, 1), (1, 1), (8, 40)])
+def test_kornia_canny_on_sides_within_the_blur_radius(shape):
+    """kornia's reflect padding refuses a side <= the blur radius (8 px at sigma 2): such images,
+    which GPU inference meets (a 1×9 strip), take OpenCV's path instead of crashing."""
+    gray = torch.rand(2, 1, *shape)
+    assert torch.equal(canny(gray, 2.0, backend="kornia"), canny(gray, 2.0, backend="opencv"))
