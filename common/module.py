@@ -126,16 +126,19 @@ class StageModule(L.LightningModule, abc.ABC):
         here = finite
         if self._trainer is not None:
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        return self._count_nonfinite(finite, what, "is not finite on another rank" if here else f"is {loss.item()}")
+        return self._count_nonfinite(
+            finite, what, lambda: "is not finite on another rank" if here else f"is {loss.item()}"
+        )
 
-    def _count_nonfinite(self, finite: bool, what: str, value: str) -> bool:
-        """Count a non-finite step (``finite`` False): warn, and stop after ``max_nonfinite`` in a row."""
+    def _count_nonfinite(self, finite: bool, what: str, value: Callable[[], str]) -> bool:
+        """Count a non-finite step (``finite`` False; ``value()`` words it): warn, and stop after
+        ``max_nonfinite`` in a row."""
         if finite:
             self._nonfinite_in_a_row = 0
             return True
         self._nonfinite_in_a_row += 1
         self.nonfinite_steps += 1
-        self.print(f"warning: {self.stage_name} {what} {value} at step {self.global_step}; step skipped")
+        self.print(f"warning: {self.stage_name} {what} {value()} at step {self.global_step}; step skipped")
         if self._nonfinite_in_a_row >= self.max_nonfinite:
             raise NonFiniteLossError(
                 f"{self.stage_name}: the {what} was NaN/inf for {self._nonfinite_in_a_row} steps in a row "
@@ -148,13 +151,16 @@ class StageModule(L.LightningModule, abc.ABC):
         """One step of ``optimizer`` on ``loss``: backward (gradients all-reduced under DDP),
         clipping, step. A finite loss can still give non-finite gradients (a bf16 kernel's
         overflow or fault): then the step is skipped and counted as a non-finite loss is. Under
-        DDP the gradients are all-reduced, so every rank decides the same without asking."""
+        DDP the gradients are all-reduced, so every rank decides the same without asking. With
+        fp16's gradient scaler (``16-mixed`` on a GPU) the scaler is what skips such steps, and
+        lowers its scale; it must see them."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if grads:
+        if grads and getattr(self.trainer.precision_plugin, "scaler", None) is None:
             norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-            if not self._count_nonfinite(bool(torch.isfinite(norm)), f"{what} gradient", f"norm is {norm.item()}"):
+            finite = bool(torch.isfinite(norm))
+            if not self._count_nonfinite(finite, f"{what} gradient", lambda: f"norm is {norm.item()}"):
                 optimizer.zero_grad(set_to_none=True)
                 return
         if self.grad_clip > 0:

@@ -146,6 +146,27 @@ def test_a_finite_loss_with_nan_gradients_is_skipped_too():
     assert any(not torch.equal(p, q) for p, q in zip(module.parameters(), start))  # the good steps stepped
 
 
+def test_with_a_gradient_scaler_its_own_skip_handles_nan_gradients():
+    """fp16's GradScaler skips a step with inf/NaN gradients and lowers its scale: the module's
+    own gradient check stands aside, or the scale would never come down."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    module = NaNGradientModule(bad_steps={2, 5})
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    trainer = L.Trainer(
+        max_steps=6,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+    )
+    trainer.fit(module, _loader())
+    assert module.nonfinite_steps == 0 and scaler.get_scale() < 2.0**16
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
 def test_persistent_nan_stops_with_a_clear_error():
     with pytest.raises(NonFiniteLossError, match="NaN/inf for 3 steps in a row"):
         _fit(NaNModule(bad_steps=set(range(2, 100))), 20)
