@@ -112,9 +112,15 @@ def register() -> None:
     path = Optional[str]  # noqa: UP045 (OmegaConf reads typing.Optional)
     inpaint = command_config(
         "InpaintCommand", inference, input=str, output=str, checkpoint=path, mask=path, save_intermediates=bool,
-        overwrite=bool, batch_size=Count, device=str, pipeline=overrides,
+        overwrite=bool, batch_size=Count, device=str, pipeline=overrides, format=str, quality=int,
+        keep_metadata=bool,
     )  # fmt: skip
     store.store(group="schema/command", name="inpaint", node=inpaint)
+    serve = command_config(
+        "ServeCommand", inference, checkpoint=path, host=str, port=int, device=str, allowed_hosts=list[str],
+        max_upload_mb=float, max_megapixels=float, max_queue=Count, pipeline=overrides,
+    )  # fmt: skip
+    store.store(group="schema/command", name="serve", node=serve)
     evaluate = command_config(
         "EvaluateCommand", inference, data=Any, corruption=Any, pipeline=overrides, method=str, checkpoint=path,
         mask_checkpoint=path, mask_set=path, mask_set_size=Count, masks_per_bucket=Count, limit=Optional[Count],  # noqa: UP045

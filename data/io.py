@@ -6,8 +6,10 @@ EXIF orientation); every failure becomes an :class:`ImageReadError` that names t
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,24 +84,31 @@ def to_pixels(values: np.ndarray, dtype) -> np.ndarray:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def png_bit_depth(path: str | os.PathLike) -> int | None:
+ImageSource = str | os.PathLike | bytes  # a file, or a file's bytes (an upload)
+
+
+def png_bit_depth(source: ImageSource) -> int | None:
     """The bit depth per channel a PNG's header states (1, 2, 4, 8 or 16), None for another file."""
-    try:
-        with open(path, "rb") as file:
-            head = file.read(26)
-    except OSError:
-        return None
+    if isinstance(source, bytes):
+        head = source[:26]
+    else:
+        try:
+            with open(source, "rb") as file:
+                head = file.read(26)
+        except OSError:
+            return None
     if len(head) < 26 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
     return head[24]
 
 
-def _read_colour_png16(path: Path) -> np.ndarray:
+def _read_colour_png16(source: Path | bytes) -> np.ndarray:
     """A 16-bit colour PNG at full depth (Pillow reads it as 8-bit RGB) -> ``(H, W, 3)`` uint16,
     alpha composited on white. Decoded in memory: OpenCV never sees the file name."""
     import cv2
 
-    arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    data = np.frombuffer(source, np.uint8) if isinstance(source, bytes) else np.fromfile(source, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.ndim != 3 or arr.dtype != np.uint16:
         raise ValueError("not a 16-bit colour PNG")
     rgb = arr[..., 2::-1]  # BGR(A) -> RGB
@@ -109,19 +118,24 @@ def _read_colour_png16(path: Path) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def load_array(path: str | os.PathLike) -> np.ndarray:
-    """Read ``path`` as RGB pixels ``(H, W, 3)``: uint8, or uint16 for 16-bit and float images
-    (a quarter of the memory of floats: large photos are repaired from this).
+def _open(source: ImageSource) -> Image.Image:
+    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source))
+
+
+def load_array(source: ImageSource, name: str | None = None) -> np.ndarray:
+    """Read ``source`` (a file, or its bytes) as RGB pixels ``(H, W, 3)``: uint8, or uint16 for
+    16-bit and float images (a quarter of the memory of floats: large photos are repaired from this).
 
     Grayscale, palette, CMYK, 1-bit, 16-bit and float images are converted; alpha is composited
-    on white; the EXIF orientation is applied. Raises :class:`ImageReadError` (naming the file)
-    for a missing, truncated, corrupt or oversized file.
+    on white; the EXIF orientation is applied. Raises :class:`ImageReadError` naming the file (or
+    ``name``, e.g. an upload's own file name) for a missing, truncated, corrupt or oversized file.
     """
-    path = Path(path)
+    path = source if isinstance(source, bytes) else Path(source)
+    label = name or ("the image" if isinstance(source, bytes) else str(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with _open(path) as img:
                 colour16 = img.mode in ("RGB", "RGBA") and png_bit_depth(path) == 16
                 if colour16:
                     arr = _read_colour_png16(path)
@@ -130,16 +144,53 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
                     img.load()
                     arr = _to_rgb_array(img)
     except FileNotFoundError:
-        raise ImageReadError(f"{path}: file not found") from None
+        raise ImageReadError(f"{label}: file not found") from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image Pillow can read (corrupt or unknown format)") from None
+        raise ImageReadError(f"{label}: not an image Pillow can read (corrupt or unknown format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageReadError(f"{path}: larger than the {MAX_PIXELS:,}-pixel safety limit") from None
+        raise ImageReadError(f"{label}: larger than the {MAX_PIXELS:,}-pixel safety limit") from None
     except (OSError, SyntaxError, ValueError) as err:  # truncated data, bad headers, odd modes
-        raise ImageReadError(f"{path}: cannot decode ({err})") from None
+        raise ImageReadError(f"{label}: cannot decode ({err})") from None
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageReadError(f"{path}: image has no pixels")
+        raise ImageReadError(f"{label}: image has no pixels")
     return arr
+
+
+def image_size(source: ImageSource) -> tuple[int, int] | None:
+    """``(width, height)`` from the header alone (nothing decoded; EXIF orientation not applied),
+    None where the header cannot be read."""
+    try:
+        with _open(source) as img:
+            return img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    """What a repaired copy keeps of its photo: the ``exif`` block (its orientation reset to 1, as
+    :func:`load_array` already turned the pixels upright) and the ``icc`` colour profile, raw bytes
+    or None."""
+
+    exif: bytes | None = None
+    icc: bytes | None = None
+
+
+def read_metadata(source: ImageSource) -> ImageMetadata:
+    """The EXIF block and ICC profile of an image file (or its bytes); empty where it has none or
+    they cannot be read (metadata never stops a repair)."""
+    try:
+        with _open(source) as img:
+            icc = img.info.get("icc_profile") or None
+            exif = img.getexif()
+            if EXIF_ORIENTATION in exif:
+                exif[EXIF_ORIENTATION] = 1
+            return ImageMetadata(exif.tobytes() if len(exif) else None, icc)
+    except Exception:  # a broken EXIF block is common in the wild: repair without it
+        return ImageMetadata()
 
 
 def load_image(path: str | os.PathLike) -> torch.Tensor:
@@ -147,11 +198,11 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(to_float(load_array(path)).transpose(2, 0, 1)))
 
 
-def load_alpha(path: str | os.PathLike) -> torch.Tensor | None:
+def load_alpha(path: ImageSource) -> torch.Tensor | None:
     """The alpha channel of an image with transparency, ``(1, H, W)`` float32 in [0, 1] (EXIF
     orientation applied), or None when the image has none or is opaque everywhere. Call it after
     :func:`load_image` has read the file (which reports unreadable ones)."""
-    with Image.open(path) as img:
+    with _open(path) as img:
         img = ImageOps.exif_transpose(img)
         if not (img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)):
             return None

@@ -2,9 +2,11 @@
 
 Repairs photos with the model that ships with the package, or the one of ``checkpoint=``
 (:class:`~pipeline.inference.BlindInpainter`), and writes
-``<output>/<name>.png`` (and ``<name>_mask.png``, ``<name>_edges.png`` with
-``save_intermediates=true``). Folders are searched recursively and mirrored; same-size images go
-through the networks together, with a progress bar.
+``<output>/<name>.png`` (``format=jpeg quality=90``: ``<name>.jpg``; the photo's EXIF and ICC
+profile kept unless ``keep_metadata=false``: :mod:`pipeline.encode`, the same bytes the web page
+gives) and with ``save_intermediates=true`` ``<name>_mask.png``, ``<name>_edges.png``. Folders
+are searched recursively and mirrored; same-size images go through the networks together, with a
+progress bar.
 
 - ``mode=blind`` (default): the MPN finds the damage. ``mode=denoise``: the MPN's soft mask is used
   as it is (noise is damage spread thinly over the whole photo). ``mode=masked``: ``mask=`` is a
@@ -31,20 +33,21 @@ import cv2
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from PIL import Image
 from tqdm import tqdm
 
 from common.errors import ConfigError, command
 from data.io import (
     IMAGE_EXTENSIONS,
     ImageReadError,
+    image_size,
     list_images,
     load_alpha,
     load_array,
     pixel_scale,
+    read_metadata,
     to_float,
-    to_pixels,
 )
+from pipeline.encode import PNG, OutputFormat, write_image
 from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device, working_shape
 
 log = logging.getLogger("pipeline.inpaint")
@@ -73,55 +76,28 @@ def green_mask(image: np.ndarray) -> np.ndarray:
     return cv2.dilate(painted, np.ones((size, size), np.uint8)).astype(np.float32)
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A mask file -> ``(H, W)`` float32 in {0, 1}: a mask with transparency (opaque = hole, alpha
-    thresholded at half: a hole drawn on a transparent layer), a grayscale mask (white = hole,
-    thresholded at half), or a colour photo whose hole is painted pure green."""
-    image = load_array(path)  # first: it reports an unreadable file in one line
+def read_mask(path: Path | bytes, soft: bool = False, name: str | None = None) -> np.ndarray:
+    """A mask file (or its bytes; ``name`` in messages) -> ``(H, W)`` float32 in [0, 1]: a mask with
+    transparency (opaque = hole: a hole drawn on a transparent layer), a grayscale mask (white =
+    hole), or a colour photo whose hole is painted pure green. Alpha and gray are thresholded at
+    half, or with ``soft`` kept as the hole's weight (a soft mask, as denoising uses)."""
+    image = load_array(path, name)  # first: it reports an unreadable file in one line
     alpha = load_alpha(path)
+
+    def weights(values: np.ndarray) -> np.ndarray:
+        return values.astype(np.float32) if soft else (values > 0.5).astype(np.float32)
+
     if alpha is not None:  # composited on white, its transparent part would all read as hole
-        return (alpha[0].numpy() > 0.5).astype(np.float32)
+        return weights(alpha[0].numpy())
     spread = image.max(axis=2).astype(np.float32) - image.min(axis=2)
     if spread.max() >= 0.05 * pixel_scale(image.dtype):
         painted = green_mask(image)
         if painted.sum() == 0:
-            raise ImageReadError(f"{path}: a colour mask must mark the hole in pure green (0, 255, 0); none found")
+            raise ImageReadError(
+                f"{name or path}: a colour mask must mark the hole in pure green (0, 255, 0); none found"
+            )
         return painted
-    return (image[..., 0] > 0.5 * pixel_scale(image.dtype)).astype(np.float32)
-
-
-def write_png(pixels, path: Path, sixteen_bit: bool = False) -> None:
-    """Write ``pixels`` as PNG through a temporary file renamed when complete, so an interrupted
-    run never leaves a half-written result. ``pixels``: an ``(H, W[, 3])`` uint8/uint16 array (its
-    own depth), or floats in [0, 1] (a ``(C, H, W)`` tensor or ``(H, W[, C])`` array; 16-bit with
-    ``sixteen_bit``).
-
-    The PNG is encoded in memory (OpenCV never sees the file name, which may be any bytes the file
-    system allows), and the temporary file is created new and exclusively in the output folder
-    (``mkstemp``: ``O_CREAT | O_EXCL``), so a link planted there is never followed; the rename
-    replaces a link at ``path`` itself, not its target."""
-    if torch.is_tensor(pixels):
-        pixels = pixels.detach().float().cpu().permute(1, 2, 0).numpy()
-    arr = np.asarray(pixels)
-    if arr.dtype not in (np.uint8, np.uint16):
-        arr = to_pixels(arr, np.uint16 if sixteen_bit else np.uint8)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 3:
-        arr = arr[..., ::-1]  # OpenCV writes BGR
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(arr))
-    if not ok:
-        raise OSError(f"could not encode {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{path.stem[:64]}.", suffix=".partial.png", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the result from the user's other accounts
-        with os.fdopen(fd, "wb") as file:
-            file.write(memoryview(encoded))
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    return weights(image[..., 0] / np.float32(pixel_scale(image.dtype)))
 
 
 def _find_mask(mask_root: Path, relative: Path) -> Path | None:
@@ -136,9 +112,9 @@ def _find_mask(mask_root: Path, relative: Path) -> Path | None:
     return None
 
 
-def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> list[Job]:
-    """The images under ``input_path`` with their masks and result paths; refuses an output
-    folder that is the input folder or inside it."""
+def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str, suffix: str = ".png") -> list[Job]:
+    """The images under ``input_path`` with their masks and result paths (``<stem><suffix>``);
+    refuses an output folder that is the input folder or inside it."""
     if not input_path.exists():
         raise ConfigError(f"input {input_path} does not exist")
     if not (input_path.is_file() or input_path.is_dir()):  # a FIFO or a device would block the reader forever
@@ -170,9 +146,9 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str) -> l
     jobs, targets = [], {}
     for source in files:
         relative = source.relative_to(input_root)
-        target = output / relative.parent / f"{relative.stem}.png"
+        target = output / relative.parent / f"{relative.stem}{suffix}"
         if target in targets:  # photo.jpg and photo.png: keep both
-            target = output / relative.parent / f"{relative.stem}_{source.suffix.lstrip('.').lower()}.png"
+            target = output / relative.parent / f"{relative.stem}_{source.suffix.lstrip('.').lower()}{suffix}"
         targets[target] = source
         mask_file = None
         if mode == "masked" and mask is not None:
@@ -205,20 +181,12 @@ def check_output(output: Path, targets: list[Path]) -> None:
             )
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-
-
 def batches(jobs: list[Job], batch_size: int, working_size: int) -> Iterator[list[Job]]:
     """Same-size images together (sizes read from the headers, nothing decoded); images above the
     working size, and unreadable headers, come alone."""
     by_size: dict = {}
     for job in jobs:
-        size = _image_size(job.source)
+        size = image_size(job.source)
         large = size is None or working_shape(size[1], size[0], working_size) != (size[1], size[0])
         by_size.setdefault(("alone", job.source) if large else size, []).append(job)
     for group in by_size.values():
@@ -240,11 +208,12 @@ def load_job(job: Job, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
     return image, mask
 
 
-def _write_results(job: Job, result: dict, save_intermediates: bool, sixteen_bit: bool) -> None:
-    write_png(result["output"], job.target, sixteen_bit)
-    if save_intermediates:
-        write_png(result["mask"], job.target.with_name(f"{job.target.stem}_mask.png"))
-        write_png(result["edges"], job.target.with_name(f"{job.target.stem}_edges.png"))
+def _write_results(job: Job, result: dict, save_intermediates: bool, sixteen_bit: bool, output_format) -> None:
+    metadata = read_metadata(job.source) if output_format.keep_metadata else None
+    write_image(result["output"], job.target, output_format, metadata, sixteen_bit)
+    if save_intermediates:  # masks and edges are data: always PNG, at the photo's depth
+        write_image(result["mask"], job.target.with_name(f"{job.target.stem}_mask.png"))
+        write_image(result["edges"], job.target.with_name(f"{job.target.stem}_edges.png"))
 
 
 def run(
@@ -255,6 +224,7 @@ def run(
     save_intermediates: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    output_format: OutputFormat = PNG,
 ) -> dict[str, list[Path]]:
     """Repair ``jobs``; returns the files ``written``, ``skipped`` (output exists) and ``failed``.
     Photos above the working size go one at a time through
@@ -280,7 +250,7 @@ def run(
             job, image, mask = loaded[0]
             del group, loaded  # the photo's only reference is ``image``, repaired in place
             result = inpainter.inpaint_array(image, mask, mode, in_place=True, intermediates=save_intermediates)
-            _write_results(job, result, save_intermediates, sixteen_bit=False)
+            _write_results(job, result, save_intermediates, False, output_format)
             del image, result
             report["written"].append(job.target)
             bar.update(1)
@@ -292,7 +262,7 @@ def run(
         result = inpainter.inpaint(images, masks, mode)
         for i, (job, image, _) in enumerate(loaded):
             outputs = {key: result[key][i] for key in ("output", "mask", "edges")}
-            _write_results(job, outputs, save_intermediates, sixteen_bit=image.dtype == np.uint16)
+            _write_results(job, outputs, save_intermediates, image.dtype == np.uint16, output_format)
             report["written"].append(job.target)
             bar.update(1)
     bar.close()
@@ -306,10 +276,14 @@ def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
             raise ConfigError(f"{key}= is empty: give {'an image file or a folder' if key == 'input' else 'a folder'}")
     if cfg.mask and cfg.mode != "masked":
         raise ConfigError(f"mask= is used with mode=masked (mode is {cfg.mode})")
-    jobs = plan_jobs(Path(cfg.input), Path(cfg.output), Path(cfg.mask) if cfg.mask else None, cfg.mode)
+    output_format = OutputFormat(cfg.format, cfg.quality, cfg.keep_metadata)
+    mask = Path(cfg.mask) if cfg.mask else None
+    jobs = plan_jobs(Path(cfg.input), Path(cfg.output), mask, cfg.mode, output_format.suffix)
     device = resolve_device(cfg.device)
     inpainter = BlindInpainter.from_pretrained(cfg.checkpoint or None, settings, device, **cfg.pipeline)
-    report = run(inpainter, jobs, cfg.mode, cfg.batch_size, cfg.save_intermediates, cfg.overwrite)
+    report = run(
+        inpainter, jobs, cfg.mode, cfg.batch_size, cfg.save_intermediates, cfg.overwrite, output_format=output_format
+    )
     log.info(
         "%d written to %s, %d skipped (already there; overwrite=true replaces them), %d unreadable",
         len(report["written"]),
