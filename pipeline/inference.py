@@ -21,7 +21,7 @@ from common.config import Annotated, Field, check_values
 from common.errors import ConfigError
 from common.images import to_pil
 from data.io import to_float, to_pixels
-from pipeline.large import any_pool, downscale, paste_back
+from pipeline.large import any_pool, downscale, paste_back, resize_matrix
 from pipeline.model import MODES, STAGES, BlindPipeline, load_pipeline
 
 
@@ -236,6 +236,32 @@ class BlindInpainter:
         small_mask = None if hole is None else any_pool(hole, size).to(self.device)
         outputs = self.pipeline(small, self.pipeline.corrupted_edge(small), small_mask, mode)
         return paste_back(image, outputs, hole, in_place, intermediates)
+
+    @torch.inference_mode()
+    def mask_array(
+        self, image: np.ndarray, mode: str = "blind", size: tuple[int, int] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The damage found in one photo ``(H, W, 3)`` (uint8, uint16, or float32 in [0, 1]): the
+        ``mask`` the pipeline repairs (``mode`` blind or denoise) and the MPN's ``predicted_mask``,
+        each ``(h, w)`` float32 in [0, 1] at ``size`` ``(h, w)`` (default the photo's). The MPN runs
+        at the working size, and its masks are resized bilinearly, as :func:`~pipeline.large.paste_back`
+        resizes them for the repair."""
+        height, width = image.shape[:2]
+        h, w = size or (height, width)
+        small_hw = working_shape(height, width, self.settings.working_size)
+        if small_hw == (height, width):
+            x = torch.from_numpy(to_float(image)).permute(2, 0, 1)[None]
+        else:
+            x = downscale(image, small_hw)
+        masks = self.pipeline.masks(x.to(self.device), mode=mode)
+        rows, columns = resize_matrix(small_hw[0], h, "bilinear"), resize_matrix(small_hw[1], w, "bilinear")
+        out = {}
+        for key in ("mask", "predicted_mask"):
+            values = masks[key][0, 0].float().cpu()
+            if (h, w) != small_hw:
+                values = rows @ values @ columns.T
+            out[key] = values.clamp_(0, 1).numpy()
+        return out
 
     def __call__(self, image, mask=None, mode: str | None = None) -> InpaintResult:
         """Repair one image (path, Pillow image, numpy array or ``(3, H, W)`` tensor); ``mask``

@@ -92,3 +92,11 @@ def smoke_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("smoke_all")
     checkpoints = train_chain(compose_chain(run_dir, "chain.demo_rows=2"), run_dir)
     return {"dir": run_dir, **checkpoints, "model": run_dir / "model.safetensors"}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--screenshot",
+        default=None,
+        help="tests/test_browser.py also saves the page, repaired, to this path (the README's docs/web-page.png)",
+    )

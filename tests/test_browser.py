@@ -1,0 +1,185 @@
+"""The web page in a real browser: Debian's headless Chromium, driven by Selenium through
+Debian's chromedriver (nothing is downloaded), against the server of ``pipeline.serve``.
+
+upload → the damage found is shown → a brush stroke → Repair → download the result and the mask,
+and the downloaded result is checked: the photo's size, and every pixel outside the mask that was
+used is the photo's own. ``--screenshot=docs/web-page.png`` also writes the README's picture.
+"""
+
+import shutil
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from PIL import Image
+
+from data.damage import Damage
+from data.io import load_image, to_pixels
+from pipeline.inference import BlindInpainter
+from pipeline.server import create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+if CHROMIUM is None or CHROMEDRIVER is None:
+    pytest.skip(
+        "no Chromium or chromedriver on PATH: install Debian's chromium and chromium-driver (.ci/run does)",
+        allow_module_level=True,
+    )
+
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The app of ``python -m pipeline.serve`` with the shipped model, on a free loopback port."""
+    import uvicorn
+
+    app = create_app(lambda: BlindInpainter.from_pretrained())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,860"):
+        options.add_argument(flag)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
+
+
+def damaged_photo(path):
+    """A bundled photo (512 × 288) with a caption of the project's synthetic damage over it: a kind
+    the shipped model finds (IoU 0.85 on this one)."""
+    corrupted, _ = Damage("text")(load_image(ROOT / "data" / "photos" / "lomiri_bridge.jpg"), np.random.default_rng(1))
+    image = to_pixels(corrupted.permute(1, 2, 0).numpy(), np.uint8)
+    Image.fromarray(image).save(path)
+    return image
+
+
+def wait_for_state(driver, *states, timeout=120):
+    def reached(d):
+        return d.execute_script("return document.body.dataset.state") in states
+
+    WebDriverWait(driver, timeout, poll_frequency=0.1).until(reached)
+    return driver.execute_script("return document.body.dataset.state")
+
+
+def painted_pixels(driver) -> int:
+    return driver.execute_script(
+        """const c = document.getElementById('overlay');
+           const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+           let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;"""
+    )
+
+
+def wait_for_file(folder, suffix, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.endswith(".crdownload")]
+        if done:
+            return done[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no *{suffix} was downloaded into {folder}: {sorted(p.name for p in folder.iterdir())}")
+
+
+def test_upload_correct_repair_and_download(server, browser, tmp_path, request):
+    photo = tmp_path / "bridge.png"
+    original = damaged_photo(photo)
+    browser.get(server)
+    assert wait_for_state(browser, "empty", timeout=20) == "empty"
+    browser.find_element(By.ID, "file-input").send_keys(str(photo))
+    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element(By.ID, "error").text
+
+    overlay = browser.find_element(By.ID, "overlay")
+    assert overlay.is_displayed()
+    view = browser.execute_script("const c = arguments[0]; return [c.width, c.height];", overlay)
+    assert view == [512, 288]
+    found = painted_pixels(browser)
+    assert found > 0, "the damage found is not on the overlay"
+
+    # a brush stroke across an untouched corner of the photo
+    browser.find_element(By.ID, "tool-brush").click()
+    size = browser.find_element(By.ID, "brush-size")
+    browser.execute_script(
+        "arguments[0].value = 12; arguments[0].dispatchEvent(new Event('input', {bubbles: true}))", size
+    )
+    box = overlay.rect
+    start_x, start_y = -box["width"] * 0.4, box["height"] * 0.35
+    ActionChains(browser).move_to_element_with_offset(overlay, start_x, start_y).click_and_hold().move_by_offset(
+        60, 0
+    ).move_by_offset(40, -10).release().perform()
+    after_stroke = painted_pixels(browser)
+    assert after_stroke > found + 500, (found, after_stroke)
+    browser.find_element(By.ID, "undo").click()
+    assert painted_pixels(browser) == found
+    browser.find_element(By.ID, "redo").click()
+    assert painted_pixels(browser) == after_stroke
+
+    browser.find_element(By.ID, "repair").click()
+    assert wait_for_state(browser, "done", "error") == "done", browser.find_element(By.ID, "error").text
+    assert browser.find_element(By.ID, "compare").is_displayed()
+    slider = browser.find_element(By.ID, "compare-slider")
+    browser.execute_script(
+        "arguments[0].value = 50; arguments[0].dispatchEvent(new Event('input', {bubbles: true}))", slider
+    )
+
+    screenshot = request.config.getoption("--screenshot")
+    if screenshot:  # the whole page, from the top
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1280, min(max(860, height), 1600))
+        browser.execute_script("window.scrollTo(0, 0); for (const e of document.querySelectorAll('*')) e.scrollTop = 0")
+        time.sleep(0.3)
+        (ROOT / screenshot).parent.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(ROOT / screenshot))
+
+    browser.find_element(By.ID, "download-result").click()
+    result_file = wait_for_file(browser.downloads, "_repaired.png")
+    browser.find_element(By.ID, "download-mask").click()
+    mask_file = wait_for_file(browser.downloads, "_mask.png")
+    result = np.asarray(Image.open(result_file).convert("RGB"))
+    mask = np.asarray(Image.open(mask_file).convert("L"))
+    assert result.shape == original.shape and mask.shape == original.shape[:2]
+    assert np.array_equal(result[mask == 0], original[mask == 0])  # outside the final mask: untouched
+    assert not np.array_equal(result[mask == 255], original[mask == 255])
+    assert (mask > 0).sum() >= after_stroke * 0.9  # the mask sent is the one drawn (the view is full size here)
+
+
+def test_a_file_that_is_not_an_image_is_explained_on_the_page(server, browser, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    browser.get(server)
+    wait_for_state(browser, "empty", timeout=20)
+    browser.find_element(By.ID, "file-input").send_keys(str(text))
+    assert wait_for_state(browser, "error") == "error"
+    error = browser.find_element(By.ID, "error")
+    assert error.is_displayed() and "notes.png is not an image this server can read" in error.text
