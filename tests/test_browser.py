@@ -32,6 +32,8 @@ if CHROMIUM is None or CHROMEDRIVER is None:
 
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -126,6 +128,20 @@ def test_upload_correct_repair_and_download(server, browser, tmp_path, request):
     assert view == [512, 288]
     found = painted_pixels(browser)
     assert found > 0, "the damage found is not on the overlay"
+
+    # the soft mask as a heat map, and back (keyboard: H)
+    ActionChains(browser).send_keys("h").perform()
+    assert browser.find_element(By.ID, "heat").is_displayed() and not overlay.is_displayed()
+    ActionChains(browser).send_keys("h").perform()
+    assert overlay.is_displayed() and not browser.find_element(By.ID, "heat").is_displayed()
+    # masked mode starts from an empty mask; undo (Ctrl+Z) brings the damage found back
+    Select(browser.find_element(By.ID, "mode")).select_by_value("masked")
+    WebDriverWait(browser, 10).until(lambda d: painted_pixels(d) == 0)
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+    assert painted_pixels(browser) == found
+    Select(browser.find_element(By.ID, "mode")).select_by_value("blind")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.body.dataset.state") == "ready")
+    assert painted_pixels(browser) == found
 
     # a brush stroke across an untouched corner of the photo
     browser.find_element(By.ID, "tool-brush").click()
