@@ -14,8 +14,9 @@ photo at a time, in its own pixels) and its file the same bytes (:func:`pipeline
 Safety: only the Host names of ``allowed_hosts`` are answered (no DNS rebinding) and a request
 from another site's page (its ``Origin`` or ``Sec-Fetch-Site``) is refused; uploads are limited
 in bytes (while they arrive) and in pixels (from the header, before decoding); model runs go one
-at a time through a bounded queue, in a worker thread, so the server keeps answering; uploads are
-held in memory and nothing is written to disk; the client never names a server path.
+at a time through a bounded queue, in a worker thread, so the server keeps answering; nothing is
+kept after a response (an upload part over 1 MB spills to Starlette's anonymous, already unlinked
+temporary file); the client never names a server path.
 """
 
 from __future__ import annotations
