@@ -166,6 +166,30 @@ class BlindInpainter:
         return {k: outputs[k].float().cpu() for k in ("mask", "predicted_mask")}
 
     @torch.inference_mode()
+    def run_pipeline(self, corrupted: torch.Tensor, mask: torch.Tensor | None, mode: str) -> dict[str, torch.Tensor]:
+        """The pipeline on a batch ``(B, 3, h, w)`` at its working size: ``mask``, ``edges``
+        ``(B, 1, h, w)``, ``refined``, ``output`` ``(B, 3, h, w)`` and ``damaged`` ``(B,)``.
+
+        An image whose mask is empty (nothing found, or an empty mask given) skips the EPN and the
+        IPN: its output is the input itself, as the composite would make it, and its edges the
+        input's Canny edges, as the merged guide would be. A clean photo costs the MPN and Canny."""
+        found = self.pipeline.masks(corrupted, mask, mode)
+        edge = self.pipeline.corrupted_edge(corrupted)
+        hole = found["mask"]
+        damaged = hole.flatten(1).amax(dim=1) > 0
+        outputs = {"mask": hole, "edges": edge, "refined": corrupted, "output": corrupted, "damaged": damaged}
+        if not damaged.any():
+            return outputs
+        if damaged.all():
+            repaired = self.pipeline(corrupted, edge, hole, "masked")  # the mask rule is applied already
+            return {**outputs, **{key: repaired[key] for key in ("edges", "refined", "output")}}
+        index = damaged.nonzero().squeeze(1)
+        repaired = self.pipeline(corrupted[index], edge[index], hole[index], "masked")
+        for key in ("edges", "refined", "output"):
+            outputs[key] = outputs[key].index_copy(0, index, repaired[key].to(outputs[key].dtype))
+        return outputs
+
+    @torch.inference_mode()
     def inpaint(
         self, corrupted: torch.Tensor, mask: torch.Tensor | None = None, mode: str | None = None
     ) -> dict[str, torch.Tensor]:
@@ -182,7 +206,7 @@ class BlindInpainter:
         h, w = full.shape[-2:]
         small_hw = working_shape(h, w, self.settings.working_size)
         if small_hw == (h, w):
-            outputs = self.pipeline(full, self.pipeline.corrupted_edge(full), full_mask, mode)
+            outputs = self.run_pipeline(full, full_mask, mode)
             return {"output": outputs["output"].clamp(0, 1), "mask": outputs["mask"], "edges": outputs["edges"]}
 
         results = [
@@ -234,7 +258,10 @@ class BlindInpainter:
         small = downscale(image, size).to(self.device)
         hole = None if mask is None or mode != "masked" else np.asarray(mask)
         small_mask = None if hole is None else any_pool(hole, size).to(self.device)
-        outputs = self.pipeline(small, self.pipeline.corrupted_edge(small), small_mask, mode)
+        outputs = self.run_pipeline(small, small_mask, mode)
+        if not intermediates and not outputs["damaged"].any():  # nothing to paste back
+            output = image if in_place and image.flags.writeable else image.copy()
+            return {"output": output, "mask": None, "edges": None}
         return paste_back(image, outputs, hole, in_place, intermediates)
 
     @torch.inference_mode()

@@ -82,6 +82,10 @@ def test_cli_measures_every_stage_and_the_pipeline(tmp_path):
         assert row["batch_size"] == 2 and row["size"] == 32
         assert row["images_per_s"] > 0 and row["flops_per_image"] > 0 and row["time_s"]["median"] > 0
 
+    shipped = [r for r in report["pipeline"] if r["stage"].startswith("shipped")]  # intact vs damaged photo
+    assert sorted(r["stage"] for r in shipped) == ["shipped clean", "shipped damaged"]
+    assert all(r["variant"] == "fp32" and r["size"] == 32 and r["latency_s"] > 0 for r in shipped)
+    report["pipeline"] = [r for r in report["pipeline"] if r not in shipped]
     inferred = {(r["stage"], r["variant"]) for r in report["inference"] + report["pipeline"]}
     assert inferred == {(s, v) for s in (*STAGES, "pipeline") for v in variants}
     for row in report["inference"] + report["pipeline"]:

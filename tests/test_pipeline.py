@@ -167,3 +167,48 @@ def test_every_stage_has_the_same_shape():
         for method in ("forward", "generate", "generator_loss", "validation_metrics", "grid_columns"):
             assert method in vars(cls), f"{cls.__name__}.{method}"
         assert "generator" in inspect.signature(cls).parameters
+
+
+class CallCounter:
+    def __init__(self, *modules):
+        self.calls = 0
+        self.handles = [m.register_forward_hook(self.count) for m in modules]
+
+    def count(self, *_):
+        self.calls += 1
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def test_a_clean_photo_comes_back_unchanged_at_the_mpns_cost():
+    """Issue 16: where the mask is empty the EPN and the IPN do not run, and the photo comes back
+    itself; in a batch mixing clean and damaged photos, the damaged ones get the full pipeline's
+    result and the clean ones their own pixels."""
+    inpainter = BlindInpainter.from_pretrained(settings=InpaintSettings(channels_last=()))
+    pipeline = inpainter.pipeline
+    x = _corrupted(batch=3, size=64, seed=2)
+    empty = torch.zeros(3, 1, 64, 64)
+    hole = empty.clone()
+    hole[1, :, 10:30, 12:40] = 1
+    counter = CallCounter(pipeline.epn, pipeline.ipn)
+    try:
+        clean = inpainter.inpaint(x, empty, "masked")
+        assert counter.calls == 0 and torch.equal(clean["output"], x)
+        assert torch.equal(clean["edges"], pipeline.corrupted_edge(x))
+        mixed = inpainter.inpaint(x, hole, "masked")
+        assert counter.calls == 2  # once each, on the damaged photo alone
+    finally:
+        counter.remove()
+    with torch.no_grad():
+        full = pipeline(x, pipeline.corrupted_edge(x), hole, "masked")
+    assert torch.equal(mixed["output"][[0, 2]], x[[0, 2]])
+    assert (mixed["output"][1] - full["output"][1].clamp(0, 1)).abs().max() <= 1e-5
+    assert (mixed["edges"] - full["edges"]).abs().max() <= 1e-5
+
+    photo = (x[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    large = InpaintSettings(working_size=32, channels_last=())
+    result = BlindInpainter(pipeline, large).inpaint_array(photo, empty[0, 0].numpy(), "masked", in_place=True,
+                                                           intermediates=False)  # fmt: skip
+    assert result["output"] is photo  # above the working size too: nothing pasted back, nothing copied
