@@ -26,6 +26,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,6 +217,18 @@ def _write_results(job: Job, result: dict, save_intermediates: bool, sixteen_bit
         write_image(result["edges"], job.target.with_name(f"{job.target.stem}_edges.png"))
 
 
+def _load_group(group: list[Job], mode: str) -> tuple[list[tuple], list[tuple[Job, ImageReadError]]]:
+    """Decode a group's photos (and masks): ``(job, image, mask)`` for each readable one, and the
+    unreadable ones with their errors."""
+    loaded, failed = [], []
+    for job in group:
+        try:
+            loaded.append((job, *load_job(job, mode)))
+        except ImageReadError as err:
+            failed.append((job, err))
+    return loaded, failed
+
+
 def run(
     inpainter: BlindInpainter,
     jobs: list[Job],
@@ -228,7 +241,12 @@ def run(
 ) -> dict[str, list[Path]]:
     """Repair ``jobs``; returns the files ``written``, ``skipped`` (output exists) and ``failed``.
     Photos above the working size go one at a time through
-    :meth:`~pipeline.inference.BlindInpainter.inpaint_array`, in their own pixels (bounded memory)."""
+    :meth:`~pipeline.inference.BlindInpainter.inpaint_array`, in their own pixels (bounded memory).
+
+    Decoding and encoding overlap the networks: one thread decodes the next group while the
+    current one is repaired, another encodes and writes the previous results (on a 9-megapixel
+    JPEG they are nearly half of the work). At most three groups are held at once: the one
+    written, the one repaired and the one read ahead."""
     report: dict[str, list[Path]] = {"written": [], "skipped": [], "failed": []}
     todo = []
     for job in jobs:
@@ -237,34 +255,50 @@ def run(
         else:
             todo.append(job)
     bar = tqdm(total=len(todo), unit="img", desc=f"inpaint ({mode})", disable=not progress)
-    for group in batches(todo, batch_size, inpainter.settings.working_size):
-        loaded = []
-        for job in group:
-            try:
-                loaded.append((job, *load_job(job, mode)))
-            except ImageReadError as err:
+    groups = list(batches(todo, batch_size, inpainter.settings.working_size))
+    writing: Future | None = None
+
+    def written(future: Future | None) -> None:
+        if future is not None:
+            for job in future.result():  # a write's error (a full disk) ends the run here, as before
+                report["written"].append(job.target)
+                bar.update(1)
+
+    def write(results: list[tuple[Job, dict, bool]]) -> list[Job]:
+        for job, outputs, sixteen_bit in results:
+            _write_results(job, outputs, save_intermediates, sixteen_bit, output_format)
+        return [job for job, *_ in results]
+
+    with ThreadPoolExecutor(1, "inpaint-read") as reader, ThreadPoolExecutor(1, "inpaint-write") as writer:
+        reading = reader.submit(_load_group, groups[0], mode) if groups else None
+        for index in range(len(groups)):
+            loaded, failed = reading.result()
+            reading = reader.submit(_load_group, groups[index + 1], mode) if index + 1 < len(groups) else None
+            for job, err in failed:
                 log.warning("skipped: %s", err)
                 report["failed"].append(job.source)
                 bar.update(1)
-        if len(loaded) == 1:
-            job, image, mask = loaded[0]
-            del group, loaded  # the photo's only reference is ``image``, repaired in place
-            result = inpainter.inpaint_array(image, mask, mode, in_place=True, intermediates=save_intermediates)
-            _write_results(job, result, save_intermediates, False, output_format)
-            del image, result
-            report["written"].append(job.target)
-            bar.update(1)
-            continue
-        if not loaded:
-            continue
-        images = torch.stack([torch.from_numpy(to_float(image)).permute(2, 0, 1) for _, image, _ in loaded])
-        masks = torch.stack([torch.from_numpy(mask)[None] for *_, mask in loaded]) if mode == "masked" else None
-        result = inpainter.inpaint(images, masks, mode)
-        for i, (job, image, _) in enumerate(loaded):
-            outputs = {key: result[key][i] for key in ("output", "mask", "edges")}
-            _write_results(job, outputs, save_intermediates, image.dtype == np.uint16, output_format)
-            report["written"].append(job.target)
-            bar.update(1)
+            if not loaded:
+                continue
+            if len(loaded) == 1:
+                job, image, mask = loaded[0]
+                del loaded  # the photo's only reference is ``image``, repaired in place
+                result = inpainter.inpaint_array(image, mask, mode, in_place=True, intermediates=save_intermediates)
+                results = [(job, result, False)]
+                del image, result
+            else:
+                images = torch.stack([torch.from_numpy(to_float(image)).permute(2, 0, 1) for _, image, _ in loaded])
+                masks = torch.stack([torch.from_numpy(m)[None] for *_, m in loaded]) if mode == "masked" else None
+                result = inpainter.inpaint(images, masks, mode)
+                results = [
+                    (job, {key: result[key][i] for key in ("output", "mask", "edges")}, image.dtype == np.uint16)
+                    for i, (job, image, _) in enumerate(loaded)
+                ]
+                del images, masks, result, loaded
+            written(writing)  # the previous group's files, before this one's are queued
+            writing = writer.submit(write, results)
+            del results
+        written(writing)
     bar.close()
     return report
 

@@ -459,3 +459,41 @@ def test_output_problems_are_found_before_any_work(smoke_run, tmp_path, problem)
         message = "is a folder, where a result would be written"
     with pytest.raises(ConfigError, match=message):
         _inpaint(f"input={photo}", f"output={out}", f"checkpoint={smoke_run['model']}", "overwrite=true")
+
+
+def test_folders_decode_and_write_beside_the_networks_and_a_write_error_still_ends_the_run(
+    inpainter, odd_folder, tmp_path, monkeypatch
+):
+    """Issue 16, item 5: decoding and writing run in their own threads, overlapping the networks;
+    the report is the same, and a failed write (a full disk) still stops the command."""
+    import threading
+
+    import pipeline.inpaint as module
+
+    threads = {"load": set(), "write": set()}
+    real_load, real_write = module.load_job, module._write_results
+
+    def load(*args):
+        threads["load"].add(threading.current_thread().name)
+        return real_load(*args)
+
+    def write(*args):
+        threads["write"].add(threading.current_thread().name)
+        return real_write(*args)
+
+    monkeypatch.setattr(module, "load_job", load)
+    monkeypatch.setattr(module, "_write_results", write)
+    jobs = module.plan_jobs(odd_folder, tmp_path / "out", None, "blind")
+    report = module.run(inpainter, jobs, "blind", batch_size=2, progress=False)
+    assert sorted(report["written"]) == sorted(job.target for job in jobs) and all(
+        p.is_file() for p in report["written"]
+    )
+    assert {name.split("_")[0] for name in threads["load"]} == {"inpaint-read"}
+    assert {name.split("_")[0] for name in threads["write"]} == {"inpaint-write"}
+
+    def full_disk(job, *args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "_write_results", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        module.run(inpainter, jobs, "blind", overwrite=True, progress=False)
