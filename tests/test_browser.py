@@ -139,9 +139,14 @@ def test_upload_correct_repair_and_download(server, browser, tmp_path, request):
     WebDriverWait(browser, 10).until(lambda d: painted_pixels(d) == 0)
     ActionChains(browser).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
     assert painted_pixels(browser) == found
+    # denoise mode starts from the soft mask already received: no second analysis
+    Select(browser.find_element(By.ID, "mode")).select_by_value("denoise")
+    WebDriverWait(browser, 10).until(lambda d: painted_pixels(d) != found)
     Select(browser.find_element(By.ID, "mode")).select_by_value("blind")
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.body.dataset.state") == "ready")
     assert painted_pixels(browser) == found
+    analyses = "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/api/mask')).length"
+    assert browser.execute_script(analyses) == 1
 
     # a brush stroke across an untouched corner of the photo
     browser.find_element(By.ID, "tool-brush").click()

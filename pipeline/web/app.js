@@ -238,6 +238,7 @@ async function loadFile(file) {
     if (generation !== app.generation) return;
     app.info = info;
     app.masks[serverMode] = mask;
+    app.masks.denoise = predicted; // denoise mode repairs with the soft mask as predicted: no second request
     showPhoto(preview, predicted);
     applyStartingMask(el.mode.value);
     const found = (100 * info.hole_fraction).toFixed(1);
