@@ -9,6 +9,7 @@ fails to load does not stop the server: the page and ``/api/health`` say why.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 
@@ -33,7 +34,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        reason = "is in use: choose another with port=..." if err.errno == 98 else f"cannot be used ({err.strerror})"
+        reason = (
+            "is in use: choose another with port=..."
+            if err.errno == errno.EADDRINUSE
+            else f"cannot be used ({err.strerror})"
+        )
         raise ConfigError(f"{host}:{port} {reason}") from None
     sock.listen(128)
     sock.set_inheritable(True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import logging
 import re
@@ -40,15 +39,14 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import BlindfillError
 from data.io import ImageReadError, image_size, load_array, read_metadata, to_pixels
-from pipeline.encode import OutputFormat, encode_image
-from pipeline.inference import BlindInpainter
+from pipeline.encode import PNG, OutputFormat, encode_image
+from pipeline.inference import BlindInpainter, working_shape
 from pipeline.inpaint import read_mask
 from pipeline.model import MODES
 
@@ -260,24 +258,20 @@ def decode(data: bytes, name: str | None) -> np.ndarray:
         raise RequestError(415, str(err)) from None
 
 
-def png_data_url(values: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(encode_image(to_pixels(values, np.uint8))).decode()
+PREVIEW = OutputFormat("jpeg", 90, keep_metadata=False)
+
+
+def data_url(pixels: np.ndarray, output_format: OutputFormat = PNG) -> str:
+    """``pixels`` (see :func:`pipeline.encode.as_pixels`) encoded as a ``data:`` URL."""
+    encoded = base64.b64encode(encode_image(pixels, output_format)).decode()
+    return f"data:{output_format.media_type};base64,{encoded}"
 
 
 def preview_data_url(image: np.ndarray, size: tuple[int, int]) -> str:
     """The photo at ``size`` ``(h, w)`` as a JPEG data URL (what the page shows: any input format)."""
-    if image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
     if size != image.shape[:2]:
         image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buffer, "JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def view_shape(height: int, width: int, view: int) -> tuple[int, int]:
-    scale = min(1.0, view / max(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    return data_url(image, PREVIEW)
 
 
 def model_info(inpainter: BlindInpainter | None, name: str) -> dict:
@@ -347,7 +341,7 @@ def create_app(
         data = await read_upload(image, limits)
         pixels = decode(data, image.filename)
         height, width = pixels.shape[:2]
-        size = (height, width) if format == "png" else view_shape(height, width, view)
+        size = (height, width) if format == "png" else working_shape(height, width, view)
         started = time.perf_counter()
         found = await queue.run(lambda model: model.mask_array(pixels, mode, size), height * width / 1e6)
         if format == "png":
@@ -360,8 +354,8 @@ def create_app(
             "view_width": size[1],
             "view_height": size[0],
             "preview": preview_data_url(pixels, size),
-            "mask": png_data_url(found["mask"]),
-            "predicted": png_data_url(found["predicted_mask"]),
+            "mask": data_url(to_pixels(found["mask"], np.uint8)),
+            "predicted": data_url(to_pixels(found["predicted_mask"], np.uint8)),
             "hole_fraction": float((found["mask"] > 0.5).mean()),
             "seconds": round(time.perf_counter() - started, 3),
         }
