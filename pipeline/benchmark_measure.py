@@ -3,8 +3,10 @@
 Measures how fast the three stages train and infer on this machine, and how close that is to what
 the machine can do:
 
-- **machine peak**: achieved FLOP/s of a square ``peak.matmul_size``² matmul in fp32 (and bf16 when
-  the bf16 variant runs): the roofline reference every "% of peak" below is relative to.
+- **machine peak**: the best achieved FLOP/s over square matmuls of the sides ``peak.matmul_sizes``
+  in fp32 (and bf16 when the bf16 variant runs): the roofline reference every "% of peak" below is
+  relative to (one size alone can sit below the machine's best: too small to fill the cores, or
+  too large for the caches).
 - **training** (``train.batch_size`` × ``train.size``², synthetic batch): one optimizer step per
   call. MPN: ``generate`` + the module's loss + backward + Adam step. GAN stages (EPN, IPN) time
   their two networks separately, with the modules' own losses and Adam settings
@@ -22,6 +24,13 @@ the machine can do:
   batches after ``max(warmup, 1)`` untimed ones (the workers' start); epochs restart as training
   restarts them. Printed next to the training step it has to feed. With
   ``data.edge_device=accelerator`` the Canny edges are not in it (they run on the device).
+- **photos** (the shipped model, fp32, as users run it): ``photos.megapixels`` photos (a bundled
+  photo upscaled to 3:2, a caption and scratches drawn over ~2 % of it) repaired blind in their own
+  pixels (:meth:`~pipeline.inference.BlindInpainter.inpaint_array`, no decoding or encoding) with
+  each ``photos.strategies`` (``large=crop`` / ``resize``): time and peak memory; ``pipeline.inpaint``
+  over ``photos.folder`` bundled photos (decode, repair, PNG encode and write): img/s; and each
+  classical baseline's fill at ``photos.baseline_size``² with the caption's true mask, next to the
+  pipeline's masked repair of the same photo. ``photos.warmup`` + ``photos.repeats`` calls each.
 - **variants**: ``fp32`` (plain), ``bf16`` (``torch.autocast(device, bfloat16)``),
   ``channels_last`` (model and inputs in ``torch.channels_last``). Inference rows report the max
   absolute difference of the output from fp32's on the same input and weights.
@@ -58,6 +67,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -69,13 +79,23 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from common.errors import ConfigError
 from common.ops import canny, to_gray
-from pipeline.benchmark_report import console, print_data, print_machine, print_peak, print_progress, warn, write_json
+from data.io import to_float
+from pipeline.benchmark_report import (
+    console,
+    print_data,
+    print_machine,
+    print_peak,
+    print_photo,
+    print_progress,
+    warn,
+    write_json,
+)
 from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device
 from pipeline.model import BlindPipeline
 
 STAGES = ("mpn", "epn", "ipn")
 VARIANTS = ("fp32", "bf16", "channels_last")
-PARTS = ("peak", "data", "train", "inference", "pipeline")
+PARTS = ("peak", "data", "train", "inference", "pipeline", "photos")
 DEVICES = ("auto", "cpu", "cuda")
 
 # The first output of each stage's ``generate``: what inference of that stage produces.
@@ -530,6 +550,7 @@ class Benchmark:
             "train": [],
             "inference": [],
             "pipeline": [],
+            "photos": [],
         }
         self.results["settings"]["variants_run"] = self.variants
 
@@ -588,14 +609,18 @@ class Benchmark:
                 self.measure_stage(name)
         if "pipeline" not in self.skip:
             self.measure_pipeline()
+        if "photos" not in self.skip:
+            self.measure_photos()
         self.save()
         return self.results
 
     def measure_peak(self) -> None:
-        n = int(self.cfg.peak.matmul_size)
+        sizes = _positive_ints(self.cfg.peak.matmul_sizes, "peak.matmul_sizes")
         dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if "bf16" in self.variants else {})}
         for label, dtype in dtypes.items():
-            entry = matmul_peak(dtype, n, self.device, self.warmup, self.repeats)
+            entries = [matmul_peak(dtype, n, self.device, self.warmup, self.repeats) for n in sizes]
+            entry = max(entries, key=lambda e: e["flops_per_s"])
+            entry = {**entry, "by_size": {str(e["n"]): e["flops_per_s"] for e in entries}}
             self.results["peak"][label] = entry
             self.save()
             print_peak(label, entry)
@@ -726,3 +751,124 @@ class Benchmark:
                 max_abs_diff_vs_fp32=max_abs_diff(run.result, reference),
                 **fields,
             )
+
+    # -- photos as users run them
+
+    def measure_photos(self) -> None:
+        from data.sample import load_photo
+
+        cfg = self.cfg.photos
+        inpainter = BlindInpainter.from_pretrained(device=self.device)
+        photo = (load_photo("lomiri_bridge").permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        for megapixels in cfg.megapixels:
+            image, hole = damaged_photo(photo, float(megapixels))
+            for strategy in _names(cfg, "strategies", ("crop", "resize"), "large strategy"):
+                inpainter.with_settings(large=strategy)
+                run = self.attempt_photos(
+                    f"{megapixels} Mpx {strategy}",
+                    lambda image=image: inpainter.inpaint_array(image, None, "blind", intermediates=False)["output"],
+                )
+                if run is not None:
+                    changed = float((run.result != image).any(axis=2).mean())
+                    self.record_photo(run, kind="large", what=f"large={strategy}", size=list(image.shape[:2]),
+                                      damage_pct=100 * float(hole.mean()), changed_pct=100 * changed)  # fmt: skip
+            del image, hole
+        inpainter.with_settings(large=InpaintSettings().large)
+        if cfg.folder:
+            self.measure_folder(inpainter, int(cfg.folder))
+        self.measure_baselines(inpainter, photo, int(cfg.baseline_size), list(cfg.baselines))
+
+    def attempt_photos(self, what: str, fn: Callable[[], object]) -> Measurement | None:
+        cfg = self.cfg.photos
+        try:
+            return measure(
+                fn, self.device, _count(cfg.warmup, "photos.warmup", 1), _count(cfg.repeats, "photos.repeats", 1)
+            )
+        except torch.OutOfMemoryError:
+            warn(f"{what}: out of memory, skipped")
+            return None
+
+    def record_photo(self, run: Measurement, *, items: int = 1, **fields) -> dict:
+        row = {
+            **fields,
+            "time_s": asdict(run.timing),
+            "images_per_s": items / run.timing.median,
+            "flops_per_s": run.flops / run.timing.median,
+            "pct_of_peak": 100 * run.flops / run.timing.median / p if (p := self.peak_flops("fp32")) else None,
+            "peak_memory_bytes": run.peak_bytes,
+            "peak_memory_increase_bytes": run.increase_bytes,
+        }
+        self.results["photos"].append(row)
+        self.save()
+        print_photo(row)
+        return row
+
+    def measure_folder(self, inpainter: BlindInpainter, count: int) -> None:
+        """``pipeline.inpaint`` over ``count`` bundled photos into a temporary folder."""
+        import tempfile
+
+        from data.sample import PHOTO_DIR
+        from pipeline.inpaint import plan_jobs, run
+
+        with tempfile.TemporaryDirectory() as folder:
+            source = Path(folder) / "in"
+            source.mkdir()
+            for path in sorted(PHOTO_DIR.glob("*.jpg"))[:count]:
+                (source / path.name).symlink_to(path.resolve())
+            jobs = plan_jobs(source, Path(folder) / "out", None, "blind", ".png")
+
+            def repair_folder() -> int:
+                return len(run(inpainter, jobs, "blind", overwrite=True, progress=False)["written"])
+
+            measured = self.attempt_photos("folder", repair_folder)
+            if measured is not None:
+                self.record_photo(measured, items=len(jobs), kind="folder", what=f"{len(jobs)} photos",
+                                  size=list(image_size_of(jobs[0].source)))  # fmt: skip
+
+    def measure_baselines(self, inpainter: BlindInpainter, photo: np.ndarray, side: int, names: list[str]) -> None:
+        """Each classical baseline and the pipeline (masked: the same hole) on one photo at ``side``²."""
+        from pipeline.baselines import get_baseline
+
+        small = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA)
+        image, hole = damaged_photo(small, side * side / 1e6)
+        mask = (hole > 0).astype(np.float32)
+        x = torch.from_numpy(to_float(image)).permute(2, 0, 1)[None].to(self.device)
+        m = torch.from_numpy(mask)[None, None].to(self.device)
+        calls = {"blindfill (masked)": lambda: inpainter.inpaint(x, m, "masked")["output"]}
+        calls.update({name: functools.partial(get_baseline(name), to_float(image), mask) for name in names})
+        for name, call in calls.items():
+            run = self.attempt_photos(f"baseline {name}", call)
+            if run is not None:
+                self.record_photo(run, kind="fill", what=name, size=[side, side], damage_pct=100 * float(mask.mean()))
+
+
+def image_size_of(path: Path) -> tuple[int, int]:
+    from data.io import image_size
+
+    width, height = image_size(path)
+    return height, width
+
+
+def damaged_photo(photo: np.ndarray, megapixels: float) -> tuple[np.ndarray, np.ndarray]:
+    """``photo`` ``(h, w, 3)`` uint8 resized to ``megapixels`` at 3:2, with a white caption (a black
+    outline) and three thin scratches drawn over it (~2 % of the pixels) -> the photo and its
+    hole ``(H, W)`` uint8 (1 = drawn over)."""
+    width = round((megapixels * 1e6 * 1.5) ** 0.5)
+    height = round(width / 1.5)
+    image = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC)
+    hole = np.zeros((height, width), np.uint8)
+    scale = height / 400
+    text_at = (int(0.08 * width), int(0.88 * height))
+    cv2.putText(hole, "(c) blindfill 2026", text_at, cv2.FONT_HERSHEY_SIMPLEX, scale, 1, max(1, int(3 * scale)) + 4)
+    for i in range(3):
+        start = (int((0.2 + 0.25 * i) * width), int(0.05 * height))
+        end = (int((0.3 + 0.2 * i) * width), int(0.6 * height))
+        cv2.line(hole, start, end, 1, max(2, int(1.5 * scale)))
+    image[hole > 0] = 255
+    cv2.putText(
+        image, "(c) blindfill 2026", text_at, cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), max(1, int(3 * scale)) + 4
+    )
+    cv2.putText(
+        image, "(c) blindfill 2026", text_at, cv2.FONT_HERSHEY_SIMPLEX, scale, (250, 250, 250), max(1, int(3 * scale))
+    )
+    return image, hole

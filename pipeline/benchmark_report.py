@@ -44,6 +44,19 @@ INFERENCE_COLUMNS = (
     "peak mem +",
     "max|Δ| vs fp32",
 )
+PHOTO_COLUMNS = (
+    "photos",
+    "how",
+    "size",
+    "damage",
+    "changed",
+    "img/s",
+    "median",
+    "min–max",
+    "% peak",
+    "peak mem",
+    "mem +",
+)
 DATA_COLUMNS = ("stage", "batch", "workers", "edges", "samples/s", "fastest step img/s", "headroom")
 TEXT_COLUMNS = ("stage", "network", "variant", "edges")
 
@@ -118,6 +131,42 @@ def print_progress(part: str, row: dict) -> None:
     )
 
 
+def _photo_cells(row: dict) -> list[str]:
+    t = row["time_s"]
+    height, width = row["size"]
+    megapixels = f" ({height * width / 1e6:.1f} Mpx)" if height * width > 1e6 else ""
+    return [
+        row["kind"],
+        row["what"],
+        f"{width}×{height}{megapixels}",
+        fmt_optional(row.get("damage_pct"), ".1f") + ("%" if row.get("damage_pct") is not None else ""),
+        fmt_optional(row.get("changed_pct"), ".1f") + ("%" if row.get("changed_pct") is not None else ""),
+        f"{row['images_per_s']:,.2f}",
+        fmt_seconds(t["median"]),
+        fmt_range(t),
+        fmt_optional(row["pct_of_peak"], ".1f"),
+        fmt_bytes(row["peak_memory_bytes"]),
+        fmt_bytes(row["peak_memory_increase_bytes"]),
+    ]
+
+
+def print_photo(row: dict) -> None:
+    """One line per photo measurement (a row of ``results["photos"]``)."""
+    cells = dict(zip(PHOTO_COLUMNS, _photo_cells(row), strict=True))
+    console.print(
+        f"photos    {cells['photos']:<6} {cells['how']:<19} {cells['size']:<22} {cells['img/s']} img/s, "
+        f"median {cells['median']} [dim](damage {cells['damage']}, changed {cells['changed']}, "
+        f"{cells['% peak']}% of peak, peak RSS {cells['peak mem']}, +{cells['mem +']})[/]"
+    )
+
+
+def photos_table(rows: list[dict]) -> Table:
+    table = _table("Photos as users run them (shipped model, fp32)", PHOTO_COLUMNS)
+    for row in rows:
+        table.add_row(*_photo_cells(row))
+    return table
+
+
 def print_data(row: dict) -> None:
     console.print(
         f"data      {row['stage']:<19} {'':<13} {row['batch_size']}×{row['size']}²  "
@@ -150,6 +199,10 @@ def machine_table(results: dict) -> Table:
             f"{entry['flops_per_s'] / 1e9:,.1f} GFLOP/s ({entry['n']}², median "
             f"{fmt_seconds(t['median'])}, min {fmt_seconds(t['min'])}, max {fmt_seconds(t['max'])})",
         )
+    for label, entry in results["peak"].items():
+        if len(entry.get("by_size", {})) > 1:
+            sizes = ", ".join(f"{n}²: {f / 1e9:,.0f}" for n, f in entry["by_size"].items())
+            table.add_row(f"matmul {label} by size", f"{sizes} GFLOP/s (the peak is the best)")
     table.add_row("memory", results["memory_method"])
     return table
 
@@ -240,4 +293,6 @@ def print_report(results: dict, out: Path) -> None:
         console.print(data_table(results))
     if results["inference"] or results["pipeline"]:
         console.print(inference_table(results["inference"] + results["pipeline"]))
+    if results.get("photos"):
+        console.print(photos_table(results["photos"]))
     console.print(f"results: {out}")

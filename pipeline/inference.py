@@ -3,15 +3,22 @@
 input reading, resizing, batching and the Canny edges of the input.
 
 Any size and aspect: each network pads its input to the multiple it needs (MPN 16, EPN 4, IPN 8)
-and crops back. Images whose long side exceeds ``working_size`` are processed at that size and only
-the fill is pasted back: the mask and the generated image are upsampled to full resolution and
-``(1 − M)·x + M·up(ŷ)`` keeps every known pixel of the original (IOPaint's "resize" strategy).
+and crops back. For photos whose long side exceeds ``working_size`` (:mod:`pipeline.large`):
+
+- ``large="crop"`` (default): the damage is found on the photo at ``mask_size`` (the MPN tiled with
+  overlap where that exceeds the working size), then the EPN and IPN repair crops around each
+  damaged region, at full resolution where the crop fits the working size (else the crop is
+  resized), and only the hole is pasted back (IOPaint's "crop" strategy);
+- ``large="resize"``: the whole photo is repaired at the working size and the upsampled fill is
+  pasted back, ``(1 − M)·x + M·up(ŷ)`` (IOPaint's "resize" strategy).
+
+Either way every known pixel of the original is kept exactly.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -21,8 +28,12 @@ from common.config import Annotated, Field, check_values
 from common.errors import ConfigError
 from common.images import to_pil
 from data.io import to_float, to_pixels
-from pipeline.large import any_pool, downscale, paste_back, resize_matrix
+from pipeline import large
+from pipeline.large import Upsampled, any_pool, damage_boxes, downscale, paste_back, resize_matrix, tiled
 from pipeline.model import MODES, STAGES, BlindPipeline, load_pipeline
+
+LARGE_STRATEGIES = ("crop", "resize")
+TILE_MARGIN = 64  # px of context a tile of the MPN keeps on each side (pipeline.large.tiled)
 
 
 @dataclass(frozen=True)
@@ -37,20 +48,33 @@ class InpaintSettings:
         channels_last: stages run in channels-last memory format (outputs within the tolerance
             and at the speeds the README's "Benchmark" gives; on a CPU the MPN and IPN are faster
             so, the EPN slower).
+        large: photos above ``working_size``: ``crop`` repairs crops around the damage at full
+            resolution, ``resize`` the whole photo at the working size (module docstring).
+        mask_size: ``large=crop``: the long side the damage is looked for at (the MPN runs in
+            overlapping tiles of ``working_size`` above it); 0 = the photo's own size.
+        crop_margin: ``large=crop``: px of context around each damaged region.
     """
 
     mode: str = "blind"
     working_size: Annotated[int, Field(ge=16)] = 512
     channels_last: tuple[str, ...] = ("mpn", "ipn")
+    large: str = "crop"
+    mask_size: Annotated[int, Field(ge=0)] = 1024
+    crop_margin: Annotated[int, Field(ge=0)] = 128
 
     @classmethod
     def from_config(cls, cfg) -> InpaintSettings:
         """The settings a command's config holds at its root (``mode=``, ``working_size=``, ...)."""
-        return cls(mode=cfg.mode, working_size=cfg.working_size, channels_last=tuple(cfg.channels_last))
+        values = {field.name: cfg[field.name] for field in fields(cls)}
+        return cls(**{**values, "channels_last": tuple(values["channels_last"])})
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; expected one of {MODES}")
+        if self.large not in LARGE_STRATEGIES:
+            raise ConfigError(f"large must be one of {LARGE_STRATEGIES}, got {self.large!r}")
+        if 0 < self.mask_size < 16:
+            raise ConfigError(f"mask_size must be 0 (the photo's size) or at least 16, got {self.mask_size}")
         check_values(InpaintSettings, asdict(self))
         unknown = set(self.channels_last) - set(STAGES)
         if unknown:
@@ -255,6 +279,8 @@ class BlindInpainter:
                 image[...] = out["output"]
                 out["output"] = image
             return out if intermediates else {**out, "mask": None, "edges": None}
+        if self.settings.large == "crop":
+            return self._repair_in_crops(image, mask, mode, in_place, intermediates)
         small = downscale(image, size).to(self.device)
         hole = None if mask is None or mode != "masked" else np.asarray(mask)
         small_mask = None if hole is None else any_pool(hole, size).to(self.device)
@@ -264,6 +290,97 @@ class BlindInpainter:
             return {"output": output, "mask": None, "edges": None}
         return paste_back(image, outputs, hole, in_place, intermediates)
 
+    def mask_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(h, w)`` the damage in a photo of ``(height, width)`` is looked for at: the
+        working size for photos within it and for ``large=resize``, else ``mask_size``."""
+        small = working_shape(height, width, self.settings.working_size)
+        if small == (height, width) or self.settings.large == "resize":
+            return small
+        return working_shape(height, width, self.settings.mask_size or max(height, width))
+
+    def found_masks(self, corrupted: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
+        """The MPN's ``predicted_mask`` and the ``mask`` of the rule (``mode`` blind or denoise) for
+        one photo ``(1, 3, h, w)``, ``(1, 1, h, w)`` each: above the working size the MPN runs in
+        overlapping tiles of that size (:func:`~pipeline.large.tiled`), the rule on the whole."""
+        tile = self.settings.working_size
+        mpn = self.pipeline.mpn
+        predicted = tiled(lambda x: mpn(x)["predicted_mask"], corrupted, tile, min(TILE_MARGIN, tile // 4))
+        return {"predicted_mask": predicted, "mask": self.pipeline.mask_rule(predicted, mode)}
+
+    def _grid(self, image: np.ndarray) -> torch.Tensor:
+        """The photo ``(H, W, 3)`` at :meth:`mask_shape`, ``(1, 3, h, w)`` float32 on the device."""
+        height, width = image.shape[:2]
+        shape = self.mask_shape(height, width)
+        if shape == (height, width):
+            return torch.from_numpy(to_float(image)).permute(2, 0, 1)[None].to(self.device)
+        return downscale(image, shape).to(self.device)
+
+    def _repair_in_crops(
+        self, image: np.ndarray, mask: np.ndarray | None, mode: str, in_place: bool, intermediates: bool
+    ) -> dict[str, np.ndarray | None]:
+        """``large=crop`` for one photo above the working size (see :meth:`inpaint_array`)."""
+        height, width = image.shape[:2]
+        working = self.settings.working_size
+        output = image if in_place and image.flags.writeable else image.copy()
+        small = self._grid(image)
+        if mode == "masked":
+            hole = np.asarray(mask)
+            found = any_pool(hole, small.shape[-2:])[0, 0].numpy() > 0
+
+            def region(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+                return np.clip(hole[y0:y1, x0:x1].astype(np.float32), 0, 1)
+
+            def resampled(box, size) -> torch.Tensor:
+                return any_pool(hole[box[0] : box[1], box[2] : box[3]], size)
+        else:
+            upsampled = Upsampled(self.found_masks(small, mode)["mask"][0, 0], (height, width))
+            found = upsampled.small.numpy() > 0
+            region, resampled = upsampled.region, upsampled.resampled
+        crop_edges = []
+        for box in damage_boxes(found, (height, width), self.settings.crop_margin):
+            y0, y1, x0, x1 = box
+            crop = output[y0:y1, x0:x1]  # still the original: crops do not overlap
+            if max(y1 - y0, x1 - x0) <= working:  # at full resolution; only the hole is written
+                m = region(*box)
+                x = torch.from_numpy(to_float(crop)).permute(2, 0, 1)[None].to(self.device)
+                repaired = self.run_pipeline(x, torch.from_numpy(m)[None, None].to(self.device), "masked")
+                pixels = to_pixels(repaired["output"][0].permute(1, 2, 0).float().cpu().numpy(), image.dtype)
+                inside = m > 0
+                crop[inside] = pixels[inside]
+                edges = repaired["edges"][0, 0].float().cpu().numpy() if intermediates else None
+            else:  # larger than the working size: repaired there, the fill pasted back
+                size = working_shape(y1 - y0, x1 - x0, working)
+                x, m = downscale(crop, size).to(self.device), resampled(box, size).to(self.device)
+                repaired = self.run_pipeline(x, m, "masked")
+                rows = lambda r0, r1, box=box: region(box[0] + r0, box[0] + r1, box[2], box[3])  # noqa: E731
+                pasted = paste_back(crop, repaired, rows, in_place=True, intermediates=intermediates)
+                edges = to_float(pasted["edges"]) if intermediates else None
+            if intermediates:
+                crop_edges.append((box, edges))
+        if not intermediates:
+            return {"output": output, "mask": None, "edges": None}
+        full_mask, full_edges = self._full_maps(image, small, region, crop_edges)
+        return {"output": output, "mask": full_mask, "edges": full_edges}
+
+    def _full_maps(self, image, small, region, crop_edges) -> tuple[np.ndarray, np.ndarray]:
+        """``large=crop``'s intermediates at full resolution, in ``image``'s dtype and scale: the
+        mask repaired, and the edges (each crop's guide; elsewhere the Canny edges of the photo at
+        :meth:`mask_shape`, nearest-upsampled)."""
+        height, width = image.shape[:2]
+        h, w = small.shape[-2:]
+        coarse = self.pipeline.corrupted_edge(small)[0, 0].cpu()
+        rows, columns = resize_matrix(h, height, "nearest"), resize_matrix(w, width, "nearest")
+        coarse = coarse @ columns.T
+        full_mask = np.empty((height, width), image.dtype)
+        full_edges = np.empty((height, width), image.dtype)
+        for r0 in range(0, height, large.STRIP_ROWS):
+            r1 = min(height, r0 + large.STRIP_ROWS)
+            full_mask[r0:r1] = to_pixels(region(r0, r1, 0, width), image.dtype)
+            full_edges[r0:r1] = to_pixels((rows[r0:r1] @ coarse).numpy(), image.dtype)
+        for (y0, y1, x0, x1), edges in crop_edges:
+            full_edges[y0:y1, x0:x1] = to_pixels(edges, image.dtype)
+        return full_mask, full_edges
+
     @torch.inference_mode()
     def mask_array(
         self, image: np.ndarray, mode: str = "blind", size: tuple[int, int] | None = None
@@ -271,16 +388,13 @@ class BlindInpainter:
         """The damage found in one photo ``(H, W, 3)`` (uint8, uint16, or float32 in [0, 1]): the
         ``mask`` the pipeline repairs (``mode`` blind or denoise) and the MPN's ``predicted_mask``,
         each ``(h, w)`` float32 in [0, 1] at ``size`` ``(h, w)`` (default the photo's). The MPN runs
-        at the working size, and its masks are resized bilinearly, as :func:`~pipeline.large.paste_back`
-        resizes them for the repair."""
+        at :meth:`mask_shape`, as for the repair, and its masks are resized bilinearly, as the
+        repair resizes them."""
         height, width = image.shape[:2]
         h, w = size or (height, width)
-        small_hw = working_shape(height, width, self.settings.working_size)
-        if small_hw == (height, width):
-            x = torch.from_numpy(to_float(image)).permute(2, 0, 1)[None]
-        else:
-            x = downscale(image, small_hw)
-        masks = self.pipeline.masks(x.to(self.device), mode=mode)
+        small = self._grid(image)
+        small_hw = tuple(small.shape[-2:])
+        masks = self.found_masks(small, mode)
         rows, columns = resize_matrix(small_hw[0], h, "bilinear"), resize_matrix(small_hw[1], w, "bilinear")
         out = {}
         for key in ("mask", "predicted_mask"):

@@ -1,7 +1,15 @@
-"""Photos above the working size, in bounded memory: resampling and pasting back in row strips.
+"""Photos above the working size, in bounded memory.
 
-A photo larger than ``working_size`` is repaired at that size and only the fill is pasted back
-(IOPaint's "resize" strategy, :mod:`pipeline.inference`). Done on whole full-resolution float
+Two strategies (:class:`~pipeline.inference.InpaintSettings` ``large``), as IOPaint names them:
+
+- ``crop``: the damage is found on the photo at ``mask_size`` (the MPN :func:`tiled` over it with
+  overlap above the working size); the EPN and the IPN then run only on crops around the damaged
+  regions (:func:`damage_boxes`), at full resolution where a crop fits the working size, and only
+  the hole is pasted back. A photo with no damage costs the mask alone.
+- ``resize``: the whole photo is repaired at the working size and only the fill is pasted back;
+  a crop larger than the working size is treated so too.
+
+Resizing and pasting back run in row strips. Done on whole full-resolution float
 tensors, that costs ~12 bytes per pixel per copy (a 9400² PNG took 7.3 GB). Here the photo stays
 in its own integer pixels (3 or 6 bytes per pixel) and every full-resolution step runs on strips of
 :data:`STRIP_ROWS` rows:
@@ -18,6 +26,9 @@ result (or the photo itself, ``in_place``), one strip's floats and the networks 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -75,14 +86,15 @@ def any_pool(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 def paste_back(
     image: np.ndarray,
     small: dict[str, torch.Tensor],
-    mask: np.ndarray | None = None,
+    mask: np.ndarray | Callable[[int, int], np.ndarray] | None = None,
     in_place: bool = False,
     intermediates: bool = True,
 ) -> dict[str, np.ndarray | None]:
     """Composite the working-size results ``small`` (``mask``, ``refined``, ``edges``, each
     ``(1, C, h, w)``) into the full-resolution ``image`` ``(H, W, 3)`` (uint8, uint16 or float in
-    [0, 1]): ``(1 − m)·x + m·up(refined)`` with ``m`` the given full-resolution ``mask`` (masked
-    mode; nonzero = hole) or ``up(mask)``. Returns ``output`` (``image``'s dtype; ``image`` itself
+    [0, 1]): ``(1 − m)·x + m·up(refined)`` with ``m`` the given full-resolution ``mask`` (an
+    ``(H, W)`` array in [0, 1], nonzero = hole, or a function giving its rows ``r0:r1``) or
+    ``up(mask)``. Returns ``output`` (``image``'s dtype; ``image`` itself
     when ``in_place`` and it is writable), and with ``intermediates`` the full-resolution ``mask`` and ``edges``
     ``(H, W)`` in ``image``'s dtype and scale (else None)."""
     height, width = image.shape[:2]
@@ -104,7 +116,8 @@ def paste_back(
     for r0 in range(0, height, STRIP_ROWS):
         r1 = min(height, r0 + STRIP_ROWS)
         if mask is not None:
-            m = torch.from_numpy(mask[r0:r1].astype(np.float32)).clamp_(0, 1)
+            rows = mask(r0, r1) if callable(mask) else mask[r0:r1]
+            m = torch.from_numpy(np.asarray(rows, np.float32)).clamp_(0, 1)
         else:
             m = soft_rows[r0:r1] @ soft
         out = compose(_rows(image, r0, r1), fill_rows[r0:r1] @ fill, m[None])
@@ -113,3 +126,94 @@ def paste_back(
             store(full_mask, r0, r1, m)
             store(full_edges, r0, r1, edge_rows[r0:r1] @ edges)
     return {"output": output, "mask": full_mask, "edges": full_edges}
+
+
+# -- the crop strategy ---------------------------------------------------------------------------
+
+Box = tuple[int, int, int, int]  # rows y0:y1, columns x0:x1
+
+
+def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, margin: int) -> torch.Tensor:
+    """``fn`` (a fully convolutional map ``(1, C, h, w) -> (1, K, h, w)``) over ``x`` in tiles of at
+    most ``tile`` px that overlap by ``2·margin``: each tile's output is kept only in its centre
+    (its ``margin`` px next to another tile are dropped), so every output pixel has at least
+    ``margin`` px of context on each side where the image has them (U-Net's overlap-tile)."""
+    if tile <= 2 * margin:
+        raise ValueError(f"a tile of {tile} px leaves nothing inside a margin of {margin} px")
+    height, width = x.shape[-2:]
+    if max(height, width) <= tile:
+        return fn(x)
+    step = tile - 2 * margin
+    out = None
+    for y0 in range(0, height, step):
+        y1 = min(height, y0 + step)
+        ty0, ty1 = max(0, y0 - margin), min(height, y1 + margin)
+        for x0 in range(0, width, step):
+            x1 = min(width, x0 + step)
+            tx0, tx1 = max(0, x0 - margin), min(width, x1 + margin)
+            piece = fn(x[..., ty0:ty1, tx0:tx1])
+            if out is None:
+                out = piece.new_empty(*piece.shape[:2], height, width)
+            out[..., y0:y1, x0:x1] = piece[..., y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
+    return out
+
+
+def damage_boxes(found: np.ndarray, full: tuple[int, int], margin: int) -> list[Box]:
+    """The crops to repair: ``found`` ``(h, w)`` bool (where the mask is nonzero, on a grid laid
+    over the photo of size ``full`` ``(H, W)``) -> boxes ``(y0, y1, x0, x1)`` in full-resolution
+    pixels around each connected region, grown by ``margin`` px of context on each side (clipped
+    to the photo) and merged where they overlap, so no two crops share a pixel."""
+    (h, w), (height, width) = found.shape, full
+    count, _, stats, _ = cv2.connectedComponentsWithStats(found.astype(np.uint8), connectivity=8)
+    boxes = []
+    for x, y, bw, bh, _ in stats[1:count]:
+        # the grid cells' full-resolution extent, plus one cell: bilinear upsampling spreads a cell
+        y0, y1 = ((y - 1) * height) // h, -((-(y + bh + 1) * height) // h)
+        x0, x1 = ((x - 1) * width) // w, -((-(x + bw + 1) * width) // w)
+        box = (max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin))
+        boxes.append(tuple(int(v) for v in box))
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    boxes[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(boxes)
+
+
+class Upsampled:
+    """A small map ``(h, w)`` bilinearly upsampled to ``full`` ``(H, W)`` (``F.interpolate``,
+    ``align_corners=False``), computed only for the region asked for: :meth:`region` gives any box
+    of the full-resolution map without making the whole of it."""
+
+    def __init__(self, small: torch.Tensor, full: tuple[int, int]):
+        h, w = small.shape
+        self.small = small.float().cpu()
+        self.same = (h, w) == tuple(full)  # nothing to upsample (the mask was found at full size)
+        self.rows = None if self.same else resize_matrix(h, full[0], "bilinear")
+        self.columns = None if self.same else resize_matrix(w, full[1], "bilinear")
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Rows ``y0:y1``, columns ``x0:x1`` of the full-resolution map, ``(y1 − y0, x1 − x0)`` float32."""
+        if self.same:
+            return self.small[y0:y1, x0:x1].numpy().copy()
+        return (self.rows[y0:y1] @ self.small @ self.columns[x0:x1].T).numpy()
+
+    def resampled(self, box: Box, size: tuple[int, int]) -> torch.Tensor:
+        """The map over ``box`` resampled to ``size`` ``(h, w)`` (the upsampling, then an
+        antialiased bilinear downscale, composed as matrices) -> ``(1, 1, h, w)``."""
+        y0, y1, x0, x1 = box
+        if self.same:
+            crop = self.small[None, None, y0:y1, x0:x1]
+            return F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=True)
+        down_rows = resize_matrix(y1 - y0, size[0], "bilinear", antialias=True)
+        down_columns = resize_matrix(x1 - x0, size[1], "bilinear", antialias=True)
+        rows, columns = down_rows @ self.rows[y0:y1], down_columns @ self.columns[x0:x1]
+        return (rows @ self.small @ columns.T)[None, None]

@@ -21,9 +21,14 @@ TINY = [
     "train.batch_size=2",
     "warmup=1",
     "repeats=2",
-    "peak.matmul_size=128",
+    "peak.matmul_sizes=[64,128]",
     "threads=1",
     "data_batches=3",
+    "photos.megapixels=[0.3]",  # above the working size: the large path
+    "photos.folder=2",
+    "photos.baseline_size=48",
+    "photos.baselines=[telea]",
+    "photos.repeats=1",
 ]
 
 
@@ -112,6 +117,19 @@ def test_cli_measures_every_stage_and_the_pipeline(tmp_path):
         assert row["samples_per_s"] > 0
     assert "Data loading" in result.stdout
 
+    # Photos as users run them: a large photo with each strategy, a folder, a baseline beside ours.
+    photos = {(r["kind"], r["what"]): r for r in report["photos"]}
+    assert set(photos) == {("large", "large=crop"), ("large", "large=resize"), ("folder", "2 photos"),
+                           ("fill", "blindfill (masked)"), ("fill", "telea")}  # fmt: skip
+    for key in (("large", "large=crop"), ("large", "large=resize")):
+        row = photos[key]
+        assert row["size"] == [447, 671] and 0.5 < row["damage_pct"] < 10 and row["peak_memory_bytes"] > 0
+        assert row["time_s"]["median"] > 0 and 0 <= row["changed_pct"] <= 100
+    assert photos[("folder", "2 photos")]["images_per_s"] > 0
+    assert photos[("fill", "telea")]["size"] == [48, 48]
+    assert "Photos as users run them" in result.stdout
+    assert len(report["peak"]["fp32"]["by_size"]) == 2
+
 
 def test_parts_can_be_skipped(tmp_path):
     out = tmp_path / "b.json"
@@ -120,13 +138,13 @@ def test_parts_can_be_skipped(tmp_path):
         *TINY,
         "stages=[mpn]",
         "variants=[fp32]",
-        "skip=[train,pipeline,data]",
+        "skip=[train,pipeline,data,photos]",
         f"out={out}",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert report["train"] == [] and report["pipeline"] == [] and report["data"] == []
+    assert report["train"] == [] and report["pipeline"] == [] and report["data"] == [] and report["photos"] == []
     assert [(r["stage"], r["variant"]) for r in report["inference"]] == [("mpn", "fp32")]
 
 

@@ -77,3 +77,136 @@ def test_a_photo_in_its_own_pixels_gives_the_tensor_result(shipped, mode):
     assert np.abs(own.astype(float) - expected).max() <= 1
     known = (tensor["mask"][0, 0].numpy() == 0) if mode == "blind" else (hole == 0)
     assert np.array_equal(own[known], photo[known])
+
+
+# -- the crop strategy (issue 16, item 3) -------------------------------------------------------
+
+
+def test_tiled_is_the_whole_image_map_where_the_margin_covers_the_receptive_field():
+    net = torch.nn.Sequential(*[torch.nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1) for i in range(3)])  # radius 3
+    x = torch.rand(1, 3, 70, 101)
+    with torch.no_grad():
+        assert torch.allclose(large.tiled(net, x, tile=24, margin=4), net(x), atol=1e-6)
+        assert torch.equal(large.tiled(net, x[..., :20, :20], tile=24, margin=4), net(x[..., :20, :20]))
+    with pytest.raises(ValueError):
+        large.tiled(net, x, tile=8, margin=4)
+
+
+def test_damage_boxes_grow_by_the_margin_clip_to_the_photo_and_never_overlap():
+    found = np.zeros((40, 60), bool)
+    found[5, 5] = True  # a speck near the corner
+    found[30:32, 50:55] = True  # far from it
+    found[30, 46] = True  # near the second: their boxes overlap, so they merge
+    boxes = large.damage_boxes(found, (400, 600), margin=20)
+    # 10 px per cell; one cell more on each side (bilinear upsampling spreads a cell), then 20 px
+    assert boxes == [(20, 90, 20, 90), (270, 350, 430, 580)]
+    assert all(isinstance(v, int) for box in boxes for v in box)
+    assert large.damage_boxes(np.zeros((4, 4), bool), (40, 40), 8) == []
+    assert large.damage_boxes(np.ones((4, 4), bool), (40, 40), 8) == [(0, 40, 0, 40)]  # clipped to the photo
+
+
+def test_upsampled_regions_are_the_whole_upsampled_map():
+    small = torch.rand(12, 17)
+    full = F.interpolate(small[None, None], size=(75, 97), mode="bilinear", align_corners=False)[0, 0]
+    up = large.Upsampled(small, (75, 97))
+    assert np.allclose(up.region(10, 40, 3, 90), full[10:40, 3:90].numpy(), atol=1e-6)
+    expected = F.interpolate(full[None, None, 10:40, 3:90], size=(9, 21), mode="bilinear", antialias=True)
+    assert torch.allclose(up.resampled((10, 40, 3, 90), (9, 21)), expected, atol=1e-5)
+    same = large.Upsampled(small, (12, 17))
+    assert np.array_equal(same.region(2, 5, 1, 9), small[2:5, 1:9].numpy())
+
+
+class InputSizes:
+    """Records the input sizes of the EPN's and the IPN's forward calls."""
+
+    def __init__(self, inpainter):
+        self.sizes = []
+        stages = (inpainter.pipeline.epn, inpainter.pipeline.ipn)
+        self.handles = [
+            s.register_forward_pre_hook(lambda m, args: self.sizes.append(tuple(args[0].shape[-2:]))) for s in stages
+        ]
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def _scratched(height=200, width=300):
+    yy, xx = np.mgrid[0:height, 0:width] / width
+    photo = (np.stack([np.sin(6 * xx), np.cos(5 * yy), xx * yy], -1) * 100 + 120).astype(np.uint8)
+    hole = np.zeros((height, width), np.float32)
+    hole[150:158, 200:280] = 1
+    photo[hole > 0] = 255
+    return photo, hole
+
+
+def test_crop_strategy_repairs_only_a_crop_around_the_damage_at_full_resolution():
+    inpainter = BlindInpainter.from_pretrained().with_settings(working_size=128, crop_margin=16)
+    assert inpainter.settings.large == "crop"
+    photo, hole = _scratched()
+    sizes = InputSizes(inpainter)
+    try:
+        own = photo.copy()
+        result = inpainter.inpaint_array(own, hole, "masked", in_place=True)
+    finally:
+        sizes.remove()
+    assert result["output"] is own
+    # one crop, at full resolution: the hole's rows and columns, one grid cell and 16 px around them
+    assert sizes.sizes and all(s == sizes.sizes[0] for s in sizes.sizes)
+    crop_h, crop_w = sizes.sizes[0]
+    assert (crop_h, crop_w) == (8 + 2 + 32, 80 + 2 + 32)
+    assert np.array_equal(own[hole == 0], photo[hole == 0])  # only the hole was written
+    assert (own[hole > 0] != 255).any()
+    assert np.array_equal(result["mask"] > 0, hole > 0)
+    assert result["edges"].shape == hole.shape
+
+
+def test_crop_strategy_downscales_only_a_region_larger_than_the_working_size():
+    inpainter = BlindInpainter.from_pretrained().with_settings(working_size=64, crop_margin=8)
+    photo, _ = _scratched()
+    hole = np.zeros(photo.shape[:2], np.float32)
+    hole[20:180, 30:60] = 1  # 160 px tall: its crop is larger than 64
+    sizes = InputSizes(inpainter)
+    try:
+        result = inpainter.inpaint_array(photo, hole, "masked", intermediates=False)
+    finally:
+        sizes.remove()
+    assert sizes.sizes and max(max(s) for s in sizes.sizes) <= 64
+    assert np.array_equal(result["output"][hole == 0], photo[hole == 0])
+    assert result["mask"] is None and result["edges"] is None
+
+
+def test_crop_strategy_on_a_clean_photo_costs_the_mask_alone():
+    inpainter = BlindInpainter.from_pretrained().with_settings(working_size=64)
+    photo, _ = _scratched()
+    sizes = InputSizes(inpainter)
+    try:
+        result = inpainter.inpaint_array(photo, np.zeros(photo.shape[:2]), "masked")
+    finally:
+        sizes.remove()
+    assert sizes.sizes == [] and np.array_equal(result["output"], photo) and not result["mask"].any()
+
+
+@pytest.mark.parametrize("mask_size", [0, 160])
+def test_blind_crop_strategy_keeps_every_pixel_outside_its_mask(mask_size):
+    """The MPN looks at the photo at ``mask_size`` (in tiles above the working size); the mask
+    the repair uses is the one returned, and outside it every pixel is the original's."""
+    inpainter = BlindInpainter.from_pretrained().with_settings(working_size=64, mask_size=mask_size)
+    photo, _ = _scratched()
+    assert inpainter.mask_shape(200, 300) == ((200, 300) if mask_size == 0 else (107, 160))
+    result = inpainter.inpaint_array(photo, None, "blind")
+    assert np.array_equal(result["output"][result["mask"] == 0], photo[result["mask"] == 0])
+    shown = inpainter.mask_array(photo, "blind")  # what the page shows is what is repaired
+    assert np.abs(shown["mask"] * 255 - result["mask"]).max() <= 1
+
+
+def test_resize_strategy_is_still_there():
+    inpainter = BlindInpainter.from_pretrained().with_settings(working_size=64, large="resize")
+    photo, hole = _scratched()
+    sizes = InputSizes(inpainter)
+    try:
+        result = inpainter.inpaint_array(photo, hole, "masked")
+    finally:
+        sizes.remove()
+    assert sizes.sizes == [(43, 64), (43, 64)]  # the whole photo at the working size
+    assert np.array_equal(result["output"][hole == 0], photo[hole == 0])
