@@ -12,6 +12,10 @@ contextual attention included: ``graph(corrupted (B, 3, H, W), corrupted_edge (B
 the traced size, none). Canny runs in OpenCV outside the graph, so its edges are an input
 (``BlindPipeline.corrupted_edge``). The export checks the traced graph against the eager pipeline
 on a fresh input of another size and batch and refuses to write one that differs.
+
+``onnx=true`` also writes the MPN's and the EPN's generators as ONNX graphs beside ``out``
+(``<out>.mpn.onnx``, ``<out>.epn.onnx``), which ``backend=onnxruntime`` uses
+(:mod:`pipeline.onnx_backend`; without them it exports in memory at start-up).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from omegaconf import DictConfig
 from common.checkpoint import load_module
 from common.errors import CheckpointError, ConfigError, command
 from pipeline.model import STAGES, BlindPipeline, TracingOutputs, given_settings, load_pipeline, save_pipeline
+from pipeline.onnx_backend import EXPORTED, graph_path, write_graphs
 
 log = logging.getLogger("pipeline.export")
 
@@ -91,6 +96,9 @@ def export(cfg: DictConfig) -> dict[str, Path]:
     _refuse_existing(out, cfg.overwrite)
     if cfg.torchscript:
         _refuse_existing(Path(cfg.torchscript), cfg.overwrite)
+    if cfg.onnx:
+        for name in EXPORTED:
+            _refuse_existing(graph_path(out, name), cfg.overwrite)
     pipeline = load_for_export(cfg)
     written = {"safetensors": save_pipeline(pipeline, out)}
     log.info("wrote %s", out)
@@ -103,6 +111,10 @@ def export(cfg: DictConfig) -> dict[str, Path]:
             cfg.trace_size,
             diff,
         )
+    if cfg.onnx:
+        for path in write_graphs({name: getattr(pipeline, name) for name in EXPORTED}, out):
+            written[path.name] = path
+            log.info("wrote %s", path)
     return written
 
 

@@ -17,8 +17,10 @@ Either way every known pixel of the original is kept exactly.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,9 +32,10 @@ from common.images import to_pil
 from data.io import to_float, to_pixels
 from pipeline import large
 from pipeline.large import Upsampled, any_pool, damage_boxes, downscale, paste_back, resize_matrix, tiled
-from pipeline.model import MODES, STAGES, BlindPipeline, load_pipeline
+from pipeline.model import MODES, STAGES, BlindPipeline, load_pipeline, model_path
 
 LARGE_STRATEGIES = ("crop", "resize")
+BACKENDS = ("torch", "onnxruntime")
 TILE_MARGIN = 64  # px of context a tile of the MPN keeps on each side (pipeline.large.tiled)
 
 
@@ -53,6 +56,8 @@ class InpaintSettings:
         mask_size: ``large=crop``: the long side the damage is looked for at (the MPN runs in
             overlapping tiles of ``working_size`` above it); 0 = the photo's own size.
         crop_margin: ``large=crop``: px of context around each damaged region.
+        backend: ``torch``, or ``onnxruntime``: the MPN's and EPN's generators run in ONNX
+            Runtime on the CPU (:mod:`pipeline.onnx_backend`; the IPN stays in PyTorch).
     """
 
     mode: str = "blind"
@@ -61,6 +66,7 @@ class InpaintSettings:
     large: str = "crop"
     mask_size: Annotated[int, Field(ge=0)] = 1024
     crop_margin: Annotated[int, Field(ge=0)] = 128
+    backend: str = "torch"
 
     @classmethod
     def from_config(cls, cfg) -> InpaintSettings:
@@ -71,6 +77,8 @@ class InpaintSettings:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; expected one of {MODES}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.large not in LARGE_STRATEGIES:
             raise ConfigError(f"large must be one of {LARGE_STRATEGIES}, got {self.large!r}")
         if 0 < self.mask_size < 16:
@@ -144,10 +152,15 @@ class BlindInpainter:
     >>> result.to_pil().save("repaired.png")
     """
 
-    def __init__(self, pipeline: BlindPipeline, settings: InpaintSettings | None = None):
-        self.pipeline = pipeline.eval().requires_grad_(False)
-        self.settings = settings or InpaintSettings()
+    def __init__(
+        self, pipeline: BlindPipeline, settings: InpaintSettings | None = None, model_path: Path | None = None
+    ):
+        self.torch_pipeline = pipeline.eval().requires_grad_(False)
+        self.pipeline = self.torch_pipeline  # what runs: the PyTorch pipeline, or its ONNX Runtime twin
+        self.model_path = model_path  # where the backend looks for exported graphs
         self.device = next(pipeline.parameters()).device
+        self._onnx_pipeline: BlindPipeline | None = None
+        self.settings = settings or InpaintSettings()
 
     @property
     def settings(self) -> InpaintSettings:
@@ -155,10 +168,45 @@ class BlindInpainter:
 
     @settings.setter
     def settings(self, value: InpaintSettings) -> None:
-        self._settings = value
         for name in STAGES:
             fmt = torch.channels_last if name in value.channels_last else torch.contiguous_format
-            getattr(self.pipeline, name).to(memory_format=fmt)
+            if getattr(self.torch_pipeline, name) is not None:
+                getattr(self.torch_pipeline, name).to(memory_format=fmt)
+        if value.backend == "onnxruntime":
+            if self.device.type != "cpu":
+                raise ConfigError("backend=onnxruntime runs on the CPU: use device=cpu or backend=torch")
+            if self._onnx_pipeline is None:
+                self._onnx_pipeline = self._build_onnx_pipeline()
+            self.pipeline = self._onnx_pipeline
+        else:
+            self.pipeline = self.torch_pipeline
+        self._settings = value
+
+    def _build_onnx_pipeline(self) -> BlindPipeline:
+        """The pipeline with the generators of :data:`~pipeline.onnx_backend.EXPORTED` in ONNX
+        Runtime: copies of those stage modules whose ``generator`` is an
+        :class:`~pipeline.onnx_backend.OnnxGenerator`; the other stages shared."""
+        from pipeline.onnx_backend import EXPORTED, onnx_generators
+
+        source = self.torch_pipeline
+        missing = [name for name in EXPORTED if getattr(source, name) is None]
+        if missing:
+            raise ConfigError(f"backend=onnxruntime needs the {', '.join(missing)} stage(s), which this model lacks")
+        exported = {name: getattr(source, name) for name in EXPORTED}
+        generators = onnx_generators(exported, self.model_path, torch.get_num_threads())
+        stages = {}
+        for name in STAGES:
+            stage = getattr(source, name)
+            if name in generators:
+                generator, stage.generator = stage.generator, None  # not copied
+                try:
+                    stage_copy = copy.deepcopy(stage)
+                finally:
+                    stage.generator = generator
+                stage_copy.generator = generators[name]
+                stage = stage_copy
+            stages[name] = stage
+        return BlindPipeline(**stages, **source.settings()).eval().requires_grad_(False)
 
     @classmethod
     def from_pretrained(
@@ -169,11 +217,16 @@ class BlindInpainter:
         model that ships with the package (:data:`pipeline.model.SHIPPED_MODEL`).
         ``pipeline_settings`` (e.g. ``hole_threshold=0.6``; None keeps the stored value) override
         the model's."""
-        return cls(load_pipeline(path, **pipeline_settings), settings).to(device)
+        path = model_path(path)
+        pipeline = load_pipeline(path, **pipeline_settings).to(device)
+        return cls(pipeline, settings, model_path=path)
 
     def to(self, device) -> BlindInpainter:
-        self.pipeline.to(device)
-        self.device = torch.device(device)
+        device = torch.device(device)
+        if device.type != "cpu" and self.settings.backend == "onnxruntime":
+            raise ConfigError("backend=onnxruntime runs on the CPU: use device=cpu or backend=torch")
+        self.torch_pipeline.to(device)
+        self.device = device
         return self
 
     def with_settings(self, **changes) -> BlindInpainter:

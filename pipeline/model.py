@@ -259,14 +259,18 @@ def load_pipeline(path=None, **settings) -> BlindPipeline:
     """The inference pipeline from a ``.safetensors`` model (``pipeline.export``), a joint ``.ckpt``
     or a training run folder; without ``path`` the shipped model (:data:`SHIPPED_MODEL`).
     ``settings`` (e.g. ``hole_threshold=0.6``) override the stored ones."""
+    return pipeline_from(read_model_file(model_path(path), ("pipeline", "joint")), **settings)
+
+
+def model_path(path=None) -> Path:
+    """The model file ``path`` names: itself, a run folder's model (:func:`model_in_folder`), or
+    without ``path`` the shipped model."""
     if path is None:
         if not SHIPPED_MODEL.is_file():
             raise CheckpointError(f"the shipped model {SHIPPED_MODEL} is missing from this install; give a model path")
         path = SHIPPED_MODEL
     path = Path(str(path)).expanduser()
-    if path.is_dir():
-        path = model_in_folder(path)
-    return pipeline_from(read_model_file(path, ("pipeline", "joint")), **settings)
+    return model_in_folder(path) if path.is_dir() else path
 
 
 def save_pipeline(pipeline: BlindPipeline, path) -> Path:

@@ -315,6 +315,7 @@ INPAINT_CONFIGS = [
     (["working_size=8"], "working_size=8: must be greater than or equal to 16"),
     (["channels_last=[foo]"], "channels_last: unknown stage"),
     (["large=tile"], "large must be one of"),
+    (["backend=tensorrt"], "backend must be one of"),
     (["mask_size=8"], "mask_size must be 0 (the photo's size) or at least 16"),
     (["crop_margin=-4"], "crop_margin=-4: must be greater than or equal to 0"),
     (["device=tpu"], "device must be auto, cpu or cuda"),
