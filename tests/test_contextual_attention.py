@@ -137,6 +137,28 @@ def test_hole_patches_get_zero_attention():
     assert (attn.sum(dim=1) <= 1 + 1e-6).all()
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_no_attention_weight_is_a_subnormal_float(grad):
+    """Weights that underflow below the smallest normal float are zero (x86 CPUs multiply subnormals
+    many times slower); the output stays the reference's."""
+    torch.manual_seed(1)
+    # smooth, unrelated foreground and background: scores spread over the range where the
+    # softmax's weights fall between 1e-45 and 1e-38 (thousands of them without the zeroing)
+    f, b = (F.avg_pool2d(torch.randn(1, 8, 28, 28), 5, 1) * 3 for _ in range(2))
+    f.requires_grad_(grad)
+    mask = torch.zeros(1, 1, 24, 24)
+    attention = ContextualAttention()
+    with torch.set_grad_enabled(grad):
+        weights = attention.attention_scores(f, b, mask)
+        out, _ = attention(f, b, mask)
+    tiny = torch.finfo(torch.float32).tiny
+    assert (weights == 0).sum() > 1000 and not ((weights > 0) & (weights < tiny)).any()
+    assert torch.allclose(out, reference(f.detach(), b, mask), atol=1e-5)
+    if grad:
+        out.sum().backward()
+        assert torch.isfinite(f.grad).all()
+
+
 def test_masks_are_per_sample():
     torch.manual_seed(0)
     x = torch.randn(2, 4, 16, 20)
