@@ -118,3 +118,12 @@ def test_kornia_canny_on_sides_within_the_blur_radius(shape):
     which GPU inference meets (a 1×9 strip), take OpenCV's path instead of crashing."""
     gray = torch.rand(2, 1, *shape)
     assert torch.equal(canny(gray, 2.0, backend="kornia"), canny(gray, 2.0, backend="opencv"))
+
+
+@pytest.mark.parametrize("pixels", [1, 2, 5])
+def test_grow_is_the_square_max_filter(pixels):
+    """The separable grow (a column max, then a row max) equals the square window, soft values and
+    borders included."""
+    mask = torch.rand(2, 1, 37, 50) * (torch.rand(2, 1, 37, 50) > 0.9)
+    square = torch.nn.functional.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
+    assert torch.equal(grow(mask, pixels), square)
