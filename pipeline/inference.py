@@ -373,6 +373,9 @@ class BlindInpainter:
     ) -> dict[str, np.ndarray | None]:
         """``large=crop`` for one photo above the working size (see :meth:`inpaint_array`)."""
         height, width = image.shape[:2]
+        if mode == "masked" and (mask is None or np.shape(mask) != (height, width)):
+            given = "no mask" if mask is None else f"a mask of {np.shape(mask)}"
+            raise ConfigError(f"mode=masked needs a mask of the photo's size {(height, width)}, got {given}")
         working = self.settings.working_size
         output = image if in_place and image.flags.writeable else image.copy()
         small = self._grid(image)

@@ -210,3 +210,15 @@ def test_resize_strategy_is_still_there():
         sizes.remove()
     assert sizes.sizes == [(43, 64), (43, 64)]  # the whole photo at the working size
     assert np.array_equal(result["output"][hole == 0], photo[hole == 0])
+
+
+def test_crop_strategy_refuses_a_missing_or_misfit_mask_before_touching_the_photo():
+    from common.errors import ConfigError
+
+    inpainter = BlindInpainter.from_pretrained().with_settings(working_size=64)
+    photo, hole = _scratched()
+    own = photo.copy()
+    for mask in (None, hole[:-1]):
+        with pytest.raises(ConfigError, match="mode=masked needs a mask of the photo's size"):
+            inpainter.inpaint_array(own, mask, "masked", in_place=True)
+    assert np.array_equal(own, photo)
