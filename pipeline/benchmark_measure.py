@@ -90,7 +90,7 @@ from pipeline.benchmark_report import (
     warn,
     write_json,
 )
-from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device
+from pipeline.inference import LARGE_STRATEGIES, BlindInpainter, InpaintSettings, resolve_device
 from pipeline.model import BlindPipeline
 
 STAGES = ("mpn", "epn", "ipn")
@@ -585,10 +585,15 @@ class Benchmark:
         print_progress(part, row)
         return row
 
-    def attempt(self, what: str, fn: Callable[[], object]) -> Measurement | None:
-        """:func:`measure` ``fn``; out-of-memory is reported and skipped, not fatal."""
+    def attempt(
+        self, what: str, fn: Callable[[], object], warmup: int | None = None, repeats: int | None = None
+    ) -> Measurement | None:
+        """:func:`measure` ``fn`` (``warmup`` and ``repeats`` default to the run's); out-of-memory
+        is reported and skipped, not fatal."""
+        warmup = self.warmup if warmup is None else warmup
+        repeats = self.repeats if repeats is None else repeats
         try:
-            return measure(fn, self.device, self.warmup, self.repeats)
+            return measure(fn, self.device, warmup, repeats)
         except torch.OutOfMemoryError:
             warn(f"{what}: out of memory, skipped")
             if self.device.type == "cuda":
@@ -762,7 +767,7 @@ class Benchmark:
         photo = (load_photo("lomiri_bridge").permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         for megapixels in cfg.megapixels:
             image, hole = damaged_photo(photo, float(megapixels))
-            for strategy in _names(cfg, "strategies", ("crop", "resize"), "large strategy"):
+            for strategy in _names(cfg, "strategies", LARGE_STRATEGIES, "large strategy"):
                 inpainter.with_settings(large=strategy)
                 run = self.attempt_photos(
                     f"{megapixels} Mpx {strategy}",
@@ -779,14 +784,10 @@ class Benchmark:
         self.measure_baselines(inpainter, photo, int(cfg.baseline_size), list(cfg.baselines))
 
     def attempt_photos(self, what: str, fn: Callable[[], object]) -> Measurement | None:
+        """:meth:`attempt` with the photos part's own ``photos.warmup`` and ``photos.repeats``."""
         cfg = self.cfg.photos
-        try:
-            return measure(
-                fn, self.device, _count(cfg.warmup, "photos.warmup", 1), _count(cfg.repeats, "photos.repeats", 1)
-            )
-        except torch.OutOfMemoryError:
-            warn(f"{what}: out of memory, skipped")
-            return None
+        warmup, repeats = _count(cfg.warmup, "photos.warmup", 1), _count(cfg.repeats, "photos.repeats", 1)
+        return self.attempt(what, fn, warmup, repeats)
 
     def record_photo(self, run: Measurement, *, items: int = 1, **fields) -> dict:
         row = {
@@ -807,6 +808,7 @@ class Benchmark:
         """``pipeline.inpaint`` over ``count`` bundled photos into a temporary folder."""
         import tempfile
 
+        from data.io import image_size
         from data.sample import PHOTO_DIR
         from pipeline.inpaint import plan_jobs, run
 
@@ -822,8 +824,9 @@ class Benchmark:
 
             measured = self.attempt_photos("folder", repair_folder)
             if measured is not None:
+                width, height = image_size(jobs[0].source)
                 self.record_photo(measured, items=len(jobs), kind="folder", what=f"{len(jobs)} photos",
-                                  size=list(image_size_of(jobs[0].source)))  # fmt: skip
+                                  size=[height, width])  # fmt: skip
 
     def measure_baselines(self, inpainter: BlindInpainter, photo: np.ndarray, side: int, names: list[str]) -> None:
         """Each classical baseline and the pipeline (masked: the same hole) on one photo at ``side``²."""
@@ -842,13 +845,6 @@ class Benchmark:
                 self.record_photo(run, kind="fill", what=name, size=[side, side], damage_pct=100 * float(mask.mean()))
 
 
-def image_size_of(path: Path) -> tuple[int, int]:
-    from data.io import image_size
-
-    width, height = image_size(path)
-    return height, width
-
-
 def damaged_photo(photo: np.ndarray, megapixels: float) -> tuple[np.ndarray, np.ndarray]:
     """``photo`` ``(h, w, 3)`` uint8 resized to ``megapixels`` at 3:2, with a white caption (a black
     outline) and three thin scratches drawn over it (~2 % of the pixels) -> the photo and its
@@ -857,18 +853,14 @@ def damaged_photo(photo: np.ndarray, megapixels: float) -> tuple[np.ndarray, np.
     height = round(width / 1.5)
     image = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC)
     hole = np.zeros((height, width), np.uint8)
-    scale = height / 400
-    text_at = (int(0.08 * width), int(0.88 * height))
-    cv2.putText(hole, "(c) blindfill 2026", text_at, cv2.FONT_HERSHEY_SIMPLEX, scale, 1, max(1, int(3 * scale)) + 4)
+    scale, caption = height / 400, "(c) blindfill 2026"
+    text_at, font, stroke = (int(0.08 * width), int(0.88 * height)), cv2.FONT_HERSHEY_SIMPLEX, max(1, int(3 * scale))
+    cv2.putText(hole, caption, text_at, font, scale, 1, stroke + 4)  # the outline's extent
     for i in range(3):
         start = (int((0.2 + 0.25 * i) * width), int(0.05 * height))
         end = (int((0.3 + 0.2 * i) * width), int(0.6 * height))
         cv2.line(hole, start, end, 1, max(2, int(1.5 * scale)))
     image[hole > 0] = 255
-    cv2.putText(
-        image, "(c) blindfill 2026", text_at, cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), max(1, int(3 * scale)) + 4
-    )
-    cv2.putText(
-        image, "(c) blindfill 2026", text_at, cv2.FONT_HERSHEY_SIMPLEX, scale, (250, 250, 250), max(1, int(3 * scale))
-    )
+    cv2.putText(image, caption, text_at, font, scale, (20, 20, 20), stroke + 4)  # a dark outline
+    cv2.putText(image, caption, text_at, font, scale, (250, 250, 250), stroke)
     return image, hole

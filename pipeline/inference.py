@@ -133,6 +133,11 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def _check_backend_device(backend: str, device: torch.device) -> None:
+    if backend == "onnxruntime" and device.type != "cpu":
+        raise ConfigError("backend=onnxruntime runs on the CPU: use device=cpu or backend=torch")
+
+
 def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
     """The ``(h, w)`` an image is processed at: unchanged up to ``working_size``, else the long
     side scaled down to it (aspect kept)."""
@@ -172,9 +177,8 @@ class BlindInpainter:
             fmt = torch.channels_last if name in value.channels_last else torch.contiguous_format
             if getattr(self.torch_pipeline, name) is not None:
                 getattr(self.torch_pipeline, name).to(memory_format=fmt)
+        _check_backend_device(value.backend, self.device)
         if value.backend == "onnxruntime":
-            if self.device.type != "cpu":
-                raise ConfigError("backend=onnxruntime runs on the CPU: use device=cpu or backend=torch")
             if self._onnx_pipeline is None:
                 self._onnx_pipeline = self._build_onnx_pipeline()
             self.pipeline = self._onnx_pipeline
@@ -223,8 +227,7 @@ class BlindInpainter:
 
     def to(self, device) -> BlindInpainter:
         device = torch.device(device)
-        if device.type != "cpu" and self.settings.backend == "onnxruntime":
-            raise ConfigError("backend=onnxruntime runs on the CPU: use device=cpu or backend=torch")
+        _check_backend_device(self.settings.backend, device)
         self.torch_pipeline.to(device)
         self.device = device
         return self
