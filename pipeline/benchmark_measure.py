@@ -63,7 +63,7 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -359,6 +359,14 @@ def max_abs_diff(output: torch.Tensor, reference: torch.Tensor | None) -> float 
     return (output.float() - reference.float()).abs().max().item()
 
 
+def mean_abs_diff(output: torch.Tensor, reference: torch.Tensor | None) -> float | None:
+    """``mean |output − reference|`` in fp32, or None without a reference: a few flipped mask
+    pixels make the max large while the image is the same."""
+    if reference is None:
+        return None
+    return (output.float() - reference.float()).abs().mean().item()
+
+
 # -- variants -------------------------------------------------------------------------------------
 
 
@@ -530,6 +538,8 @@ class Benchmark:
         if cfg.get("threads"):
             torch.set_num_threads(int(cfg.threads))
         self.device = chosen_device(cfg)
+        if cfg.get("cudnn_benchmark") is not None:  # cuDNN picks each convolution's algorithm by timing it
+            torch.backends.cudnn.benchmark = bool(cfg.cudnn_benchmark)
         self.stages = list(dict.fromkeys(_names(cfg, "stages", STAGES, "stage")))
         self.skip = set(_names(cfg, "skip", PARTS, "part"))
         self.sizes = _positive_ints(cfg.sizes, "sizes")
@@ -711,6 +721,40 @@ class Benchmark:
                 )
 
         self.measure_clean_photo()
+        self.measure_shipped_batches()
+
+    def measure_shipped_batches(self) -> None:
+        """The shipped model, blind, on batches of damaged bundled photos (each with one damage kind,
+        the kinds in turn) at each of ``pipeline_batches`` and each variant: the throughput users
+        get (issue 16's GPU target: ≥ 1,000 img/s at 256², bf16, batch 64). Batch 1 is measured by
+        :meth:`measure_clean_photo` already."""
+        from data.damage import DAMAGE_KINDS, Damage
+        from data.sample import ALL_PHOTOS, load_photo
+
+        batches = [b for b in self.pipeline_batches if b > 1]
+        if not batches:
+            return
+        inpainter = BlindInpainter.from_pretrained(device=self.device)
+        rng = np.random.default_rng(self.cfg.seed)
+        for size in (s for s in self.sizes if s <= inpainter.settings.working_size):
+            images = []
+            for i in range(max(batches)):
+                photo = F.interpolate(load_photo(ALL_PHOTOS[i % len(ALL_PHOTOS)])[None], size=(size, size), mode="area")
+                images.append(Damage(DAMAGE_KINDS[i % len(DAMAGE_KINDS)])(photo[0], rng)[0])
+            damaged = torch.stack(images).to(self.device)
+            for batch in batches:
+                self.measure_variants(
+                    "pipeline",
+                    f"shipped {batch}×{size}",
+                    lambda variant, images=damaged[:batch]: in_inference_mode(
+                        lambda: inpainter.inpaint(images)["output"], variant, self.device
+                    ),
+                    items=batch,
+                    variants=("fp32", "bf16"),  # the shipped layout is the inpainter's own (channels_last)
+                    stage="shipped damaged",
+                    size=size,
+                    batch_size=batch,
+                )
 
     def measure_clean_photo(self) -> None:
         """The shipped model on a bundled photo, intact and with a caption over it (fp32, batch 1):
@@ -738,12 +782,18 @@ class Benchmark:
                               "the damaged photo's time")  # fmt: skip
 
     def measure_variants(
-        self, part: str, what: str, call_for: Callable[[str], Callable], items: int = 1, **fields
+        self,
+        part: str,
+        what: str,
+        call_for: Callable[[str], Callable],
+        items: int = 1,
+        variants: Iterable[str] | None = None,
+        **fields,
     ) -> None:
-        """Measure and record ``call_for(variant)`` for every variant, with the max difference of
-        its output from the fp32 variant's (measured first)."""
+        """Measure and record ``call_for(variant)`` for every variant (of ``variants``, default all
+        the run's), with the max difference of its output from the fp32 variant's (measured first)."""
         reference = None
-        for variant in self.variants:
+        for variant in self.variants if variants is None else [v for v in self.variants if v in variants]:
             run = self.attempt(f"{what} {variant}", call_for(variant))
             if run is None:
                 continue
@@ -754,6 +804,7 @@ class Benchmark:
                 items=items,
                 variant=variant,
                 max_abs_diff_vs_fp32=max_abs_diff(run.result, reference),
+                mean_abs_diff_vs_fp32=mean_abs_diff(run.result, reference),
                 **fields,
             )
 

@@ -120,13 +120,13 @@ def print_progress(part: str, row: dict) -> None:
     rate = f"{row['images_per_s']:,.2f} img/s" if part == "train" else f"latency {fmt_seconds(t['median'])}"
     if part == "pipeline" and row.get("batch_size", 1) > 1:
         rate += f", {row['images_per_s']:,.1f} img/s"
-    diff = row.get("max_abs_diff_vs_fp32")
+    diff, mean = row.get("max_abs_diff_vs_fp32"), row.get("mean_abs_diff_vs_fp32")
     console.print(
         f"{part:<9} {what:<19} {row['variant']:<13} {shape:<9} {rate} "
         f"[dim](min {fmt_seconds(t['min'])}, max {fmt_seconds(t['max'])}), "
         f"{row['flops_per_s'] / 1e9:,.1f} GFLOP/s, {fmt_optional(row['pct_of_peak'], '.1f')}% of peak, "
         f"mem +{fmt_bytes(row['peak_memory_increase_bytes'])}"
-        + (f", max|Δ| vs fp32 {diff:.2e}" if diff is not None and row["variant"] != "fp32" else "")
+        + (f", |Δ| vs fp32 max {diff:.2e} mean {mean:.2e}" if diff is not None and row["variant"] != "fp32" else "")
         + "[/]"
     )
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU check, one command on a machine with one CUDA GPU (README, "GPU check"):
 #   scripts/gpu_check.sh [out-folder]
-# 1. each stage (mpn, epn, ipn) trains GPU_CHECK_STEPS optimizer steps (default 200) at full width,
+# 1. blind-pipeline inference at 256² and 512², batch 1, 16 and 64, fp32 and bf16 (pipeline.benchmark:
+#    the full-width networks with random weights, and the shipped model on damaged photos), and
+#    at 256², batch 64 and 128, with cuDNN's autotuner on;
+# 2. the tests that need a GPU (pytest -m cuda);
+# 3. each stage (mpn, epn, ipn) trains GPU_CHECK_STEPS optimizer steps (default 200) at full width,
 #    256², batch 8, on the bundled photos, in 32-true (TF32) and in bf16-mixed; the joint stage
 #    fine-tunes the three fp32 checkpoints: samples/s, peak GPU memory, losses finite
 #    (common.callbacks.TrainingSpeed writes each run's speed.json);
-# 2. the EPN run under trainer=ddp on one GPU (NCCL), and with its Canny edges on the GPU;
-# 3. the tests that need a GPU (pytest -m cuda);
-# 4. blind-pipeline inference at 256² and 512², batch 1 and 16, fp32 and bf16 (pipeline.benchmark);
+# 4. the EPN run under trainer=ddp on one GPU (NCCL), and with its Canny edges on the GPU;
 # then prints the table (scripts/gpu_check_report.py) and writes it to <out>/gpu_check.md.
 # Needs the README's install (.venv) with a CUDA build of torch 2.13.0; about 8 minutes on an H100.
 #
@@ -51,6 +53,16 @@ run() {  # run <name> <command...>: its log in <out>/<name>.log, its status in <
   echo "  $name: rc $rc, $((SECONDS - start)) s"
 }
 
+# Inference first: the shortest part, and the one issue 16's target is about.
+run "inference" "$PY" -m pipeline.benchmark device="$DEVICE" width_mult="$WIDTH" stages=[mpn] \
+  skip=[peak,data,train,inference,photos] sizes="[$SIZE,$((2 * SIZE))]" pipeline_batches=[1,16,64] \
+  variants=[fp32,bf16] warmup=3 repeats=10 out="$OUT/inference.json" hydra.run.dir="$OUT/inference"
+run "inference-cudnn-benchmark" "$PY" -m pipeline.benchmark device="$DEVICE" width_mult="$WIDTH" stages=[mpn] \
+  skip=[peak,data,train,inference,photos] sizes="[$SIZE]" pipeline_batches=[64,128] cudnn_benchmark=true \
+  variants=[fp32,bf16] warmup=3 repeats=10 out="$OUT/inference-cudnn-benchmark.json" \
+  hydra.run.dir="$OUT/inference-cudnn-benchmark"
+run "pytest-cuda" "$PY" -m pytest -q -m cuda -p no:cacheprovider
+
 for precision in 32-true bf16-mixed; do
   for stage in mpn epn ipn; do
     run "train-$stage-$precision" "$PY" -m pipeline.train stage=$stage trainer=gpu "${TRAIN[@]}" \
@@ -65,9 +77,5 @@ run "ddp-epn-32-true" "$PY" -m pipeline.train stage=epn trainer=ddp "${TRAIN[@]}
   hydra.run.dir="$OUT/ddp-epn-32-true"
 run "canny-on-device-epn-32-true" "$PY" -m pipeline.train stage=epn trainer=gpu "${TRAIN[@]}" \
   data.edge_device=accelerator hydra.run.dir="$OUT/canny-on-device-epn-32-true"
-run "pytest-cuda" "$PY" -m pytest -q -m cuda -p no:cacheprovider
-run "inference" "$PY" -m pipeline.benchmark device="$DEVICE" width_mult="$WIDTH" stages=[mpn] \
-  skip=[peak,data,train,inference] sizes="[$SIZE,$((2 * SIZE))]" pipeline_batches=[1,16] variants=[fp32,bf16] \
-  warmup=3 repeats=10 out="$OUT/inference.json" hydra.run.dir="$OUT/inference"
 
 "$PY" scripts/gpu_check_report.py "$OUT" | tee "$OUT/gpu_check.md"

@@ -30,7 +30,7 @@ def training_rows(out: Path, status: dict[str, tuple[int, int]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, (rc, seconds) in status.items():
-        if name in ("pytest-cuda", "inference"):
+        if name == "pytest-cuda" or name.startswith("inference"):
             continue
         speed = _load(out / name / "speed.json") or {}
         rate = speed.get("samples_per_s")
@@ -45,18 +45,22 @@ def training_rows(out: Path, status: dict[str, tuple[int, int]]) -> list[str]:
 def inference_rows(report: dict | None) -> list[str]:
     if not report:
         return ["(no inference results)"]
+    cudnn = report["settings"].get("cudnn_benchmark")
     rows = [
-        f"Blind pipeline (MPN → Canny → EPN → IPN), {report['machine']['name']}, torch {report['machine']['torch']}:",
+        f"Blind pipeline (MPN → Canny → EPN → IPN), {report['machine']['name']}, torch {report['machine']['torch']}"
+        + (", cuDNN autotuner on" if cudnn else "")
+        + ":",
         "",
-        "| variant | batch × size | img/s | latency median | peak memory | max abs diff vs fp32 |",
-        "|---|---|---|---|---|---|",
+        "| model | variant | batch × size | img/s | latency median | peak memory | abs diff vs fp32: max / mean |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in report["pipeline"]:
-        diff = row.get("max_abs_diff_vs_fp32")
+        diff, mean = row.get("max_abs_diff_vs_fp32"), row.get("mean_abs_diff_vs_fp32")
+        versus = "reference" if row["variant"] == "fp32" else f"{diff:.2e} / {mean:.2e}" if diff is not None else "–"
+        model = row["stage"] if row["stage"] != "pipeline" else f"width {report['settings']['width_mult']}, random"
         rows.append(
-            f"| {row['variant']} | {row['batch_size']}×{row['size']}² | {row['images_per_s']:,.1f} "
-            f"| {row['latency_s'] * 1e3:,.1f} ms | {_mib(row['peak_memory_bytes'])} "
-            f"| {'reference' if row['variant'] == 'fp32' else f'{diff:.2e}' if diff is not None else '–'} |"
+            f"| {model} | {row['variant']} | {row['batch_size']}×{row['size']}² | {row['images_per_s']:,.1f} "
+            f"| {row['latency_s'] * 1e3:,.1f} ms | {_mib(row['peak_memory_bytes'])} | {versus} |"
         )
     return rows
 
@@ -68,6 +72,8 @@ def main(out: Path) -> int:
         status[name] = (int(rc), int(seconds))
     lines = ["## GPU check", "", *training_rows(out, status), ""]
     lines += inference_rows(_load(out / "inference.json")) + [""]
+    if (out / "inference-cudnn-benchmark.json").exists():
+        lines += inference_rows(_load(out / "inference-cudnn-benchmark.json")) + [""]
     log = out / "pytest-cuda.log"
     tests = log.read_text().strip().splitlines()[-1] if log.exists() and log.read_text().strip() else "no output"
     lines.append(f"Tests needing a GPU (`pytest -m cuda`): {tests}")
