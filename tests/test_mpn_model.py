@@ -108,6 +108,42 @@ def test_eval_mode_is_deterministic():
         torch.testing.assert_close(model(x[:1]), model(x)[:1])
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_eval_folds_batch_norm_into_the_convolutions(memory_format):
+    """In eval mode each conv + batch norm runs as one convolution with folded weights: the
+    logits are those of conv, then norm, up to rounding; training still runs the norm layers."""
+    torch.manual_seed(0)
+    model = tiny()
+    model.train()
+    with torch.no_grad():  # running statistics and affine parameters away from their defaults
+        for _ in range(3):
+            model(torch.rand(4, 3, 32, 32) * 2)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
+    model.eval().to(memory_format=memory_format)
+    x = torch.rand(2, 3, 40, 24).contiguous(memory_format=memory_format)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    seen = []
+    hooks = [m.register_forward_hook(lambda *_: seen.append(1)) for m in norms]
+    with torch.inference_mode():
+        folded = model(x)
+    assert not seen  # the norm layers were not run
+    for hook in hooks:
+        hook.remove()
+
+    def unfolded(block, inputs):  # the Sequential's own conv → norm → ReLU
+        return torch.nn.Sequential.forward(block, inputs)
+
+    from mpn.model import ConvNormReLU
+
+    with torch.inference_mode(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ConvNormReLU, "forward", unfolded)
+        reference = model(x)
+    torch.testing.assert_close(folded, reference, rtol=1e-4, atol=1e-5)
+    assert {k for k, _ in model.state_dict().items()} == {k for k, _ in tiny().state_dict().items()}
+
+
 def test_the_stage_predicts_the_sigmoid_of_the_logits():
     from mpn.module import MPNModule
 
