@@ -72,6 +72,8 @@ def register() -> None:
     from ipn.layers import ContextualAttention
     from ipn.model import DeepFillGenerator, SNPatchDiscriminator
     from ipn.module import IPNModule
+    from ipn.pconv import PConvUNet
+    from ipn.pconv_module import PConvModule
     from mpn.model import UNet
     from mpn.module import MPNModule
     from pipeline.inference import InpaintSettings
@@ -85,6 +87,7 @@ def register() -> None:
         "patch_discriminator": PatchDiscriminator,
         "deepfill_generator": DeepFillGenerator,
         "sn_patch_discriminator": SNPatchDiscriminator,
+        "pconv_unet": PConvUNet,
     }
     for name, cls in networks.items():
         node: Any = arguments_config(cls, exclude=("in_channels",))
@@ -97,7 +100,7 @@ def register() -> None:
             )
         store.store(group="schema/network", name=name, node=node)
 
-    modules = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule, "joint": JointModule}
+    modules = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule, "pconv": PConvModule, "joint": JointModule}
     for name, cls in modules.items():
         store.store(group="schema/module", name=name, node=arguments_schema(cls))
     store.store(group="schema", name="feed", node=arguments_schema(StageFeed))

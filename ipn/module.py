@@ -29,6 +29,19 @@ def generator_inputs(
     return torch.cat([rgb, torch.ones_like(mask), mask, edges], dim=1)
 
 
+def fill_metrics(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How well a repair ``output`` ``(B, 3, H, W)`` matches ``target``: PSNR, SSIM and L1 over the
+    image, PSNR and L1 in the hole of ``mask`` ``(B, 1, H, W)`` (the validation scores of every
+    inpainting stage)."""
+    return {
+        "psnr": psnr(output, target),
+        "ssim": ssim(output, target),
+        "l1": l1(output, target),
+        "psnr_hole": psnr(output, target, mask=mask),
+        "l1_hole": l1(output, target, mask=mask),
+    }
+
+
 @checked
 class IPNModule(GANModule):
     """DeepFill v2 generator (with the edge map as a sixth input channel) against an SN-PatchGAN
@@ -142,14 +155,7 @@ class IPNModule(GANModule):
         return loss, parts
 
     def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
-        output, target, mask = outputs["output"], batch["image"], outputs["mask"]
-        return {
-            "psnr": psnr(output, target),
-            "ssim": ssim(output, target),
-            "l1": l1(output, target),
-            "psnr_hole": psnr(output, target, mask=mask),
-            "l1_hole": l1(output, target, mask=mask),
-        }
+        return fill_metrics(outputs["output"], batch["image"], outputs["mask"])
 
     def grid_columns(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
         return {

@@ -18,7 +18,7 @@ from common.checkpoint import load_weights, read_model_file
 from pipeline.train import build_module, stage_datamodule
 from tests.conftest import compose_train, run_module
 
-STAGES = ("mpn", "epn", "ipn", "joint")
+STAGES = ("mpn", "epn", "ipn", "pconv", "joint")
 # Batches of one image: the epoch means are then exactly the per-image means, however the
 # validation samples are shared among the ranks.
 SMALL = ("data.batch_size=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2")

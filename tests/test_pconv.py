@@ -182,3 +182,46 @@ def test_loss_with_vgg16_pools_from_a_weights_file(tmp_path):
     assert output.grad.abs().sum() > 0 and not any(p.requires_grad for p in features.parameters())
     with pytest.raises(CheckpointError, match="VGG-16 weights"):
         VGG16Pools(tmp_path / "missing.pth")
+
+
+def tiny_module(**generator):
+    from ipn.pconv_module import PConvModule
+    from pipeline.model import StageFeed
+
+    return PConvModule(generator={"width_mult": 1 / 16, **generator}, feed=StageFeed())
+
+
+def test_the_stage_fills_only_the_hole():
+    torch.manual_seed(0)
+    module = tiny_module().eval()
+    corrupted, mask = torch.rand(2, 3, 32, 32), torch.zeros(2, 1, 32, 32)
+    mask[..., 6:20, 10:26] = 1
+    with torch.no_grad():
+        out = module(corrupted, mask)
+    assert out["refined"].shape == out["output"].shape == corrupted.shape
+    keep = (mask == 0).expand_as(corrupted)
+    assert torch.equal(out["output"][keep], corrupted[keep])
+    assert out["output"].min() >= 0 and out["output"].max() <= 1
+
+
+def test_phase_two_keeps_the_encoder_statistics():
+    """With ``freeze_encoder_bn`` a training forward updates the decoder's batch-norm statistics
+    only (the paper's fine-tuning phase)."""
+    torch.manual_seed(0)
+    module = tiny_module(freeze_encoder_bn=True).train()
+    before = {k: v.clone() for k, v in module.state_dict().items() if "running_mean" in k}
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:16, 8:16] = 1
+    module(torch.rand(2, 3, 32, 32), mask)["refined"].mean().backward()
+    after = module.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("generator.decoder") for k in changed)
+
+
+def test_trains_through_the_cli(tmp_path):
+    from tests.conftest import run_module
+
+    result = run_module("pipeline.train", "stage=pconv", "debug=smoke", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert any((tmp_path / "samples").glob("val_pconv_*.png"))
