@@ -130,6 +130,7 @@ def register() -> None:
         seed=NonNegativeInt, lpips_weights=path, lpips_net=str, fid_weights=path, batch_size=Count,
         device=str, grid_rows=NonNegativeInt, progress=bool, protocol=str, damage_kinds=Any,
         per_kind=Count, baselines=Any,  # lists: checked by the command
+        export_pairs=path, predictions=path,
     )  # fmt: skip
     store.store(group="schema/command", name="evaluate", node=evaluate)
 

@@ -102,7 +102,8 @@ class PConvUNet(nn.Module):
     features and of the mask, concatenated with the encoder level's features and mask, a 3×3
     partial convolution, batch norm, LeakyReLU(0.2); the last one goes back to ``in_channels``
     with a bias and neither norm nor activation, its skip being the input image and mask.
-    Inputs are padded to a multiple of ``2**levels`` and the output cropped back.
+    Inputs are padded to a multiple of ``2**levels``, at least twice that (a 2×2 bottleneck: 256² at 7
+    levels, 512² at 8, are not padded), and the output cropped back.
 
     Args:
         in_channels: image channels (3).
@@ -158,7 +159,10 @@ class PConvUNet(nn.Module):
         """``image`` ``(B, C, H, W)``, ``mask`` ``(B, 1 or C, H, W)`` (1 = valid) -> ``(B, C, H, W)``."""
         h, w = image.shape[-2:]
         multiple = 2**self.levels
-        padded, (left, _, top, _) = pad_to_multiple(torch.cat([image, mask.to(image.dtype)], 1), multiple)
+        # at least 2·2**levels: a 2×2 bottleneck, so batch norm sees more than one value per channel
+        padded, (left, _, top, _) = pad_to_multiple(
+            torch.cat([image, mask.to(image.dtype)], 1), multiple, min_size=2 * multiple
+        )
         x, m = padded[:, : image.shape[1]], padded[:, image.shape[1] :]
         features, masks = [x], [m]
         for block in self.encoder:

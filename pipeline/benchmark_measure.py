@@ -99,7 +99,8 @@ PARTS = ("peak", "data", "train", "inference", "pipeline", "photos")
 DEVICES = ("auto", "cpu", "cuda")
 
 # The first output of each stage's ``generate``: what inference of that stage produces.
-STAGE_OUTPUTS = {"mpn": "mask_logits", "epn": "predicted_edges", "ipn": "output"}
+MEASURED_STAGES = (*STAGES, "pconv")  # stages=[...] may also name the other systems' stages
+STAGE_OUTPUTS = {"mpn": "mask_logits", "epn": "predicted_edges", "ipn": "output", "pconv": "output"}
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -540,7 +541,7 @@ class Benchmark:
         self.device = chosen_device(cfg)
         if cfg.get("cudnn_benchmark") is not None:  # cuDNN picks each convolution's algorithm by timing it
             torch.backends.cudnn.benchmark = bool(cfg.cudnn_benchmark)
-        self.stages = list(dict.fromkeys(_names(cfg, "stages", STAGES, "stage")))
+        self.stages = list(dict.fromkeys(_names(cfg, "stages", MEASURED_STAGES, "stage")))
         self.skip = set(_names(cfg, "skip", PARTS, "part"))
         self.sizes = _positive_ints(cfg.sizes, "sizes")
         self.train_batch, self.train_size = _positive_ints(

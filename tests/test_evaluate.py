@@ -5,6 +5,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import run_module
@@ -400,3 +401,89 @@ def test_weights_files_carrying_code_are_refused_before_any_library_unpickles_th
     with pytest.raises(CheckpointError, match="not a plain weights file"):
         load(str(evil))
     assert not marker.exists()
+
+
+# -- other tools: export the pairs, score their predictions ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The 12 small damage pairs written out, and an "other tool" (OpenCV's Telea, run on the
+    exported 8-bit files as any outside program would) that filled them into ``predictions/``."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("external")
+    folder = root / "pairs"
+    result = run_module("pipeline.evaluate", *DAMAGE_SMALL, f"export_pairs={folder}", f"hydra.run.dir={root / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = root / "predictions"
+    predictions.mkdir()
+    for image in sorted((folder / "images").iterdir()):
+        bgr = cv2.imread(str(image))
+        hole = cv2.imread(str(folder / "masks" / image.name), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(predictions / image.name), cv2.inpaint(bgr, hole, 3, cv2.INPAINT_TELEA))
+    (predictions / "pairs.json").write_bytes((folder / "pairs.json").read_bytes())
+    return folder, predictions, result
+
+
+def test_export_writes_every_pair_as_other_tools_read_them(exported):
+    folder, _, result = exported
+    assert sorted(p.name for p in folder.iterdir()) == ["images", "lama", "masks", "pairs.json", "truth"]
+    names = [f"{n:06d}.png" for n in range(12)]
+    for sub in ("images", "masks", "truth"):  # IOPaint's layout: the same names in two folders
+        assert sorted(p.name for p in (folder / sub).iterdir()) == names
+    lama = sorted(p.name for p in (folder / "lama").iterdir())  # LaMa's: <name>.png beside <name>_mask.png
+    assert lama[:3] == ["000000.png", "000000_mask.png", "000001.png"] and len(lama) == 24
+    assert (folder / "lama" / "000004_mask.png").read_bytes() == (folder / "masks" / "000004.png").read_bytes()
+    index = json.loads((folder / "pairs.json").read_text())
+    assert len(index["pairs"]) == 12 and index["settings"]["per_kind"] == 1
+    clean = [p["pair"] for p in index["pairs"] if p["kind"] == "clean"]
+    assert len(clean) == 2
+    from PIL import Image
+
+    for pair in range(12):
+        hole = np.asarray(Image.open(folder / "masks" / f"{pair:06d}.png"))
+        assert hole.shape == (48, 48) and set(np.unique(hole)) <= {0, 255}
+        assert (hole.max() == 0) == (pair in clean)  # a clean photo has no hole
+    assert "12 test pairs written" in result.stdout
+    again = run_module("pipeline.evaluate", *DAMAGE_SMALL, f"export_pairs={folder}", f"hydra.run.dir={folder}_run")
+    assert again.returncode != 0 and "exists and is not an empty folder" in again.stderr  # nothing overwritten
+
+
+def test_predictions_are_scored_in_the_same_table(exported, tmp_path):
+    _, predictions, _ = exported
+    report = _evaluate(
+        tmp_path, "scored", "method=predictions", "mode=masked", f"predictions={predictions}", base=DAMAGE_SMALL
+    )
+    assert report["method"] == "predictions" and report["num_pairs"] == 12
+    # The other tool ran Telea on the exported holes: it scores as our Telea baseline on the same
+    # holes does, up to the 8-bit rounding of the files it read.
+    for row in ("text", "all damaged"):
+        ours = report["scores"][row]["predictions"]["psnr_hole"]
+        telea = report["scores"][row]["telea (true mask)"]["psnr_hole"]
+        assert abs(ours - telea) < 0.5, (row, ours, telea)
+    assert report["scores"]["clean"]["predictions"]["psnr"] > 40  # an untouched clean photo
+
+
+def test_predictions_missing_misfit_or_for_other_pairs_are_one_line_errors(exported, tmp_path):
+    import shutil
+
+    _, predictions, _ = exported
+    broken = tmp_path / "broken"
+    shutil.copytree(predictions, broken)
+    (broken / "000003.png").unlink()
+    cases = {
+        "missing": ([f"predictions={broken}"], "no 000003.png"),
+        "other pairs": ([f"predictions={predictions}", "seed=1"], "describes other test pairs"),
+    }
+    for name, (overrides, message) in cases.items():
+        result = run_module(
+            "pipeline.evaluate", *DAMAGE_SMALL, "method=predictions", "mode=masked", *overrides,
+            f"hydra.run.dir={tmp_path / name}",
+        )  # fmt: skip
+        assert result.returncode != 0 and message in result.stderr, (name, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr
+    with pytest.raises(ConfigError, match="use mode=masked"):
+        check_config(compose_evaluate("method=predictions", "mode=blind", f"predictions={predictions}"))
+    with pytest.raises(ConfigError, match="go together"):
+        check_config(compose_evaluate("method=predictions", "mode=masked"))

@@ -98,6 +98,12 @@ def test_the_hole_content_does_not_reach_the_output():
         torch.testing.assert_close(model(image, mask), model(other, mask))
 
 
+def test_a_batch_of_one_small_image_trains():
+    """Padded to a 2×2 bottleneck at least: batch norm in train mode needs more than one value."""
+    model = tiny().train()
+    model(torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32)).mean().backward()
+
+
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
     model = tiny().train()
@@ -225,3 +231,21 @@ def test_trains_through_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert any((tmp_path / "samples").glob("val_pconv_*.png"))
+
+
+def test_the_benchmark_measures_the_stage(tmp_path):
+    import json
+
+    from tests.conftest import run_module
+
+    out = tmp_path / "b.json"
+    result = run_module(
+        "pipeline.benchmark", "stages=[pconv]", "width_mult=0.0625", "sizes=[32]", "variants=[fp32]",
+        "skip=[peak,data,pipeline,photos]", "train.batch_size=2", "train.size=32", "warmup=0", "repeats=1",
+        "threads=1", f"out={out}", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [(r["stage"], r["network"]) for r in report["train"]] == [("pconv", "generator")]
+    assert [(r["stage"], r["size"]) for r in report["inference"]] == [("pconv", 32)]
+    assert report["networks"]["pconv"]["generator"] == sum(p.numel() for p in PConvUNet(width_mult=0.0625).parameters())

@@ -11,12 +11,14 @@ from omegaconf import DictConfig
 from common.errors import ConfigError
 from data.damage import DAMAGE_KINDS
 from pipeline.baselines import BASELINES, inpaint_batch
+from pipeline.evaluation.external import Predictions
 from pipeline.evaluation.metrics import LPIPS_BACKBONES
 from pipeline.evaluation.pairs import PROTOCOLS
 from pipeline.inference import BlindInpainter, InpaintSettings
 from pipeline.model import BlindPipeline, given_settings
 
 OURS = "ours"
+PREDICTIONS = "predictions"  # another tool's outputs, read from a folder (pipeline/evaluation/external.py)
 MODES = ("blind", "masked")
 
 
@@ -30,6 +32,7 @@ class Method:
     mode: str
     model: BlindInpainter | None
     pipeline: BlindPipeline
+    predictions: Predictions | None = None  # method=predictions: attached once the pairs are known
 
     @property
     def is_ours(self) -> bool:
@@ -40,15 +43,20 @@ class Method:
         """Its name in the report."""
         return self.name
 
-    def __call__(self, corrupted: torch.Tensor, true_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Repair ``corrupted`` ``(B, 3, H, W)`` -> ``output`` ``(B, 3, H, W)``, the ``mask``
-        ``(B, 1, H, W)`` it composited with or filled (blind: the model's final mask; masked: the
-        true mask, hardened by the mask rule for a baseline) and the ``edges`` ``(B, 1, H, W)`` (ours)."""
+    def __call__(
+        self, corrupted: torch.Tensor, true_mask: torch.Tensor, pair_ids: list[int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Repair ``corrupted`` ``(B, 3, H, W)`` (test pairs ``pair_ids``) -> ``output`` ``(B, 3, H,
+        W)``, the ``mask`` ``(B, 1, H, W)`` it composited with or filled (blind: the model's final
+        mask; masked: the true mask, hardened by the mask rule for a baseline and for another tool's
+        predictions, read from their folder) and the ``edges`` ``(B, 1, H, W)`` (ours)."""
         blind = self.mode == "blind"
         if self.is_ours:
             result = self.model.inpaint(corrupted, None if blind else true_mask, self.mode)
             return {k: result[k] for k in ("output", "mask", "edges")}
         used = self.model.masks(corrupted)["mask"] if blind else self.pipeline.mask_rule(true_mask)
+        if self.name == PREDICTIONS:
+            return {"output": self.predictions.load(pair_ids, corrupted.shape[-2:]), "mask": used}
         return {"output": inpaint_batch(self.name, corrupted, used), "mask": used}
 
     def mask_prediction(self, corrupted: torch.Tensor) -> torch.Tensor | None:
@@ -95,11 +103,17 @@ def _names(cfg: DictConfig, key: str, valid) -> list[str] | None:
 
 def check_config(cfg: DictConfig) -> None:
     """Refuse contradictory or missing settings before anything is loaded."""
-    methods = [OURS, *BASELINES]
+    methods = [OURS, *BASELINES, PREDICTIONS]
     if cfg.method not in methods:
         raise ConfigError(f"unknown method {cfg.method!r}; expected one of {', '.join(methods)}")
     if cfg.mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+    if (cfg.method == PREDICTIONS) != bool(cfg.predictions):
+        raise ConfigError("method=predictions and predictions=DIR (the other tool's outputs) go together")
+    if cfg.method == PREDICTIONS and cfg.mode != "masked":
+        raise ConfigError("method=predictions scores another tool's outputs for the exported holes: use mode=masked")
+    if cfg.export_pairs and cfg.method == PREDICTIONS:
+        raise ConfigError("export_pairs=DIR writes the test pairs and stops; score predictions in a separate run")
     if cfg.method == OURS:
         if cfg.mask_checkpoint:
             raise ConfigError(

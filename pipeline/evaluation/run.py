@@ -13,11 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pipeline.evaluation.methods import build_baselines, build_method, check_config
+from pipeline.evaluation.external import Predictions, export_pairs
+from pipeline.evaluation.methods import PREDICTIONS, build_baselines, build_method, check_config
 from pipeline.evaluation.metrics import PSNR_CAP, PerceptualMetrics, pair_metrics, summarize
 from pipeline.evaluation.pairs import EvaluationPairs, build_test_pairs
 from pipeline.evaluation.report import ExtremeCases, console, print_table, write_report
 from pipeline.inference import resolve_device
+from pipeline.model import BlindPipeline, given_settings
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -60,9 +62,17 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     ``metrics.json`` holds)."""
     check_config(cfg)
     device = resolve_device(cfg.device)
+    pairs = build_test_pairs(cfg)
+    if cfg.export_pairs:  # the holes a baseline (and method=predictions) gets in mode=masked
+        folder = Path(cfg.export_pairs).expanduser()
+        rule = BlindPipeline(**given_settings(cfg.pipeline))
+        count = export_pairs(pairs, rule, folder, cfg.batch_size, cfg.progress)
+        console.print(f"{count} test pairs written to {folder} (images/ + masks/, lama/, truth/, pairs.json)")
+        return {"exported": count, "folder": str(folder.resolve()), "protocol": cfg.protocol}
     method = build_method(cfg, device)
     baselines = build_baselines(cfg, method)
-    pairs = build_test_pairs(cfg)
+    if method.name == PREDICTIONS:
+        method.predictions = Predictions(Path(cfg.predictions).expanduser(), pairs)
     perceptual = PerceptualMetrics(cfg, device)
     loader = DataLoader(pairs, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.data.num_workers)
     names = [method.label, *(b.label for b in baselines)]
@@ -88,7 +98,8 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         batch_groups = [pairs.groups(n, r) for n, r in zip(batch["pair"].tolist(), batch["hole_ratio"].tolist())]
         groups.extend(batch_groups)
 
-        result, took = _timed(method, corrupted, true_mask, cuda=device == "cuda" and method.is_ours)
+        cuda = device == "cuda" and method.is_ours
+        result, took = _timed(method, corrupted, true_mask, batch["pair"].tolist(), cuda=cuda)
         seconds[method.label] += took
         predicted = method.mask_prediction(corrupted)
         results = {method.label: (result, predicted)}
