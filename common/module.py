@@ -253,23 +253,33 @@ class GANModule(StageModule):
     def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         """D's loss on real data vs the detached ``outputs``, and extra values to log."""
 
-    def training_step(self, batch: dict, batch_idx: int) -> None:
-        opt_g, opt_d = self.optimizers()
-        outputs = self.generate(batch)
-
+    def discriminator_step(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
+        """One step of D on real data vs the detached ``outputs``: its loss and logs."""
+        opt_d = self.optimizers()[1]
         detached = {k: v.detach() if torch.is_tensor(v) else v for k, v in outputs.items()}
         d_loss, d_logs = self.discriminator_loss(batch, detached)
         if self.check_finite(d_loss, "discriminator loss"):
             self.optimise(opt_d, d_loss, "discriminator")
+        return d_loss, {"d_loss": d_loss, **d_logs}
 
+    def generator_step(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
+        """One step of G with D's weights frozen: its loss and logs."""
+        opt_g = self.optimizers()[0]
         self.toggle_optimizer(opt_g)  # D's parameters stop collecting gradients during the G step
         g_loss, g_logs = self.generator_loss(batch, outputs)
         if self.check_finite(g_loss, "generator loss"):
             self.optimise(opt_g, g_loss, "generator")
         self.untoggle_optimizer(opt_g)
+        return g_loss, {"g_loss": g_loss, **g_logs}
 
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        outputs = self.generate(batch)
+        _, d_logs = self.discriminator_step(batch, outputs)
+        g_loss, g_logs = self.generator_step(batch, outputs)
+        self.log_training(batch, g_loss, {**d_logs, **g_logs})
+
+    def log_training(self, batch: dict, g_loss: torch.Tensor, logs: dict) -> None:
         size = batch_size(batch)
-        logs = {"d_loss": d_loss, "g_loss": g_loss, **d_logs, **g_logs}
         self.log_dict({f"train/{k}": torch.as_tensor(v).detach().float() for k, v in logs.items()}, batch_size=size)
         self.log("g", g_loss.detach(), prog_bar=True, logger=False, batch_size=size)
 

@@ -69,6 +69,9 @@ def register() -> None:
     from data.sample import sample
     from epn.model import EdgeGenerator, PatchDiscriminator
     from epn.module import EPNModule
+    from ipn.discriminators import DISCRIMINATORS
+    from ipn.glcic import GLCICCompletionNet, GlobalLocalDiscriminator
+    from ipn.glcic_module import GLCICModule
     from ipn.layers import ContextualAttention
     from ipn.model import DeepFillGenerator, SNPatchDiscriminator
     from ipn.module import IPNModule
@@ -88,7 +91,10 @@ def register() -> None:
         "deepfill_generator": DeepFillGenerator,
         "sn_patch_discriminator": SNPatchDiscriminator,
         "pconv_unet": PConvUNet,
+        "glcic_completion": GLCICCompletionNet,
+        "global_local_discriminator": GlobalLocalDiscriminator,
     }
+    chosen_by_name = {cls: name for name, cls in DISCRIMINATORS.items()}  # stage/discriminator=<name>
     for name, cls in networks.items():
         node: Any = arguments_config(cls, exclude=("in_channels",))
         if cls is DeepFillGenerator:
@@ -98,9 +104,14 @@ def register() -> None:
                 [("attention", attention, dataclasses.field(default_factory=attention))],
                 bases=(node,),
             )
+        if cls in chosen_by_name:
+            node = dataclasses.make_dataclass(
+                node.__name__, [("name", str, dataclasses.field(default=chosen_by_name[cls]))], bases=(node,)
+            )
         store.store(group="schema/network", name=name, node=node)
 
-    modules = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule, "pconv": PConvModule, "joint": JointModule}
+    modules = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule, "pconv": PConvModule, "glcic": GLCICModule}
+    modules["joint"] = JointModule
     for name, cls in modules.items():
         store.store(group="schema/module", name=name, node=arguments_schema(cls))
     store.store(group="schema", name="feed", node=arguments_schema(StageFeed))

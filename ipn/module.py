@@ -10,7 +10,8 @@ from common.metrics import l1, psnr, ssim
 from common.module import GANModule
 from common.ops import compose, merge_edges, pull_push_fill
 from common.vgg import VGGFeatures, perceptual_loss, style_loss
-from ipn.model import DeepFillGenerator, SNPatchDiscriminator
+from ipn.discriminators import build_discriminator, discriminate
+from ipn.model import DeepFillGenerator
 
 INPUT_CHANNELS = 6  # [masked RGB (3), ones (1), mask (1), edges (1)]
 
@@ -45,7 +46,8 @@ def fill_metrics(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
 @checked
 class IPNModule(GANModule):
     """DeepFill v2 generator (with the edge map as a sixth input channel) against an SN-PatchGAN
-    on [RGB, mask].
+    on [RGB, mask] (or another of :data:`ipn.discriminators.DISCRIMINATORS`:
+    ``stage/discriminator=global_local`` is GLCIC's).
 
     The edge guide is EdgeConnect's: ``predicted_edges`` inside the hole and the Canny edges of the
     corrupted image (``corrupted_edge``) outside it (:func:`common.ops.merge_edges`). In training the
@@ -99,7 +101,7 @@ class IPNModule(GANModule):
         self.adversarial = AdversarialLoss(gan_loss)
         generator = {**(generator or {}), "in_channels": INPUT_CHANNELS, "residual": prefill is not None}
         self.generator = DeepFillGenerator(**generator)
-        self.discriminator = None if discriminator is None else SNPatchDiscriminator(**discriminator)
+        self.discriminator = build_discriminator(discriminator, in_channels=4, default="sn_patch")
         # A frozen loss network, attached (not a submodule): checkpoints do not carry its weights.
         self.attach_frozen("vgg", VGGFeatures(vgg_weights) if vgg_weights else None)
 
@@ -128,7 +130,8 @@ class IPNModule(GANModule):
     def _discriminate(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # D is told where the hole is, but the mask it is told cannot be moved to please it: in
         # joint training m̂ carries gradients to the MPN, which would learn to fool D, not to find damage.
-        return self.discriminator(torch.cat([image * 2 - 1, mask.detach()], dim=1))
+        mask = mask.detach()
+        return discriminate(self.discriminator, torch.cat([image * 2 - 1, mask], dim=1), mask)
 
     def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         real = self._discriminate(batch["image"], outputs["mask"])

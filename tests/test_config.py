@@ -33,7 +33,14 @@ def test_groups_are_filled():
     assert set(GROUPS["logger"]) >= {"csv", "wandb", "tensorboard"}
     assert set(GROUPS["callbacks"]) >= {"default", "ema", "early_stopping"}
     assert set(GROUPS["debug"]) >= {"smoke", "fast_dev_run"}
-    assert set(GROUPS["stage"]) == {"mpn", "epn", "ipn", "pconv", "joint"}  # the chain is an experiment, not a stage
+    assert set(GROUPS["stage"]) == {
+        "mpn",
+        "epn",
+        "ipn",
+        "pconv",
+        "glcic",
+        "joint",
+    }  # the chain is an experiment, not a stage
 
 
 @pytest.mark.parametrize("name", GROUPS["masks"])

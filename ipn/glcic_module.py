@@ -1,0 +1,148 @@
+"""GLCIC as an inpainting stage: ``python -m pipeline.train stage=glcic``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from common.config import NonNegativeInt, Positive, checked
+from common.losses import AdversarialLoss
+from common.module import GANModule
+from common.ops import compose
+from ipn.discriminators import build_discriminator, discriminate
+from ipn.glcic import GLCICCompletionNet
+from ipn.module import fill_metrics
+
+PHASES = ("completion", "discriminator", "joint")
+
+
+@checked
+class GLCICModule(GANModule):
+    """Iizuka et al.'s completion network (:class:`~ipn.glcic.GLCICCompletionNet`) against their
+    global + local discriminator (or another: ``stage/discriminator=sn_patch``).
+
+    The hole (from the feed: the true mask, or a trained MPN's m̂ for blind repair) is filled with
+    ``mean_pixel``, the training set's mean colour, and the network sees ``[filled RGB, m]``. Loss:
+    the masked MSE ``mean((M ⊙ (C(x, M) − x))²)`` (over every element, as otenim/GLCIC-PyTorch's
+    ``completion_network_loss``) plus ``adv_weight`` (the paper's α = 0.0004) times the
+    discriminator's BCE (``gan_loss`` ``nsgan``). The paper's three phases, counted in iterations
+    (batches) and kept in checkpoints: the completion network alone on the MSE for
+    ``completion_steps`` (90k), the discriminator alone for ``discriminator_steps`` (10k), then both.
+    Optimiser: Adadelta (the paper's) at ``lr`` 1 (PyTorch's default), D at ``d2g_lr`` × that.
+    """
+
+    stage_name = "glcic"
+    training_only = ("discriminator", "feed")
+
+    def __init__(
+        self,
+        generator: dict | None = None,
+        discriminator: dict | None = None,
+        gan_loss: str = "nsgan",
+        lr: Positive = 1.0,
+        d2g_lr: Positive = 1.0,
+        adv_weight: float = 4e-4,
+        completion_steps: NonNegativeInt = 90_000,
+        discriminator_steps: NonNegativeInt = 10_000,
+        mean_pixel: tuple[float, float, float] = (0.485, 0.456, 0.406),
+        grad_clip: float = 0.0,
+        max_nonfinite: int = 10,
+        grid_rows: int = 8,
+        feed=None,
+    ):
+        super().__init__(grad_clip=grad_clip, max_nonfinite=max_nonfinite, grid_rows=grid_rows, feed=feed)
+        if len(mean_pixel) != 3 or not all(0 <= v <= 1 for v in mean_pixel):
+            raise ValueError(f"mean_pixel must be three values in [0, 1], got {mean_pixel}")
+        self.save_hyperparameters(ignore=["feed"])
+        self.adversarial = AdversarialLoss(gan_loss)
+        self.generator = GLCICCompletionNet(**(generator or {}))
+        self.discriminator = build_discriminator(discriminator, in_channels=3, default="global_local")
+        self.register_buffer("mean_pixel", torch.tensor(mean_pixel).view(1, 3, 1, 1), persistent=False)
+        self.iterations = 0  # training iterations done (the phase clock; saved in checkpoints)
+
+    def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (1 = hole) ->
+        ``refined`` (the network's image) and ``output`` (composited), ``(B, 3, H, W)`` in [0, 1]."""
+        filled = corrupted * (1 - mask) + self.mean_pixel.to(corrupted) * mask
+        refined = self.generator(torch.cat([filled, mask], dim=1))
+        return {"refined": refined, "output": compose(corrupted, refined, mask)}
+
+    def generate(self, batch: dict) -> dict:
+        mask = self.fed(batch)["mask"]
+        return {**self(batch["corrupted"], mask), "mask": mask}
+
+    # -- the three phases
+
+    def phase(self) -> str:
+        """Which of :data:`PHASES` the next training iteration is in."""
+        hp = self.hparams
+        if self.iterations < hp.completion_steps:
+            return "completion"
+        if self.iterations < hp.completion_steps + hp.discriminator_steps:
+            return "discriminator"
+        return "joint"
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        phase = self.phase()
+        logs = {}
+        if phase == "discriminator":
+            with torch.no_grad():
+                outputs = self.generate(batch)
+            _, logs = self.discriminator_step(batch, outputs)
+            g_loss = self.reconstruction_loss(batch, outputs)
+        else:
+            outputs = self.generate(batch)
+            if phase == "joint":
+                _, logs = self.discriminator_step(batch, outputs)
+            g_loss, g_logs = self.generator_step(batch, outputs)
+            logs.update(g_logs)
+        self.iterations += 1
+        self.log_training(batch, g_loss, {**logs, "phase": PHASES.index(phase)})
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["glcic_iterations"] = self.iterations
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.iterations = int(checkpoint.get("glcic_iterations", 0))
+
+    # -- losses and scores
+
+    def reconstruction_loss(self, batch: dict, outputs: dict) -> torch.Tensor:
+        mask = outputs["mask"]
+        return F.mse_loss(outputs["refined"] * mask, batch["image"] * mask)
+
+    def _discriminate(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return discriminate(self.discriminator, image * 2 - 1, mask.detach())
+
+    def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
+        real = self._discriminate(batch["image"], outputs["mask"])
+        fake = self._discriminate(outputs["output"], outputs["mask"])
+        return self.adversarial.discriminator(real, fake), {}
+
+    def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
+        mse = self.reconstruction_loss(batch, outputs)
+        if self.training and self.phase() == "completion":
+            return mse, {"mse": mse}
+        adversarial = self.adversarial.generator(self._discriminate(outputs["output"], outputs["mask"]))
+        return mse + self.hparams.adv_weight * adversarial, {"mse": mse, "g_adv": adversarial}
+
+    def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        return fill_metrics(outputs["output"], batch["image"], outputs["mask"])
+
+    def grid_columns(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        return {
+            "corrupted": batch["corrupted"],
+            "mask": outputs["mask"],
+            "fill": outputs["refined"],
+            "output": outputs["output"],
+            "truth": batch["image"],
+        }
+
+    def configure_optimizers(self):
+        if self.discriminator is None:
+            return super().configure_optimizers()  # the clear "built for inference" error
+        hp = self.hparams
+        opt_g = torch.optim.Adadelta(self.generator_parameters(), lr=hp.lr)
+        opt_d = torch.optim.Adadelta(self.discriminator.parameters(), lr=hp.lr * hp.d2g_lr)
+        return [opt_g, opt_d]
