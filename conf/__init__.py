@@ -125,7 +125,8 @@ def register() -> None:
     # Commands whose root holds InpaintSettings' fields (mode=..., working_size=...).
     path = Optional[str]  # noqa: UP045 (OmegaConf reads typing.Optional)
     inpaint = command_config(
-        "InpaintCommand", inference, input=str, output=str, checkpoint=path, mask=path, save_intermediates=bool,
+        "InpaintCommand", inference, input=str, output=str, checkpoint=path, fill_checkpoint=path, mask=path,
+        save_intermediates=bool,
         overwrite=bool, batch_size=Count, device=str, pipeline=overrides, format=str, quality=int,
         keep_metadata=bool,
     )  # fmt: skip

@@ -33,6 +33,7 @@ class GLCICModule(GANModule):
 
     stage_name = "glcic"
     training_only = ("discriminator", "feed")
+    uses_edges = False  # fills (corrupted, mask) in the blind pipeline's IPN place (pipeline.model.FILL_STAGES)
 
     def __init__(
         self,

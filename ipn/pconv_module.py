@@ -31,6 +31,7 @@ class PConvModule(StageModule):
 
     stage_name = "pconv"
     training_only = ("feed", "vgg_weights")
+    uses_edges = False  # fills (corrupted, mask) in the blind pipeline's IPN place (pipeline.model.FILL_STAGES)
 
     def __init__(
         self,

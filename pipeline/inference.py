@@ -225,6 +225,14 @@ class BlindInpainter:
         pipeline = load_pipeline(path, **pipeline_settings).to(device)
         return cls(pipeline, settings, model_path=path)
 
+    def with_fill_stage(self, stage: torch.nn.Module) -> BlindInpainter:
+        """An inpainter that finds the mask as this one does (its MPN and mask rule) and fills it
+        with ``stage``, another system's trained inpainting stage (:data:`~pipeline.model.FILL_STAGES`,
+        e.g. from :func:`~pipeline.model.load_fill_stage`), in place of the EPN and the IPN."""
+        source = self.torch_pipeline
+        pipeline = BlindPipeline(mpn=source.mpn, ipn=stage.to(self.device).eval(), **source.settings())
+        return BlindInpainter(pipeline, replace(self.settings, backend="torch"))
+
     def to(self, device) -> BlindInpainter:
         device = torch.device(device)
         _check_backend_device(self.settings.backend, device)

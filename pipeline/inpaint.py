@@ -1,7 +1,8 @@
 """``python -m pipeline.inpaint input=FILE_OR_DIR output=DIR [checkpoint=MODEL] [mode=blind|masked|denoise]``
 
 Repairs photos with the model that ships with the package, or the one of ``checkpoint=``
-(:class:`~pipeline.inference.BlindInpainter`), and writes
+(:class:`~pipeline.inference.BlindInpainter`; ``fill_checkpoint=`` a trained ``stage=pconv`` or
+``stage=glcic`` run fills the hole in place of its EPN and IPN), and writes
 ``<output>/<name>.png`` (``format=jpeg quality=90``: ``<name>.jpg``; the photo's EXIF and ICC
 profile kept unless ``keep_metadata=false``: :mod:`pipeline.encode`, the same bytes the web page
 gives) and with ``save_intermediates=true`` ``<name>_mask.png``, ``<name>_edges.png``. Folders
@@ -50,6 +51,7 @@ from data.io import (
 )
 from pipeline.encode import PNG, OutputFormat, write_image
 from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device, working_shape
+from pipeline.model import load_fill_stage
 
 log = logging.getLogger("pipeline.inpaint")
 
@@ -315,6 +317,8 @@ def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
     jobs = plan_jobs(Path(cfg.input), Path(cfg.output), mask, cfg.mode, output_format.suffix)
     device = resolve_device(cfg.device)
     inpainter = BlindInpainter.from_pretrained(cfg.checkpoint or None, settings, device, **cfg.pipeline)
+    if cfg.fill_checkpoint:
+        inpainter = inpainter.with_fill_stage(load_fill_stage(cfg.fill_checkpoint))
     report = run(
         inpainter, jobs, cfg.mode, cfg.batch_size, cfg.save_intermediates, cfg.overwrite, output_format=output_format
     )

@@ -6,6 +6,10 @@
                                               └─► IPN(corrupted, m, predicted edges, corrupted_edge)
                                                        ─► output = (1 − m)·corrupted + m·refined
 
+The IPN's place may be taken by another system's trained inpainting stage that needs no edges
+(:data:`FILL_STAGES`: the partial-convolution U-Net, GLCIC; ``uses_edges = False``): it fills
+``(corrupted, m)`` and the EPN is not run (:meth:`~pipeline.inference.BlindInpainter.with_fill_stage`).
+
 Training (:class:`~pipeline.joint.JointModule`, and each stage through :class:`StageFeed`),
 selection, evaluation (``pipeline.evaluate``), export (``pipeline.export``) and inference
 (:class:`~pipeline.inference.BlindInpainter`) all run this module, so what is trained and selected
@@ -48,12 +52,16 @@ from common.checkpoint import (
 from common.errors import CheckpointError, ConfigError
 from common.ops import canny, grow, hard_mask, to_gray
 from epn.module import EPNModule
+from ipn.glcic_module import GLCICModule
 from ipn.module import IPNModule
+from ipn.pconv_module import PConvModule
 from mpn.module import MPNModule
 
 MODES = ("blind", "denoise", "masked")
 STAGES = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule}
 SETTINGS = ("hole_threshold", "dilate", "soft_floor", "edge_sigma", "straight_through")
+# Other systems' trained stages that can fill the hole in the IPN's place (method=<name>).
+FILL_STAGES = {"pconv": PConvModule, "glcic": GLCICModule}
 
 
 class BlindPipeline(nn.Module):
@@ -146,6 +154,9 @@ class BlindPipeline(nn.Module):
         ``predicted_mask``), ``predicted_edges``, the merged ``edges`` guide (``(B, 1, H, W)``),
         and ``coarse``, ``refined``, ``output`` (``(B, 3, H, W)``)."""
         outputs = self.masks(corrupted, mask, mode)
+        if not getattr(self.ipn, "uses_edges", True):  # a fill stage of FILL_STAGES: no edge guide
+            filled = self.ipn(corrupted, outputs["mask"])
+            return {**outputs, "predicted_edges": corrupted_edge, "edges": corrupted_edge, **filled}
         outputs.update(self.epn(corrupted, outputs["mask"], corrupted_edge))
         outputs.update(self.ipn(corrupted, outputs["mask"], outputs["predicted_edges"], corrupted_edge))
         return outputs
@@ -271,6 +282,14 @@ def model_path(path=None) -> Path:
         path = SHIPPED_MODEL
     path = Path(str(path)).expanduser()
     return model_in_folder(path) if path.is_dir() else path
+
+
+def load_fill_stage(path, kind: str | None = None) -> nn.Module:
+    """A trained stage of :data:`FILL_STAGES` (its ``.ckpt``, ``.safetensors`` or run folder),
+    frozen for inference: of ``kind``, or whichever the file holds."""
+    path = model_path(path)
+    kind = read_model_file(path, kind or tuple(FILL_STAGES)).kind
+    return load_module(path, FILL_STAGES[kind])
 
 
 def save_pipeline(pipeline: BlindPipeline, path) -> Path:

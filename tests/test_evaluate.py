@@ -218,7 +218,7 @@ def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["method=deepfill"], "error: unknown method 'deepfill'; expected one of ours, telea"),
+        (["method=deepfill"], "error: unknown method 'deepfill'; expected one of ours, pconv, glcic, telea"),
         (["checkpoint=/no/such/model.safetensors"], "error: model file /no/such/model.safetensors does not exist"),
         (["method=telea", "mode=blind"], "error: method=telea mode=blind needs mask_checkpoint=MODEL"),
         (["checkpoint=m", "damage_kinds=[smudge]"], "error: damage_kinds: unknown name(s) smudge; expected any of"),
@@ -487,3 +487,55 @@ def test_predictions_missing_misfit_or_for_other_pairs_are_one_line_errors(expor
         check_config(compose_evaluate("method=predictions", "mode=blind", f"predictions={predictions}"))
     with pytest.raises(ConfigError, match="go together"):
         check_config(compose_evaluate("method=predictions", "mode=masked"))
+
+
+# -- the other systems' trained stages in the same table -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stage_runs(tmp_path_factory):
+    """stage=pconv and stage=glcic trained for a few smoke steps: ``{name: run folder}``."""
+    from pipeline.train import train
+    from tests.conftest import compose_train
+
+    runs = {}
+    for stage in ("pconv", "glcic"):
+        folder = tmp_path_factory.mktemp(stage)
+        train(compose_train(folder, stage, f"hydra.run.dir={folder}"), folder)
+        runs[stage] = folder
+    return runs
+
+
+@pytest.mark.parametrize("stage", ["pconv", "glcic"])
+def test_a_trained_stage_is_scored_in_the_same_table(stage_runs, smoke_run, damage_run, stage, tmp_path):
+    masked = _evaluate(tmp_path, "masked", f"method={stage}", "mode=masked", f"checkpoint={stage_runs[stage]}",
+                       base=DAMAGE_SMALL)  # fmt: skip
+    assert masked["method"] == stage and masked["num_pairs"] == 12
+    row = masked["scores"]["all damaged"]
+    assert {stage, "telea (true mask)"} <= set(row) and set(row[stage]) >= IMAGE_KEYS
+    assert masked["scores"]["clean"][stage]["psnr"] > 40  # no hole: the photo comes back as it was
+    assert masked["inputs_sha256"] == damage_run["inputs_sha256"]  # the same pairs as every method
+    if stage == "pconv":
+        return
+    blind = _evaluate(tmp_path, "blind", f"method={stage}", f"checkpoint={stage_runs[stage]}",
+                      f"mask_checkpoint={smoke_run['model']}", base=DAMAGE_SMALL)  # fmt: skip
+    assert set(blind["scores"]["all damaged"][stage]) >= MASK_KEYS  # blind: the MPN's mask, scored too
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["method=glcic", "mode=masked"], "method=glcic needs checkpoint="),
+        (["method=pconv"], "method=pconv needs checkpoint="),
+    ],
+)
+def test_a_stage_method_without_its_checkpoint_is_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(compose_evaluate(*overrides))
+
+
+def test_a_checkpoint_of_another_stage_is_a_one_line_error(stage_runs, tmp_path):
+    result = run_module("pipeline.evaluate", *DAMAGE_SMALL, "method=glcic", "mode=masked",
+                        f"checkpoint={stage_runs['pconv']}", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode != 0 and "holds a 'pconv' model, not 'glcic'" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -497,3 +497,51 @@ def test_folders_decode_and_write_beside_the_networks_and_a_write_error_still_en
     monkeypatch.setattr(module, "_write_results", full_disk)
     with pytest.raises(OSError, match="No space left"):
         module.run(inpainter, jobs, "blind", overwrite=True, progress=False)
+
+
+@pytest.fixture(scope="module")
+def glcic_run(tmp_path_factory):
+    from pipeline.train import train
+    from tests.conftest import compose_train
+
+    folder = tmp_path_factory.mktemp("glcic")
+    train(compose_train(folder, "glcic", f"hydra.run.dir={folder}"), folder)
+    return folder
+
+
+def test_another_systems_stage_fills_the_hole_the_model_finds(smoke_run, glcic_run, tmp_path):
+    """fill_checkpoint=: the stage fills in the IPN's place (no EPN), masked and blind, small and
+    large photos (the crop path), every known pixel kept."""
+    photo = write_photo(tmp_path / "in" / "photo.png", 64, 48)
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 20:40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    common = (f"input={photo}", f"checkpoint={smoke_run['model']}", f"fill_checkpoint={glcic_run}")
+    _inpaint(*common, f"output={tmp_path / 'masked'}", "mode=masked", f"mask={tmp_path / 'mask.png'}")
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    repaired = np.asarray(Image.open(tmp_path / "masked" / "photo.png"))
+    known = mask == 0
+    assert np.array_equal(repaired[known], original[known]) and not np.array_equal(repaired[~known], original[~known])
+    for size in (512, 32):  # 32: the photo is larger than the working size
+        out = tmp_path / f"blind{size}"
+        _inpaint(*common, f"output={out}", f"working_size={size}", "save_intermediates=true")
+        blind, found = np.asarray(Image.open(out / "photo.png")), np.asarray(Image.open(out / "photo_mask.png"))
+        assert np.array_equal(blind[found == 0], original[found == 0])
+
+    base = BlindInpainter.from_pretrained(smoke_run["model"])
+    from pipeline.model import load_fill_stage
+
+    filling = base.with_fill_stage(load_fill_stage(glcic_run))
+    assert filling.pipeline.epn is None and type(filling.pipeline.ipn).__name__ == "GLCICModule"
+    assert filling.pipeline.mpn is base.pipeline.mpn  # the mask is found as the model finds it
+    image = torch.rand(1, 3, 40, 40)
+    torch.testing.assert_close(filling.masks(image)["mask"], base.masks(image)["mask"])
+
+
+def test_a_fill_checkpoint_that_is_no_fill_stage_is_a_one_line_error(smoke_run, tmp_path):
+    photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
+    result = run_module(
+        "pipeline.inpaint", f"input={photo}", f"output={tmp_path / 'out'}", f"fill_checkpoint={smoke_run['model']}"
+    )
+    assert result.returncode != 0 and "not 'pconv' or 'glcic'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,5 +1,6 @@
-"""What is evaluated, built from the config: our model or a baseline, in blind or masked mode (the
-method), and the baselines run beside it on every pair, on its own mask and on the true mask."""
+"""What is evaluated, built from the config: our model, another system's trained stage (the
+partial-convolution U-Net, GLCIC), a baseline or another tool's predictions, in blind or masked mode
+(the method), and the baselines run beside it on every pair, on its own mask and on the true mask."""
 
 from __future__ import annotations
 
@@ -15,18 +16,24 @@ from pipeline.evaluation.external import Predictions
 from pipeline.evaluation.metrics import LPIPS_BACKBONES
 from pipeline.evaluation.pairs import PROTOCOLS
 from pipeline.inference import BlindInpainter, InpaintSettings
-from pipeline.model import BlindPipeline, given_settings
+from pipeline.model import FILL_STAGES, BlindPipeline, given_settings, load_fill_stage
 
 OURS = "ours"
 PREDICTIONS = "predictions"  # another tool's outputs, read from a folder (pipeline/evaluation/external.py)
 MODES = ("blind", "masked")
+# The other systems' trained inpainting stages (pipeline.model.FILL_STAGES): method=<name>
+# checkpoint=<its training run or .ckpt> fills the given mask (masked) or the mask of
+# mask_checkpoint='s MPN (blind), in the pipeline in the IPN's place.
+STAGE_METHODS = tuple(FILL_STAGES)
 
 
 @dataclass
 class Method:
-    """What is evaluated: ``name`` (``ours`` or a baseline) in ``mode``. ``model`` is our model
-    (ours), the model whose MPN finds a baseline's mask (blind baselines) or None; ``pipeline``
-    the pipeline whose mask rule hardens the true mask for a baseline in masked mode."""
+    """What is evaluated: ``name`` (``ours``, a stage of :data:`STAGE_METHODS`, a baseline or
+    ``predictions``) in ``mode``. ``model`` is the inpainter that repairs (ours, or the stage
+    method's: the mask model's MPN with the stage filling), the model whose MPN finds the mask of
+    a baseline (blind) or None; ``pipeline`` the pipeline whose mask rule hardens the true mask for
+    a baseline in masked mode."""
 
     name: str
     mode: str
@@ -36,7 +43,8 @@ class Method:
 
     @property
     def is_ours(self) -> bool:
-        return self.name == OURS
+        """Whether a model of ours repairs: our pipeline, or it with another system's stage filling."""
+        return self.name == OURS or self.name in STAGE_METHODS
 
     @property
     def label(self) -> str:
@@ -57,6 +65,7 @@ class Method:
         used = self.model.masks(corrupted)["mask"] if blind else self.pipeline.mask_rule(true_mask)
         if self.name == PREDICTIONS:
             return {"output": self.predictions.load(pair_ids, corrupted.shape[-2:]), "mask": used}
+
         return {"output": inpaint_batch(self.name, corrupted, used), "mask": used}
 
     def mask_prediction(self, corrupted: torch.Tensor) -> torch.Tensor | None:
@@ -103,7 +112,7 @@ def _names(cfg: DictConfig, key: str, valid) -> list[str] | None:
 
 def check_config(cfg: DictConfig) -> None:
     """Refuse contradictory or missing settings before anything is loaded."""
-    methods = [OURS, *BASELINES, PREDICTIONS]
+    methods = [OURS, *STAGE_METHODS, *BASELINES, PREDICTIONS]
     if cfg.method not in methods:
         raise ConfigError(f"unknown method {cfg.method!r}; expected one of {', '.join(methods)}")
     if cfg.mode not in MODES:
@@ -120,10 +129,12 @@ def check_config(cfg: DictConfig) -> None:
                 "mask_checkpoint= is for baselines in mode=blind; method=ours finds the mask with its own MPN"
             )
     else:
-        if cfg.checkpoint:
+        if cfg.method in STAGE_METHODS and not cfg.checkpoint:
+            raise ConfigError(f"method={cfg.method} needs checkpoint=, its training run folder or .ckpt")
+        if cfg.checkpoint and cfg.method not in STAGE_METHODS:
             raise ConfigError(
-                f"checkpoint= is the model of method=ours; method={cfg.method} takes the model whose MPN "
-                "finds its mask (mode=blind) as mask_checkpoint="
+                f"checkpoint= is the model of method=ours (or of a trained stage: {', '.join(STAGE_METHODS)}); "
+                f"method={cfg.method} takes the model whose MPN finds its mask (mode=blind) as mask_checkpoint="
             )
         if cfg.mode == "blind" and not cfg.mask_checkpoint:
             raise ConfigError(
@@ -150,6 +161,9 @@ def build_method(cfg: DictConfig, device: str) -> Method:
     settings = InpaintSettings.from_config(cfg)
     if cfg.method == OURS:
         model = BlindInpainter.from_pretrained(cfg.checkpoint or None, settings, device, **overrides)
+    elif cfg.method in STAGE_METHODS:  # the mask model (null: the shipped one) finds m; the stage fills it
+        base = BlindInpainter.from_pretrained(cfg.mask_checkpoint or None, settings, device, **overrides)
+        model = base.with_fill_stage(load_fill_stage(cfg.checkpoint, cfg.method))
     elif cfg.mask_checkpoint:
         model = BlindInpainter.from_pretrained(cfg.mask_checkpoint, settings, device, **overrides)
     else:
