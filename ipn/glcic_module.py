@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from common.blend import poisson_blend
 from common.config import NonNegativeInt, Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
@@ -14,6 +15,7 @@ from ipn.glcic import GLCICCompletionNet
 from ipn.module import fill_metrics
 
 PHASES = ("completion", "discriminator", "joint")
+BLENDS = (None, "poisson")
 
 
 @checked
@@ -29,6 +31,11 @@ class GLCICModule(GANModule):
     (batches) and kept in checkpoints: the completion network alone on the MSE for
     ``completion_steps`` (90k), the discriminator alone for ``discriminator_steps`` (10k), then both.
     Optimiser: Adadelta (the paper's) at ``lr`` 1 (PyTorch's default), D at ``d2g_lr`` × that.
+
+    ``blend="poisson"`` (the paper's post-processing; None: off) blends the fill into the hole with
+    Poisson blending (:func:`common.blend.poisson_blend`) outside training: in validation and
+    inference, not in the losses. The paper runs fast marching first to give ``seamlessClone`` a
+    boundary; our solver takes the known pixels around the hole directly, so that step is not needed.
     """
 
     stage_name = "glcic"
@@ -46,6 +53,7 @@ class GLCICModule(GANModule):
         completion_steps: NonNegativeInt = 90_000,
         discriminator_steps: NonNegativeInt = 10_000,
         mean_pixel: tuple[float, float, float] = (0.485, 0.456, 0.406),
+        blend: str | None = "poisson",
         grad_clip: float = 0.0,
         max_nonfinite: int = 10,
         grid_rows: int = 8,
@@ -54,6 +62,8 @@ class GLCICModule(GANModule):
         super().__init__(grad_clip=grad_clip, max_nonfinite=max_nonfinite, grid_rows=grid_rows, feed=feed)
         if len(mean_pixel) != 3 or not all(0 <= v <= 1 for v in mean_pixel):
             raise ValueError(f"mean_pixel must be three values in [0, 1], got {mean_pixel}")
+        if blend not in BLENDS:
+            raise ValueError(f"unknown blend {blend!r}; expected one of {BLENDS}")
         self.save_hyperparameters(ignore=["feed"])
         self.adversarial = AdversarialLoss(gan_loss)
         self.generator = GLCICCompletionNet(**(generator or {}))
@@ -63,10 +73,14 @@ class GLCICModule(GANModule):
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (1 = hole) ->
-        ``refined`` (the network's image) and ``output`` (composited), ``(B, 3, H, W)`` in [0, 1]."""
+        ``refined`` (the network's image) and ``output`` (composited; blended outside training),
+        ``(B, 3, H, W)`` in [0, 1]."""
         filled = corrupted * (1 - mask) + self.mean_pixel.to(corrupted) * mask
         refined = self.generator(torch.cat([filled, mask], dim=1))
-        return {"refined": refined, "output": compose(corrupted, refined, mask)}
+        fill = refined
+        if self.hparams.blend == "poisson" and not self.training:
+            fill = torch.where(mask > 0.5, poisson_blend(refined, corrupted, mask), refined)
+        return {"refined": refined, "output": compose(corrupted, fill, mask)}
 
     def generate(self, batch: dict) -> dict:
         mask = self.fed(batch)["mask"]

@@ -191,3 +191,27 @@ def test_the_ipn_trains_against_the_global_local_discriminator(tmp_path):
         from ipn.discriminators import build_discriminator
 
         build_discriminator({"name": "nope"}, 3, "sn_patch")
+
+
+def test_outside_training_the_fill_is_poisson_blended():
+    from common.blend import poisson_blend
+
+    torch.manual_seed(0)
+    module = tiny_module().eval()
+    plain = tiny_module(blend=None).eval()
+    plain.load_state_dict(module.state_dict())
+    corrupted, mask = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 10:24] = 1
+    with torch.no_grad():
+        blended, raw = module(corrupted, mask), plain(corrupted, mask)
+    torch.testing.assert_close(raw["refined"], blended["refined"])
+    torch.testing.assert_close(blended["output"], poisson_blend(raw["refined"], corrupted, mask))
+    assert not torch.allclose(blended["output"], raw["output"])
+    module.train()  # the losses see the network's own output
+    torch.testing.assert_close(module(corrupted, mask)["output"], compose_of(module, corrupted, mask))
+
+
+def compose_of(module, corrupted, mask):
+    from common.ops import compose
+
+    return compose(corrupted, module(corrupted, mask)["refined"], mask)
