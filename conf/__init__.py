@@ -69,6 +69,8 @@ def register() -> None:
     from data.sample import sample
     from epn.model import EdgeGenerator, PatchDiscriminator
     from epn.module import EPNModule
+    from ipn.dcgan import DCGANDiscriminator, DCGANGenerator
+    from ipn.dcgan_module import DCGANModule
     from ipn.discriminators import DISCRIMINATORS
     from ipn.glcic import GLCICCompletionNet, GlobalLocalDiscriminator
     from ipn.glcic_module import GLCICModule
@@ -93,6 +95,8 @@ def register() -> None:
         "pconv_unet": PConvUNet,
         "glcic_completion": GLCICCompletionNet,
         "global_local_discriminator": GlobalLocalDiscriminator,
+        "dcgan_generator": DCGANGenerator,
+        "dcgan_discriminator": DCGANDiscriminator,
     }
     chosen_by_name = {cls: name for name, cls in DISCRIMINATORS.items()}  # stage/discriminator=<name>
     for name, cls in networks.items():
@@ -111,7 +115,7 @@ def register() -> None:
         store.store(group="schema/network", name=name, node=node)
 
     modules = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule, "pconv": PConvModule, "glcic": GLCICModule}
-    modules["joint"] = JointModule
+    modules.update(dcgan=DCGANModule, joint=JointModule)
     for name, cls in modules.items():
         store.store(group="schema/module", name=name, node=arguments_schema(cls))
     store.store(group="schema", name="feed", node=arguments_schema(StageFeed))
@@ -125,8 +129,8 @@ def register() -> None:
     # Commands whose root holds InpaintSettings' fields (mode=..., working_size=...).
     path = Optional[str]  # noqa: UP045 (OmegaConf reads typing.Optional)
     inpaint = command_config(
-        "InpaintCommand", inference, input=str, output=str, checkpoint=path, fill_checkpoint=path, mask=path,
-        save_intermediates=bool,
+        "InpaintCommand", inference, input=str, output=str, method=str, checkpoint=path, mask_checkpoint=path,
+        mask=path, save_intermediates=bool,
         overwrite=bool, batch_size=Count, device=str, pipeline=overrides, format=str, quality=int,
         keep_metadata=bool,
     )  # fmt: skip

@@ -99,8 +99,15 @@ PARTS = ("peak", "data", "train", "inference", "pipeline", "photos")
 DEVICES = ("auto", "cpu", "cuda")
 
 # The first output of each stage's ``generate``: what inference of that stage produces.
-MEASURED_STAGES = (*STAGES, "pconv", "glcic")  # stages=[...] may also name the other systems' stages
-STAGE_OUTPUTS = {"mpn": "mask_logits", "epn": "predicted_edges", "ipn": "output", "pconv": "output", "glcic": "output"}
+MEASURED_STAGES = (*STAGES, "pconv", "glcic", "dcgan")  # stages=[...] may also name the other systems' stages
+STAGE_OUTPUTS = {
+    "mpn": "mask_logits",
+    "epn": "predicted_edges",
+    "ipn": "output",
+    "pconv": "output",
+    "glcic": "output",
+    "dcgan": "fake",
+}
 
 
 # -- settings -------------------------------------------------------------------------------------

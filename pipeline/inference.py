@@ -32,10 +32,12 @@ from common.images import to_pil
 from data.io import to_float, to_pixels
 from pipeline import large
 from pipeline.large import Upsampled, any_pool, damage_boxes, downscale, paste_back, resize_matrix, tiled
-from pipeline.model import MODES, STAGES, BlindPipeline, load_pipeline, model_path
+from pipeline.model import FILL_STAGES, MODES, STAGES, BlindPipeline, load_fill_stage, load_pipeline, model_path
 
 LARGE_STRATEGIES = ("crop", "resize")
 BACKENDS = ("torch", "onnxruntime")
+OURS = "ours"
+METHODS = (OURS, *FILL_STAGES)  # ours, or another system's trained stage filling our mask
 TILE_MARGIN = 64  # px of context a tile of the MPN keeps on each side (pipeline.large.tiled)
 
 
@@ -136,6 +138,32 @@ def resolve_device(name: str) -> str:
 def _check_backend_device(backend: str, device: torch.device) -> None:
     if backend == "onnxruntime" and device.type != "cpu":
         raise ConfigError("backend=onnxruntime runs on the CPU: use device=cpu or backend=torch")
+
+
+def build_inpainter(
+    method: str,
+    checkpoint=None,
+    mask_checkpoint=None,
+    settings: InpaintSettings | None = None,
+    device="cpu",
+    **pipeline_settings,
+) -> BlindInpainter:
+    """The inpainter of ``method`` (:data:`METHODS`), as ``pipeline.inpaint`` and ``pipeline.evaluate``
+    build it: ``ours``, the model of ``checkpoint`` (None: the shipped one); another system's
+    method, its trained stage in ``checkpoint`` filling the mask that the model of
+    ``mask_checkpoint`` (None: the shipped one) finds, or that is given (masked mode)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if method == OURS:
+        if mask_checkpoint:
+            raise ConfigError("mask_checkpoint= names the model that finds the mask for another system's method; "
+                              "method=ours finds it with its own MPN")  # fmt: skip
+        return BlindInpainter.from_pretrained(checkpoint or None, settings, device, **pipeline_settings)
+    if not checkpoint:
+        stage = FILL_STAGES[method].stage_name
+        raise ConfigError(f"method={method} needs checkpoint=, a trained stage={stage} run folder or checkpoint")
+    base = BlindInpainter.from_pretrained(mask_checkpoint or None, settings, device, **pipeline_settings)
+    return base.with_fill_stage(load_fill_stage(checkpoint, method))
 
 
 def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:

@@ -1,8 +1,8 @@
 """``python -m pipeline.inpaint input=FILE_OR_DIR output=DIR [checkpoint=MODEL] [mode=blind|masked|denoise]``
 
 Repairs photos with the model that ships with the package, or the one of ``checkpoint=``
-(:class:`~pipeline.inference.BlindInpainter`; ``fill_checkpoint=`` a trained ``stage=pconv`` or
-``stage=glcic`` run fills the hole in place of its EPN and IPN), and writes
+(:class:`~pipeline.inference.BlindInpainter`; ``method=pconv|glcic|latent_search checkpoint=RUN``:
+another system's trained stage fills the hole in place of our EPN and IPN), and writes
 ``<output>/<name>.png`` (``format=jpeg quality=90``: ``<name>.jpg``; the photo's EXIF and ICC
 profile kept unless ``keep_metadata=false``: :mod:`pipeline.encode`, the same bytes the web page
 gives) and with ``save_intermediates=true`` ``<name>_mask.png``, ``<name>_edges.png``. Folders
@@ -50,8 +50,7 @@ from data.io import (
     to_float,
 )
 from pipeline.encode import PNG, OutputFormat, write_image
-from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device, working_shape
-from pipeline.model import load_fill_stage
+from pipeline.inference import BlindInpainter, InpaintSettings, build_inpainter, resolve_device, working_shape
 
 log = logging.getLogger("pipeline.inpaint")
 
@@ -316,9 +315,7 @@ def inpaint_cli(cfg: DictConfig) -> dict[str, list[Path]]:
     mask = Path(cfg.mask) if cfg.mask else None
     jobs = plan_jobs(Path(cfg.input), Path(cfg.output), mask, cfg.mode, output_format.suffix)
     device = resolve_device(cfg.device)
-    inpainter = BlindInpainter.from_pretrained(cfg.checkpoint or None, settings, device, **cfg.pipeline)
-    if cfg.fill_checkpoint:
-        inpainter = inpainter.with_fill_stage(load_fill_stage(cfg.fill_checkpoint))
+    inpainter = build_inpainter(cfg.method, cfg.checkpoint, cfg.mask_checkpoint, settings, device, **cfg.pipeline)
     report = run(
         inpainter, jobs, cfg.mode, cfg.batch_size, cfg.save_intermediates, cfg.overwrite, output_format=output_format
     )

@@ -7,7 +7,8 @@
                                                        ─► output = (1 − m)·corrupted + m·refined
 
 The IPN's place may be taken by another system's trained inpainting stage that needs no edges
-(:data:`FILL_STAGES`: the partial-convolution U-Net, GLCIC; ``uses_edges = False``): it fills
+(:data:`FILL_STAGES`: the partial-convolution U-Net, GLCIC, DCGAN latent search; ``uses_edges =
+False``): it fills
 ``(corrupted, m)`` and the EPN is not run (:meth:`~pipeline.inference.BlindInpainter.with_fill_stage`).
 
 Training (:class:`~pipeline.joint.JointModule`, and each stage through :class:`StageFeed`),
@@ -52,6 +53,7 @@ from common.checkpoint import (
 from common.errors import CheckpointError, ConfigError
 from common.ops import canny, grow, hard_mask, to_gray
 from epn.module import EPNModule
+from ipn.dcgan_module import DCGANModule
 from ipn.glcic_module import GLCICModule
 from ipn.module import IPNModule
 from ipn.pconv_module import PConvModule
@@ -60,8 +62,9 @@ from mpn.module import MPNModule
 MODES = ("blind", "denoise", "masked")
 STAGES = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule}
 SETTINGS = ("hole_threshold", "dilate", "soft_floor", "edge_sigma", "straight_through")
-# Other systems' trained stages that can fill the hole in the IPN's place (method=<name>).
-FILL_STAGES = {"pconv": PConvModule, "glcic": GLCICModule}
+# Other systems' trained stages that fill the hole in the IPN's place, by method name
+# (pipeline.inpaint / pipeline.evaluate method=<name> checkpoint=<the stage's run>).
+FILL_STAGES = {"pconv": PConvModule, "glcic": GLCICModule, "latent_search": DCGANModule}
 
 
 class BlindPipeline(nn.Module):
@@ -284,12 +287,10 @@ def model_path(path=None) -> Path:
     return model_in_folder(path) if path.is_dir() else path
 
 
-def load_fill_stage(path, kind: str | None = None) -> nn.Module:
-    """A trained stage of :data:`FILL_STAGES` (its ``.ckpt``, ``.safetensors`` or run folder),
-    frozen for inference: of ``kind``, or whichever the file holds."""
-    path = model_path(path)
-    kind = read_model_file(path, kind or tuple(FILL_STAGES)).kind
-    return load_module(path, FILL_STAGES[kind])
+def load_fill_stage(path, method: str) -> nn.Module:
+    """The trained stage of ``method`` (:data:`FILL_STAGES`) from its ``.ckpt``, ``.safetensors``
+    or run folder, frozen for inference."""
+    return load_module(model_path(path), FILL_STAGES[method])
 
 
 def save_pipeline(pipeline: BlindPipeline, path) -> Path:

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 
 class RankProbe(L.Callback):
-    """Poisons the inputs of training batch ``poison_batch`` on rank ``poison_rank`` with NaN (a
+    """Poisons the images of training batch ``poison_batch`` on rank ``poison_rank`` with NaN (a
     non-finite loss on one rank only), and writes each rank's weights and buffers at the end of
     training to ``<folder>/rank<r>.safetensors``."""
 
@@ -19,7 +19,8 @@ class RankProbe(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_rank == self.poison_rank and batch_idx == self.poison_batch:
-            batch["corrupted"] = batch["corrupted"] * float("nan")
+            for key in ("image", "corrupted"):  # what each stage learns from (the DCGAN: the images alone)
+                batch[key] = batch[key] * float("nan")
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ def test_groups_are_filled():
         "ipn",
         "pconv",
         "glcic",
+        "dcgan",
         "joint",
     }  # the chain is an experiment, not a stage
 

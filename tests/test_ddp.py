@@ -18,7 +18,7 @@ from common.checkpoint import load_weights, read_model_file
 from pipeline.train import build_module, stage_datamodule
 from tests.conftest import compose_train, run_module
 
-STAGES = ("mpn", "epn", "ipn", "pconv", "glcic", "joint")
+STAGES = ("mpn", "epn", "ipn", "pconv", "glcic", "dcgan", "joint")
 # Batches of one image: the epoch means are then exactly the per-image means, however the
 # validation samples are shared among the ranks.
 SMALL = ("data.batch_size=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2")
@@ -28,7 +28,9 @@ RANKS = 2
 def stage_overrides(stage: str, runs: dict) -> list[str]:
     if stage == "glcic":  # all three phases in four batches; D's last maps 2×2 at 32² (batch norm, batches of one)
         return ["stage.module.completion_steps=1", "stage.module.discriminator_steps=1",
-                "stage.module.discriminator.global_layers=4", "stage.module.discriminator.local_layers=3"]  # fmt: skip
+                "stage.discriminator.global_layers=4", "stage.discriminator.local_layers=3"]  # fmt: skip
+    if stage == "dcgan":  # a short latent search per validation batch
+        return ["stage.module.val_search_steps=2"]
     if stage != "joint":
         return []
     return [f"stage.{name}_checkpoint={runs[name] / 'checkpoints' / 'last.ckpt'}" for name in ("mpn", "epn", "ipn")]

@@ -218,7 +218,10 @@ def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["method=deepfill"], "error: unknown method 'deepfill'; expected one of ours, pconv, glcic, telea"),
+        (
+            ["method=deepfill"],
+            "error: unknown method 'deepfill'; expected one of ours, pconv, glcic, latent_search, telea",
+        ),
         (["checkpoint=/no/such/model.safetensors"], "error: model file /no/such/model.safetensors does not exist"),
         (["method=telea", "mode=blind"], "error: method=telea mode=blind needs mask_checkpoint=MODEL"),
         (["checkpoint=m", "damage_kinds=[smudge]"], "error: damage_kinds: unknown name(s) smudge; expected any of"),
@@ -539,3 +542,22 @@ def test_a_checkpoint_of_another_stage_is_a_one_line_error(stage_runs, tmp_path)
                         f"checkpoint={stage_runs['pconv']}", f"hydra.run.dir={tmp_path}")  # fmt: skip
     assert result.returncode != 0 and "holds a 'pconv' model, not 'glcic'" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_latent_search_is_scored_at_its_native_size(smoke_run, damage_run, tmp_path):
+    """method=latent_search (a DCGAN run): the pairs are resized to 64² for it and the baselines
+    beside it, and its row says so; the inputs are the same pairs as every method's."""
+    from pipeline.train import train
+    from tests.conftest import compose_train
+
+    folder = tmp_path / "dcgan"
+    train(compose_train(folder, "dcgan", "stage.module.val_search_steps=2", f"hydra.run.dir={folder}"), folder)
+    report = _evaluate(
+        tmp_path, "latent", "method=latent_search", "mode=masked", f"checkpoint={folder}",
+        base=DAMAGE_SMALL,
+    )  # fmt: skip
+    assert report["method"] == "latent_search (64²)" and report["native_size"] == 64
+    assert report["inputs_sha256"] == damage_run["inputs_sha256"]
+    row = report["scores"]["all damaged"]
+    assert {"latent_search (64²)", "telea (true mask)"} <= set(row)
+    assert report["scores"]["clean"]["latent_search (64²)"]["psnr"] > 40

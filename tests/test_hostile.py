@@ -236,6 +236,7 @@ def test_a_weights_file_that_runs_code_is_refused(arena):
 
 # -- config values --------------------------------------------------------------------------------
 
+STAGE_CHOICES = sorted(path.stem for path in (Path(__file__).parents[1] / "conf" / "stage").glob("*.yaml"))
 TRAIN_CONFIGS = [
     (["data.batch_size=abc"], "could not be converted to Integer"),
     (["data.batch_size=0"], "data.batch_size=0: must be greater than or equal to 1"),
@@ -251,7 +252,7 @@ TRAIN_CONFIGS = [
     (["stage.module.lr=-1"], "stage.module.lr=-1.0: must be greater than 0"),
     (["stage.module.generator.depth=99"], "depth must be in 0..8"),
     (["stage.module.mask_loss=magic"], "mask_loss"),
-    (["stage=nosuch"], "Available options in 'stage': epn, ipn, joint, mpn"),
+    (["stage=nosuch"], "Available options in 'stage': " + ", ".join(STAGE_CHOICES)),
     (["masks=irregular", "~damage"], "masks.root"),
     (["damage=null"], "~damage"),
     (["data=folder", "data.dataset.root=in/ok.png"], "is an image, not a folder of images or a file list"),

@@ -510,13 +510,13 @@ def glcic_run(tmp_path_factory):
 
 
 def test_another_systems_stage_fills_the_hole_the_model_finds(smoke_run, glcic_run, tmp_path):
-    """fill_checkpoint=: the stage fills in the IPN's place (no EPN), masked and blind, small and
-    large photos (the crop path), every known pixel kept."""
+    """method=glcic checkpoint=RUN: the stage fills in the IPN's place (no EPN), masked and blind,
+    small and large photos (the crop path), every known pixel kept."""
     photo = write_photo(tmp_path / "in" / "photo.png", 64, 48)
     mask = np.zeros((48, 64), np.uint8)
     mask[10:30, 20:40] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    common = (f"input={photo}", f"checkpoint={smoke_run['model']}", f"fill_checkpoint={glcic_run}")
+    common = (f"input={photo}", f"mask_checkpoint={smoke_run['model']}", "method=glcic", f"checkpoint={glcic_run}")
     _inpaint(*common, f"output={tmp_path / 'masked'}", "mode=masked", f"mask={tmp_path / 'mask.png'}")
     original = np.asarray(Image.open(photo).convert("RGB"))
     repaired = np.asarray(Image.open(tmp_path / "masked" / "photo.png"))
@@ -531,17 +531,25 @@ def test_another_systems_stage_fills_the_hole_the_model_finds(smoke_run, glcic_r
     base = BlindInpainter.from_pretrained(smoke_run["model"])
     from pipeline.model import load_fill_stage
 
-    filling = base.with_fill_stage(load_fill_stage(glcic_run))
+    filling = base.with_fill_stage(load_fill_stage(glcic_run, "glcic"))
     assert filling.pipeline.epn is None and type(filling.pipeline.ipn).__name__ == "GLCICModule"
     assert filling.pipeline.mpn is base.pipeline.mpn  # the mask is found as the model finds it
     image = torch.rand(1, 3, 40, 40)
     torch.testing.assert_close(filling.masks(image)["mask"], base.masks(image)["mask"])
 
 
-def test_a_fill_checkpoint_that_is_no_fill_stage_is_a_one_line_error(smoke_run, tmp_path):
+@pytest.mark.parametrize(
+    ("method", "error"),
+    [
+        ("glcic", "holds a 'pipeline' model, not 'glcic'"),
+        ("deepfill", "unknown method 'deepfill'; expected one of ours"),
+    ],
+)
+def test_a_method_checkpoint_of_another_kind_is_a_one_line_error(smoke_run, tmp_path, method, error):
     photo = write_photo(tmp_path / "in" / "photo.png", 32, 32)
     result = run_module(
-        "pipeline.inpaint", f"input={photo}", f"output={tmp_path / 'out'}", f"fill_checkpoint={smoke_run['model']}"
-    )
-    assert result.returncode != 0 and "not 'pconv' or 'glcic'" in result.stderr, result.stderr
+        "pipeline.inpaint", f"input={photo}", f"output={tmp_path / 'out'}", f"method={method}",
+        f"checkpoint={smoke_run['model']}",
+    )  # fmt: skip
+    assert result.returncode != 0 and error in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

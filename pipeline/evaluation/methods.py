@@ -15,10 +15,9 @@ from pipeline.baselines import BASELINES, inpaint_batch
 from pipeline.evaluation.external import Predictions
 from pipeline.evaluation.metrics import LPIPS_BACKBONES
 from pipeline.evaluation.pairs import PROTOCOLS
-from pipeline.inference import BlindInpainter, InpaintSettings
-from pipeline.model import FILL_STAGES, BlindPipeline, given_settings, load_fill_stage
+from pipeline.inference import OURS, BlindInpainter, InpaintSettings, build_inpainter
+from pipeline.model import FILL_STAGES, BlindPipeline, given_settings
 
-OURS = "ours"
 PREDICTIONS = "predictions"  # another tool's outputs, read from a folder (pipeline/evaluation/external.py)
 MODES = ("blind", "masked")
 # The other systems' trained inpainting stages (pipeline.model.FILL_STAGES): method=<name>
@@ -47,9 +46,15 @@ class Method:
         return self.name == OURS or self.name in STAGE_METHODS
 
     @property
+    def native_size(self) -> int | None:
+        """The side the method's network works at, where it has one (the 64² DCGAN's latent search):
+        the test pairs are resized to it."""
+        return getattr(self.model.pipeline.ipn, "native_size", None) if self.is_ours else None
+
+    @property
     def label(self) -> str:
-        """Its name in the report."""
-        return self.name
+        """Its name in the report (with its native size, where the pairs are resized to it)."""
+        return f"{self.name} ({self.native_size}²)" if self.native_size else self.name
 
     def __call__(
         self, corrupted: torch.Tensor, true_mask: torch.Tensor, pair_ids: list[int] | None = None
@@ -130,13 +135,16 @@ def check_config(cfg: DictConfig) -> None:
             )
     else:
         if cfg.method in STAGE_METHODS and not cfg.checkpoint:
-            raise ConfigError(f"method={cfg.method} needs checkpoint=, its training run folder or .ckpt")
+            stage = FILL_STAGES[cfg.method].stage_name
+            raise ConfigError(
+                f"method={cfg.method} needs checkpoint=, a trained stage={stage} run folder or checkpoint"
+            )
         if cfg.checkpoint and cfg.method not in STAGE_METHODS:
             raise ConfigError(
                 f"checkpoint= is the model of method=ours (or of a trained stage: {', '.join(STAGE_METHODS)}); "
                 f"method={cfg.method} takes the model whose MPN finds its mask (mode=blind) as mask_checkpoint="
             )
-        if cfg.mode == "blind" and not cfg.mask_checkpoint:
+        if cfg.mode == "blind" and not cfg.mask_checkpoint and cfg.method not in STAGE_METHODS:
             raise ConfigError(
                 f"method={cfg.method} mode=blind needs mask_checkpoint=MODEL, the model whose MPN finds "
                 "the mask (or use mode=masked)"
@@ -159,11 +167,8 @@ def build_method(cfg: DictConfig, device: str) -> Method:
     overrides, for its mask rule."""
     overrides = given_settings(cfg.pipeline)
     settings = InpaintSettings.from_config(cfg)
-    if cfg.method == OURS:
-        model = BlindInpainter.from_pretrained(cfg.checkpoint or None, settings, device, **overrides)
-    elif cfg.method in STAGE_METHODS:  # the mask model (null: the shipped one) finds m; the stage fills it
-        base = BlindInpainter.from_pretrained(cfg.mask_checkpoint or None, settings, device, **overrides)
-        model = base.with_fill_stage(load_fill_stage(cfg.checkpoint, cfg.method))
+    if cfg.method == OURS or cfg.method in STAGE_METHODS:  # a stage method fills the mask model's mask
+        model = build_inpainter(cfg.method, cfg.checkpoint, cfg.mask_checkpoint, settings, device, **overrides)
     elif cfg.mask_checkpoint:
         model = BlindInpainter.from_pretrained(cfg.mask_checkpoint, settings, device, **overrides)
     else:

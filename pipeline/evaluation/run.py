@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -56,6 +57,15 @@ def _timed(fn, *args, cuda: bool = False) -> tuple[dict, float]:
     return {k: v.float().cpu() for k, v in result.items()}, seconds
 
 
+def native_pairs(size: int, image: torch.Tensor, corrupted: torch.Tensor, mask: torch.Tensor):
+    """Test pairs at a method's native ``size``²: images area-resized, the hole wherever any of a
+    pixel's area was hole."""
+    if image.shape[-2:] == (size, size):
+        return image, corrupted, mask
+    resized = [F.interpolate(x, size=(size, size), mode="area") for x in (image, corrupted, mask)]
+    return resized[0], resized[1], (resized[2] > 0).to(mask.dtype)
+
+
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate ``cfg.method`` in ``cfg.mode``, and the ``cfg.baselines`` beside it, on the test
     pairs of ``cfg.protocol``; write the report files into ``run_dir`` and return the report (what
@@ -97,6 +107,8 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         digest.update(true_mask.numpy().tobytes())
         batch_groups = [pairs.groups(n, r) for n, r in zip(batch["pair"].tolist(), batch["hole_ratio"].tolist())]
         groups.extend(batch_groups)
+        if method.native_size:  # a 64² network: every method is scored on the pairs resized to its size
+            image, corrupted, true_mask = native_pairs(method.native_size, image, corrupted, true_mask)
 
         cuda = device == "cuda" and method.is_ours
         result, took = _timed(method, corrupted, true_mask, batch["pair"].tolist(), cuda=cuda)
@@ -140,6 +152,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     report = {
         "method": method.label,
         "mode": cfg.mode,
+        "native_size": method.native_size,  # the pairs were resized to it (every row's scores are at this size)
         "protocol": cfg.protocol,
         "baselines": [b.label for b in baselines],
         "checkpoint": str(Path(cfg.checkpoint).expanduser().resolve()) if cfg.checkpoint else None,
