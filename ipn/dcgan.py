@@ -134,7 +134,7 @@ def latent_search(
                 with torch.no_grad():
                     z.clamp_(-1, 1)
             with torch.no_grad():
-                generated = (generator(z) + 1) / 2
+                generated = (generator(z.detach()) + 1) / 2  # detached: hooks (FLOP counters) see no graph
     finally:
         for m, training, flags in modes:
             m.train(training)

@@ -106,7 +106,7 @@ STAGE_OUTPUTS = {
     "ipn": "output",
     "pconv": "output",
     "glcic": "output",
-    "dcgan": "fake",
+    "dcgan": "output",  # the latent-search fill (conf/benchmark.yaml: of search_steps)
 }
 
 

@@ -154,6 +154,33 @@ def test_parts_can_be_skipped(tmp_path):
     assert [(r["stage"], r["variant"]) for r in report["inference"]] == [("mpn", "fp32")]
 
 
+def test_the_other_systems_stages_are_measured(tmp_path):
+    """pconv, GLCIC and the DCGAN: training steps of each network and inference — the DCGAN's is a
+    latent search (autograd inside, under the FLOP counter)."""
+    out = tmp_path / "b.json"
+    result = run_module(
+        "pipeline.benchmark", *TINY, "stages=[pconv,glcic,dcgan]", "variants=[fp32]",
+        "skip=[pipeline,data,photos,peak]", "models.dcgan.module.search_steps=3",
+        "models.glcic.discriminator.global_layers=4", "models.glcic.discriminator.local_layers=3",
+        f"out={out}", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert {r["stage"] for r in report["inference"]} == {"pconv", "glcic", "dcgan"}
+    assert all(r["flops_per_image"] > 0 and r["latency_s"] > 0 for r in report["inference"])
+    trained = {(r["stage"], r["network"]) for r in report["train"]}
+    assert {
+        ("glcic", "generator"),
+        ("glcic", "discriminator"),
+        ("dcgan", "generator"),
+        ("dcgan", "discriminator"),
+    } <= trained
+    searched = next(r for r in report["inference"] if r["stage"] == "dcgan")
+    generated_once = next(r for r in report["train"] if r["stage"] == "dcgan" and r["network"] == "generator")
+    # three steps, each through G and D forward and backward, as a generator training step is once
+    assert 2.5 < searched["flops_per_image"] / generated_once["flops_per_image"] < 3.5
+
+
 def test_an_unknown_variant_is_a_one_line_error(tmp_path):
     result = run_module(
         "pipeline.benchmark", "variants=[fp32,fp16]", f"out={tmp_path / 'b.json'}", f"hydra.run.dir={tmp_path / 'run'}"
