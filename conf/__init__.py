@@ -73,10 +73,11 @@ def register() -> None:
     from ipn.dcgan_module import DCGANModule
     from ipn.discriminators import DISCRIMINATORS
     from ipn.glcic import GLCICCompletionNet, GlobalLocalDiscriminator
-    from ipn.glcic_module import GLCICModule
+    from ipn.glcic_module import COMPLETION_NETS, GLCICModule
     from ipn.layers import ContextualAttention
     from ipn.model import DeepFillGenerator, SNPatchDiscriminator
     from ipn.module import IPNModule
+    from ipn.parallel_attention import ParallelAttentionNet
     from ipn.pconv import PConvUNet
     from ipn.pconv_module import PConvModule
     from mpn.model import UNet
@@ -94,17 +95,19 @@ def register() -> None:
         "sn_patch_discriminator": SNPatchDiscriminator,
         "pconv_unet": PConvUNet,
         "glcic_completion": GLCICCompletionNet,
+        "parallel_attention": ParallelAttentionNet,
         "global_local_discriminator": GlobalLocalDiscriminator,
         "dcgan_generator": DCGANGenerator,
         "dcgan_discriminator": DCGANDiscriminator,
     }
-    chosen_by_name = {cls: name for name, cls in DISCRIMINATORS.items()}  # stage/discriminator=<name>
+    # stage/discriminator=<name>, stage/generator=<name>: the node carries the choice's name
+    chosen_by_name = {cls: name for name, cls in (*DISCRIMINATORS.items(), *COMPLETION_NETS.items())}
     for name, cls in networks.items():
         node: Any = arguments_config(cls, exclude=("in_channels",))
-        if cls is DeepFillGenerator:
+        if cls in (DeepFillGenerator, ParallelAttentionNet):
             attention = arguments_config(ContextualAttention)
             node = dataclasses.make_dataclass(
-                "DeepFillGeneratorArguments",
+                f"{cls.__name__}Arguments",
                 [("attention", attention, dataclasses.field(default_factory=attention))],
                 bases=(node,),
             )

@@ -1,4 +1,5 @@
-"""GLCIC as an inpainting stage: ``python -m pipeline.train stage=glcic``."""
+"""GLCIC as an inpainting stage: ``python -m pipeline.train stage=glcic``; its completion network is
+a choice (``stage/generator=glcic|parallel_attention``), as its discriminator is."""
 
 from __future__ import annotations
 
@@ -13,15 +14,30 @@ from common.ops import compose
 from ipn.discriminators import build_discriminator, discriminate
 from ipn.glcic import GLCICCompletionNet
 from ipn.module import fill_metrics
+from ipn.parallel_attention import ParallelAttentionNet
 
 PHASES = ("completion", "discriminator", "joint")
 BLENDS = (None, "poisson")
+# The completion networks, chosen by name (stage/generator=<name>): GLCIC's, and the parallel CNN +
+# contextual-attention network of "Image Inpainting using Deep Learning Models" (its first approach).
+COMPLETION_NETS = {"glcic": GLCICCompletionNet, "parallel_attention": ParallelAttentionNet}
+
+
+def build_completion_net(config: dict | None) -> torch.nn.Module:
+    """The completion network ``config`` describes: its constructor's arguments and ``name`` (one of
+    :data:`COMPLETION_NETS`; GLCIC's when absent), taking the image and the mask (4 channels)."""
+    config = dict(config or {})
+    name = config.pop("name", None) or "glcic"
+    if name not in COMPLETION_NETS:
+        raise ValueError(f"unknown completion network {name!r}; expected one of {sorted(COMPLETION_NETS)}")
+    return COMPLETION_NETS[name](**config)
 
 
 @checked
 class GLCICModule(GANModule):
-    """Iizuka et al.'s completion network (:class:`~ipn.glcic.GLCICCompletionNet`) against their
-    global + local discriminator (or another: ``stage/discriminator=sn_patch``).
+    """Iizuka et al.'s completion network (:class:`~ipn.glcic.GLCICCompletionNet`; or another of
+    :data:`COMPLETION_NETS`: ``stage/generator=parallel_attention``) against their global + local
+    discriminator (or another: ``stage/discriminator=sn_patch``).
 
     The hole (from the feed: the true mask, or a trained MPN's m̂ for blind repair) is filled with
     ``mean_pixel``, the training set's mean colour, and the network sees ``[filled RGB, m]``. Loss:
@@ -66,10 +82,15 @@ class GLCICModule(GANModule):
             raise ValueError(f"unknown blend {blend!r}; expected one of {BLENDS}")
         self.save_hyperparameters(ignore=["feed"])
         self.adversarial = AdversarialLoss(gan_loss)
-        self.generator = GLCICCompletionNet(**(generator or {}))
+        self.generator = build_completion_net(generator)
         self.discriminator = build_discriminator(discriminator, in_channels=3, default="global_local")
         self.register_buffer("mean_pixel", torch.tensor(mean_pixel).view(1, 3, 1, 1), persistent=False)
         self.iterations = 0  # training iterations done (the phase clock; saved in checkpoints)
+
+    @property
+    def system(self) -> str:
+        """Which system this stage is: its completion network's name (:data:`COMPLETION_NETS`)."""
+        return (self.hparams.generator or {}).get("name") or "glcic"
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (1 = hole) ->

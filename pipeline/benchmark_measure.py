@@ -99,13 +99,15 @@ PARTS = ("peak", "data", "train", "inference", "pipeline", "photos")
 DEVICES = ("auto", "cpu", "cuda")
 
 # The first output of each stage's ``generate``: what inference of that stage produces.
-MEASURED_STAGES = (*STAGES, "pconv", "glcic", "dcgan")  # stages=[...] may also name the other systems' stages
+# stages=[...] may also name the other systems' stages (conf/benchmark.yaml's models)
+MEASURED_STAGES = (*STAGES, "pconv", "glcic", "parallel_attention", "dcgan")
 STAGE_OUTPUTS = {
     "mpn": "mask_logits",
     "epn": "predicted_edges",
     "ipn": "output",
     "pconv": "output",
     "glcic": "output",
+    "parallel_attention": "output",
     "dcgan": "output",  # the latent-search fill (conf/benchmark.yaml: of search_steps)
 }
 

@@ -7,9 +7,9 @@
                                                        ─► output = (1 − m)·corrupted + m·refined
 
 The IPN's place may be taken by another system's trained inpainting stage that needs no edges
-(:data:`FILL_STAGES`: the partial-convolution U-Net, GLCIC, DCGAN latent search; ``uses_edges =
-False``): it fills
-``(corrupted, m)`` and the EPN is not run (:meth:`~pipeline.inference.BlindInpainter.with_fill_stage`).
+(:data:`FILL_STAGES`: the partial-convolution U-Net, GLCIC, the parallel CNN + attention network,
+DCGAN latent search; ``uses_edges = False``): it fills ``(corrupted, m)`` and the EPN is not run
+(:meth:`~pipeline.inference.BlindInpainter.with_fill_stage`).
 
 Training (:class:`~pipeline.joint.JointModule`, and each stage through :class:`StageFeed`),
 selection, evaluation (``pipeline.evaluate``), export (``pipeline.export``) and inference
@@ -64,7 +64,13 @@ STAGES = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule}
 SETTINGS = ("hole_threshold", "dilate", "soft_floor", "edge_sigma", "straight_through")
 # Other systems' trained stages that fill the hole in the IPN's place, by method name
 # (pipeline.inpaint / pipeline.evaluate method=<name> checkpoint=<the stage's run>).
-FILL_STAGES = {"pconv": PConvModule, "glcic": GLCICModule, "latent_search": DCGANModule}
+# stage=glcic trains either completion network (stage/generator=): each is its own method.
+FILL_STAGES = {
+    "pconv": PConvModule,
+    "glcic": GLCICModule,
+    "parallel_attention": GLCICModule,
+    "latent_search": DCGANModule,
+}
 
 
 class BlindPipeline(nn.Module):
@@ -289,8 +295,14 @@ def model_path(path=None) -> Path:
 
 def load_fill_stage(path, method: str) -> nn.Module:
     """The trained stage of ``method`` (:data:`FILL_STAGES`) from its ``.ckpt``, ``.safetensors``
-    or run folder, frozen for inference."""
-    return load_module(model_path(path), FILL_STAGES[method])
+    or run folder, frozen for inference. A stage that trains several systems (``system``: GLCIC's
+    stage, with GLCIC's network or the parallel-attention one) must hold ``method``'s."""
+    path = model_path(path)
+    module = load_module(path, FILL_STAGES[method])
+    system = getattr(module, "system", method)
+    if system != method:
+        raise CheckpointError(f"{path} holds the {system} network, not {method}'s: use method={system}")
+    return module
 
 
 def save_pipeline(pipeline: BlindPipeline, path) -> Path:

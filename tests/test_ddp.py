@@ -18,7 +18,8 @@ from common.checkpoint import load_weights, read_model_file
 from pipeline.train import build_module, stage_datamodule
 from tests.conftest import compose_train, run_module
 
-STAGES = ("mpn", "epn", "ipn", "pconv", "glcic", "dcgan", "joint")
+STAGES = ("mpn", "epn", "ipn", "pconv", "glcic", "parallel_attention", "dcgan", "joint")
+STAGE_OF = {"parallel_attention": "glcic"}  # systems trained by another system's stage (stage/generator=)
 # Batches of one image: the epoch means are then exactly the per-image means, however the
 # validation samples are shared among the ranks.
 SMALL = ("data.batch_size=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2")
@@ -26,6 +27,8 @@ RANKS = 2
 
 
 def stage_overrides(stage: str, runs: dict) -> list[str]:
+    if stage == "parallel_attention":
+        return ["stage/generator=parallel_attention", *stage_overrides("glcic", runs)]
     if stage == "glcic":  # all three phases in four batches; D's last maps 2×2 at 32² (batch norm, batches of one)
         return ["stage.module.completion_steps=1", "stage.module.discriminator_steps=1",
                 "stage.discriminator.global_layers=4", "stage.discriminator.local_layers=3"]  # fmt: skip
@@ -44,7 +47,8 @@ def ddp_runs(tmp_path_factory):
     for stage in STAGES:
         run_dir = root / stage
         proc = run_module(
-            "pipeline.train", f"stage={stage}", "debug=smoke", *SMALL, *stage_overrides(stage, runs),
+            "pipeline.train", f"stage={STAGE_OF.get(stage, stage)}", "debug=smoke", *SMALL,
+            *stage_overrides(stage, runs),
             "trainer=ddp", "trainer.accelerator=cpu", f"trainer.devices={RANKS}",
             f"hydra.run.dir={run_dir}", f"logger.save_dir={run_dir}", "trainer.enable_progress_bar=false",
             "+callbacks.probe._target_=tests.ddp_probe.RankProbe", f"+callbacks.probe.folder={run_dir / 'ranks'}",
@@ -80,7 +84,7 @@ def logged(run_dir, name: str) -> float:
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_logged_validation_metric_is_the_mean_over_all_ranks(ddp_runs, stage, tmp_path):
     run_dir = ddp_runs[stage]
-    cfg = compose_train(tmp_path, stage, *SMALL, *stage_overrides(stage, ddp_runs))
+    cfg = compose_train(tmp_path, STAGE_OF.get(stage, stage), *SMALL, *stage_overrides(stage, ddp_runs))
     last = run_dir / "checkpoints" / "last.ckpt"
     module = build_module(cfg.stage, read_model_file(last, stage) if stage == "joint" else None)
     load_weights(module, last)

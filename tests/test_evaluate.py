@@ -220,7 +220,8 @@ def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
     [
         (
             ["method=deepfill"],
-            "error: unknown method 'deepfill'; expected one of ours, pconv, glcic, latent_search, telea",
+            "error: unknown method 'deepfill'; expected one of ours, pconv, glcic, parallel_attention, "
+            "latent_search, telea",
         ),
         (["checkpoint=/no/such/model.safetensors"], "error: model file /no/such/model.safetensors does not exist"),
         (["method=telea", "mode=blind"], "error: method=telea mode=blind needs mask_checkpoint=MODEL"),
@@ -497,19 +498,24 @@ def test_predictions_missing_misfit_or_for_other_pairs_are_one_line_errors(expor
 
 @pytest.fixture(scope="module")
 def stage_runs(tmp_path_factory):
-    """stage=pconv and stage=glcic trained for a few smoke steps: ``{name: run folder}``."""
+    """stage=pconv, stage=glcic and stage=glcic with the parallel-attention network trained for a
+    few smoke steps: ``{method: run folder}``."""
     from pipeline.train import train
     from tests.conftest import compose_train
 
     runs = {}
-    for stage in ("pconv", "glcic"):
-        folder = tmp_path_factory.mktemp(stage)
-        train(compose_train(folder, stage, f"hydra.run.dir={folder}"), folder)
-        runs[stage] = folder
+    for method, stage, overrides in [
+        ("pconv", "pconv", []),
+        ("glcic", "glcic", []),
+        ("parallel_attention", "glcic", ["stage/generator=parallel_attention"]),
+    ]:
+        folder = tmp_path_factory.mktemp(method)
+        train(compose_train(folder, stage, *overrides, f"hydra.run.dir={folder}"), folder)
+        runs[method] = folder
     return runs
 
 
-@pytest.mark.parametrize("stage", ["pconv", "glcic"])
+@pytest.mark.parametrize("stage", ["pconv", "glcic", "parallel_attention"])
 def test_a_trained_stage_is_scored_in_the_same_table(stage_runs, smoke_run, damage_run, stage, tmp_path):
     masked = _evaluate(tmp_path, "masked", f"method={stage}", "mode=masked", f"checkpoint={stage_runs[stage]}",
                        base=DAMAGE_SMALL)  # fmt: skip
@@ -542,6 +548,14 @@ def test_a_checkpoint_of_another_stage_is_a_one_line_error(stage_runs, tmp_path)
                         f"checkpoint={stage_runs['pconv']}", f"hydra.run.dir={tmp_path}")  # fmt: skip
     assert result.returncode != 0 and "holds a 'pconv' model, not 'glcic'" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_glcic_run_of_the_other_network_names_its_method(stage_runs, tmp_path):
+    """stage=glcic trains either network; each is scored as its own method."""
+    result = run_module("pipeline.evaluate", *DAMAGE_SMALL, "method=glcic", "mode=masked",
+                        f"checkpoint={stage_runs['parallel_attention']}", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode != 0 and "holds the parallel_attention network" in result.stderr, result.stderr
+    assert "use method=parallel_attention" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_latent_search_is_scored_at_its_native_size(smoke_run, damage_run, tmp_path):
