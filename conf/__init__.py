@@ -64,11 +64,13 @@ def register() -> None:
     from data.corruption import Corruptor
     from data.damage import DamageMix
     from data.datamodule import InpaintingDataModule
-    from data.datasets import celeba, image_folder, paris_streetview, places2
+    from data.datasets import celeba, cifar10, image_folder, paris_streetview, places2
     from data.masks import FreeFormMasks, IrregularMaskFolder, LamaMasks, MixedMasks, RectMasks
     from data.sample import sample
     from epn.model import EdgeGenerator, PatchDiscriminator
     from epn.module import EPNModule
+    from ipn.cifar_gan import CifarGANGenerator, SharedTrunkDiscriminator
+    from ipn.cifar_gan_module import CifarGANModule
     from ipn.dcgan import DCGANDiscriminator, DCGANGenerator
     from ipn.dcgan_module import DCGANModule
     from ipn.discriminators import DISCRIMINATORS
@@ -99,6 +101,8 @@ def register() -> None:
         "global_local_discriminator": GlobalLocalDiscriminator,
         "dcgan_generator": DCGANGenerator,
         "dcgan_discriminator": DCGANDiscriminator,
+        "cifar_gan_generator": CifarGANGenerator,
+        "shared_trunk_discriminator": SharedTrunkDiscriminator,
     }
     # stage/discriminator=<name>, stage/generator=<name>: the node carries the choice's name
     chosen_by_name = {cls: name for name, cls in (*DISCRIMINATORS.items(), *COMPLETION_NETS.items())}
@@ -118,7 +122,7 @@ def register() -> None:
         store.store(group="schema/network", name=name, node=node)
 
     modules = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule, "pconv": PConvModule, "glcic": GLCICModule}
-    modules.update(dcgan=DCGANModule, joint=JointModule)
+    modules.update(dcgan=DCGANModule, cifar_gan=CifarGANModule, joint=JointModule)
     for name, cls in modules.items():
         store.store(group="schema/module", name=name, node=arguments_schema(cls))
     store.store(group="schema", name="feed", node=arguments_schema(StageFeed))
@@ -169,6 +173,7 @@ def register() -> None:
     data = arguments_schema(InpaintingDataModule, zen_exclude=("masks", "corruption", "damage", "seed"))
     store.store(group="schema", name="data", node=data)
     datasets = {"sample": sample, "folder": image_folder, "celeba": celeba, "psv": paris_streetview, "places2": places2}
+    datasets.update(cifar10=cifar10)
     for name, fn in datasets.items():  # partials: the data module passes split and size
         node = arguments_schema(fn, zen_partial=True, zen_exclude=("split", "size"))
         store.store(group="schema/dataset", name=name, node=node)

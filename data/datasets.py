@@ -1,4 +1,4 @@
-"""Image datasets: any folder or file list, and the CelebA, Paris StreetView and Places2 presets.
+"""Image datasets: any folder or file list, and the CelebA, Paris StreetView, Places2 and CIFAR-10 presets.
 
 Every dataset yields ground-truth images ``(3, size, size)`` in [0, 1]; masks and corruption
 are added on top by :class:`data.datamodule.InpaintingSamples`. A dataset is built per split by
@@ -7,6 +7,7 @@ a factory ``f(split, size) -> ImageDataset``; the Hydra ``data`` group picks the
 
 from __future__ import annotations
 
+import logging
 import os
 import zlib
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from common.errors import BlindfillError
 from data.io import ImageReadError, is_image_file, list_images, load_image
 
 SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
 
 
 class DatasetError(BlindfillError):
@@ -343,3 +345,54 @@ def places2(split: str, size: int, root: str | None = None, scale: tuple[float, 
     if not files:
         raise DatasetError(f"Places2 at {root}: the {split} split is empty")
     return ImageDataset(files, _crop_for(split, size, scale), name=f"places2:{split}")
+
+
+CIFAR10_BATCHES = {
+    "train": ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"],
+    "test": ["test_batch.bin"],
+}
+CIFAR10_VAL = 5000  # the last images of the training batches are the val split
+CIFAR10_RECORD = 1 + 3 * 32 * 32  # a label byte, then the red, green and blue planes
+
+
+def read_cifar10(folder: Path, names: Sequence[str]) -> np.ndarray:
+    """The images of CIFAR-10's binary batches ``names`` in ``folder``: ``(N, 3, 32, 32)`` uint8.
+    The binary version is raw bytes; the Python version's pickles are never read."""
+    arrays = []
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"CIFAR-10 at {folder}: {name} is missing (the binary version, cifar-10-batches-bin)")
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % CIFAR10_RECORD:
+            raise DatasetError(f"CIFAR-10 batch {path} is not a whole number of {CIFAR10_RECORD}-byte records")
+        arrays.append(raw.reshape(-1, CIFAR10_RECORD)[:, 1:].reshape(-1, 3, 32, 32))
+    return np.concatenate(arrays)
+
+
+def _cifar_image(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels.astype(np.float32) / 255.0)
+
+
+def cifar10(split: str, size: int = 32, root: str | None = None, val_images: int = CIFAR10_VAL) -> ImageDataset:
+    """CIFAR-10 (32×32) from a local copy of its binary version (``root/cifar-10-batches-bin/`` or
+    ``root`` itself; never downloaded, and the pickled Python version is not read): train = the
+    five training batches but their last ``val_images`` (5,000), val = those, test = ``test_batch.bin``;
+    flips in training, resized to ``size`` when it is not 32. Without a root (``CIFAR10_ROOT``
+    unset), 32×32 crops of the bundled sample photos stand in (:func:`data.sample.sample`), with a
+    warning."""
+    _check_split(split)
+    if root in (None, "", "???"):
+        from data.sample import sample
+
+        log.warning("CIFAR10_ROOT is not set: %s² crops of the bundled photos stand in for CIFAR-10", size)
+        return sample(split, size)
+    root = _require_root(root, "CIFAR-10", "CIFAR10_ROOT")
+    folder = _first_dir(root, ["cifar-10-batches-bin"]) or root
+    images = read_cifar10(folder, CIFAR10_BATCHES["test" if split == "test" else "train"])
+    if split != "test":
+        if not 0 < val_images < len(images):
+            raise DatasetError(f"CIFAR-10 at {folder}: val_images={val_images} leaves no train or no val images")
+        images = images[:-val_images] if split == "train" else images[-val_images:]
+    crop = SquareCrop(size, "random" if split == "train" else "centre", scale=(1.0, 1.0), flip=split == "train")
+    return ImageDataset(list(images), crop, reader=_cifar_image, name=f"cifar10:{split}")

@@ -14,13 +14,13 @@ from ipn.dcgan import SIZE, DCGANDiscriminator, DCGANGenerator, init_dcgan, late
 from ipn.module import fill_metrics
 
 
-def to_native(image: torch.Tensor, mask: torch.Tensor | None = None):
+def to_native(image: torch.Tensor, mask: torch.Tensor | None = None, size: int = SIZE):
     """``(B, C, H, W)`` images (area-resized) and masks (a native pixel is a hole where any of
-    its area is) at the DCGAN's 64²."""
-    if image.shape[-2:] != (SIZE, SIZE):
-        image = F.interpolate(image, size=(SIZE, SIZE), mode="area")
+    its area is) at a network's native ``size``² (the DCGAN's 64² by default)."""
+    if image.shape[-2:] != (size, size):
+        image = F.interpolate(image, size=(size, size), mode="area")
         if mask is not None:
-            mask = (F.interpolate(mask, size=(SIZE, SIZE), mode="area") > 0).to(mask.dtype)
+            mask = (F.interpolate(mask, size=(size, size), mode="area") > 0).to(mask.dtype)
     return image if mask is None else (image, mask)
 
 

@@ -100,7 +100,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 # The first output of each stage's ``generate``: what inference of that stage produces.
 # stages=[...] may also name the other systems' stages (conf/benchmark.yaml's models)
-MEASURED_STAGES = (*STAGES, "pconv", "glcic", "parallel_attention", "dcgan")
+MEASURED_STAGES = (*STAGES, "pconv", "glcic", "parallel_attention", "dcgan", "cifar_gan")
 STAGE_OUTPUTS = {
     "mpn": "mask_logits",
     "epn": "predicted_edges",
@@ -108,6 +108,7 @@ STAGE_OUTPUTS = {
     "pconv": "output",
     "glcic": "output",
     "parallel_attention": "output",
+    "cifar_gan": "output",
     "dcgan": "output",  # the latent-search fill (conf/benchmark.yaml: of search_steps)
 }
 

@@ -1,8 +1,9 @@
 """``python -m pipeline.inpaint input=FILE_OR_DIR output=DIR [checkpoint=MODEL] [mode=blind|masked|denoise]``
 
 Repairs photos with the model that ships with the package, or the one of ``checkpoint=``
-(:class:`~pipeline.inference.BlindInpainter`; ``method=pconv|glcic|parallel_attention|latent_search checkpoint=RUN``:
-another system's trained stage fills the hole in place of our EPN and IPN), and writes
+(:class:`~pipeline.inference.BlindInpainter`; ``method=<another system> checkpoint=RUN``, one of
+pconv, glcic, parallel_attention, latent_search, cifar_gan: that system's trained stage fills the hole
+in place of our EPN and IPN), and writes
 ``<output>/<name>.png`` (``format=jpeg quality=90``: ``<name>.jpg``; the photo's EXIF and ICC
 profile kept unless ``keep_metadata=false``: :mod:`pipeline.encode`, the same bytes the web page
 gives) and with ``save_intermediates=true`` ``<name>_mask.png``, ``<name>_edges.png``. Folders

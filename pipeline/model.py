@@ -8,7 +8,7 @@
 
 The IPN's place may be taken by another system's trained inpainting stage that needs no edges
 (:data:`FILL_STAGES`: the partial-convolution U-Net, GLCIC, the parallel CNN + attention network,
-DCGAN latent search; ``uses_edges = False``): it fills ``(corrupted, m)`` and the EPN is not run
+DCGAN latent search, the CIFAR-scale GAN; ``uses_edges = False``): it fills ``(corrupted, m)`` and the EPN is not run
 (:meth:`~pipeline.inference.BlindInpainter.with_fill_stage`).
 
 Training (:class:`~pipeline.joint.JointModule`, and each stage through :class:`StageFeed`),
@@ -53,6 +53,7 @@ from common.checkpoint import (
 from common.errors import CheckpointError, ConfigError
 from common.ops import canny, grow, hard_mask, to_gray
 from epn.module import EPNModule
+from ipn.cifar_gan_module import CifarGANModule
 from ipn.dcgan_module import DCGANModule
 from ipn.glcic_module import GLCICModule
 from ipn.module import IPNModule
@@ -70,6 +71,7 @@ FILL_STAGES = {
     "glcic": GLCICModule,
     "parallel_attention": GLCICModule,
     "latent_search": DCGANModule,
+    "cifar_gan": CifarGANModule,
 }
 
 

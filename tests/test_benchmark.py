@@ -155,11 +155,11 @@ def test_parts_can_be_skipped(tmp_path):
 
 
 def test_the_other_systems_stages_are_measured(tmp_path):
-    """pconv, GLCIC, the parallel-attention network and the DCGAN: training steps of each network
+    """pconv, GLCIC, the parallel-attention network, the DCGAN and the CIFAR GAN: training steps of each network
     and inference — the DCGAN's is a latent search (autograd inside, under the FLOP counter)."""
     out = tmp_path / "b.json"
     result = run_module(
-        "pipeline.benchmark", *TINY, "stages=[pconv,glcic,parallel_attention,dcgan]", "variants=[fp32]",
+        "pipeline.benchmark", *TINY, "stages=[pconv,glcic,parallel_attention,dcgan,cifar_gan]", "variants=[fp32]",
         "skip=[pipeline,data,photos,peak]", "models.dcgan.module.search_steps=3",
         "models.glcic.discriminator.global_layers=4", "models.glcic.discriminator.local_layers=3",
         "models.parallel_attention.discriminator.local_size=16",
@@ -167,7 +167,7 @@ def test_the_other_systems_stages_are_measured(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert {r["stage"] for r in report["inference"]} == {"pconv", "glcic", "parallel_attention", "dcgan"}
+    assert {r["stage"] for r in report["inference"]} == {"pconv", "glcic", "parallel_attention", "dcgan", "cifar_gan"}
     assert report["networks"]["parallel_attention"]["generator"] > report["networks"]["glcic"]["generator"]
     assert all(r["flops_per_image"] > 0 and r["latency_s"] > 0 for r in report["inference"])
     trained = {(r["stage"], r["network"]) for r in report["train"]}

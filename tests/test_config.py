@@ -26,7 +26,7 @@ def _compose(*overrides, config="train"):
 
 
 def test_groups_are_filled():
-    assert set(GROUPS["data"]) >= {"sample", "folder", "celeba", "psv", "places2"}
+    assert set(GROUPS["data"]) >= {"sample", "folder", "celeba", "psv", "places2", "cifar10"}
     assert set(GROUPS["masks"]) >= {"freeform", "irregular", "rect", "mixed"}
     assert set(GROUPS["corruption"]) >= {"blind", "denoise", "none"}
     assert set(GROUPS["trainer"]) >= {"cpu", "gpu", "ddp"}
@@ -40,6 +40,7 @@ def test_groups_are_filled():
         "pconv",
         "glcic",
         "dcgan",
+        "cifar_gan",
         "joint",
     }  # the chain is an experiment, not a stage
 

@@ -18,7 +18,7 @@ from common.checkpoint import load_weights, read_model_file
 from pipeline.train import build_module, stage_datamodule
 from tests.conftest import compose_train, run_module
 
-STAGES = ("mpn", "epn", "ipn", "pconv", "glcic", "parallel_attention", "dcgan", "joint")
+STAGES = ("mpn", "epn", "ipn", "pconv", "glcic", "parallel_attention", "dcgan", "cifar_gan", "joint")
 STAGE_OF = {"parallel_attention": "glcic"}  # systems trained by another system's stage (stage/generator=)
 # Batches of one image: the epoch means are then exactly the per-image means, however the
 # validation samples are shared among the ranks.

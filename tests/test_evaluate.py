@@ -221,7 +221,7 @@ def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
         (
             ["method=deepfill"],
             "error: unknown method 'deepfill'; expected one of ours, pconv, glcic, parallel_attention, "
-            "latent_search, telea",
+            "latent_search, cifar_gan, telea",
         ),
         (["checkpoint=/no/such/model.safetensors"], "error: model file /no/such/model.safetensors does not exist"),
         (["method=telea", "mode=blind"], "error: method=telea mode=blind needs mask_checkpoint=MODEL"),
@@ -558,20 +558,26 @@ def test_a_glcic_run_of_the_other_network_names_its_method(stage_runs, tmp_path)
     assert "use method=parallel_attention" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_latent_search_is_scored_at_its_native_size(smoke_run, damage_run, tmp_path):
-    """method=latent_search (a DCGAN run): the pairs are resized to 64² for it and the baselines
-    beside it, and its row says so; the inputs are the same pairs as every method's."""
+@pytest.mark.parametrize(
+    "stage, method, size",
+    [("dcgan", "latent_search", 64), ("cifar_gan", "cifar_gan", 32)],
+)
+def test_small_systems_are_scored_at_their_native_size(smoke_run, damage_run, tmp_path, stage, method, size):
+    """method=latent_search (a DCGAN run), method=cifar_gan: the pairs are resized to the native
+    size for it and the baselines beside it, and its row says so; the inputs are the same pairs as
+    every method's."""
     from pipeline.train import train
     from tests.conftest import compose_train
 
-    folder = tmp_path / "dcgan"
-    train(compose_train(folder, "dcgan", "stage.module.val_search_steps=2", f"hydra.run.dir={folder}"), folder)
+    folder = tmp_path / stage
+    overrides = ["stage.module.val_search_steps=2"] if stage == "dcgan" else []
+    train(compose_train(folder, stage, *overrides, f"hydra.run.dir={folder}"), folder)
     report = _evaluate(
-        tmp_path, "latent", "method=latent_search", "mode=masked", f"checkpoint={folder}",
+        tmp_path, method, f"method={method}", "mode=masked", f"checkpoint={folder}",
         base=DAMAGE_SMALL,
     )  # fmt: skip
-    assert report["method"] == "latent_search (64²)" and report["native_size"] == 64
+    assert report["method"] == f"{method} ({size}²)" and report["native_size"] == size
     assert report["inputs_sha256"] == damage_run["inputs_sha256"]
     row = report["scores"]["all damaged"]
-    assert {"latent_search (64²)", "telea (true mask)"} <= set(row)
-    assert report["scores"]["clean"]["latent_search (64²)"]["psnr"] > 40
+    assert {f"{method} ({size}²)", "telea (true mask)"} <= set(row)
+    assert report["scores"]["clean"][f"{method} ({size}²)"]["psnr"] > 40
