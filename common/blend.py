@@ -56,6 +56,12 @@ def poisson_blend_array(fill: np.ndarray, image: np.ndarray, hole: np.ndarray) -
     return out
 
 
+def blend_fill(fill: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``fill`` ``(B, C, H, W)`` with its hole part (``mask`` > 0.5) Poisson-blended into ``image``
+    and left as it is elsewhere: what a stage composites with its soft mask in inference."""
+    return torch.where(mask > 0.5, poisson_blend(fill, image, mask), fill)
+
+
 def poisson_blend(fill: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Blend ``fill`` into the hole of ``image`` (both ``(B, C, H, W)`` in [0, 1]; the hole is
     ``mask`` ``(B, 1, H, W)`` > 0.5) -> ``(B, C, H, W)`` in [0, 1], equal to ``image`` outside

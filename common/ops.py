@@ -109,6 +109,17 @@ def compose(image: torch.Tensor, fill: torch.Tensor, mask: torch.Tensor) -> torc
     return (1 - mask) * image + mask * fill
 
 
+def to_native(image: torch.Tensor, size: int, mask: torch.Tensor | None = None):
+    """``(B, C, H, W)`` images (area-resized) and masks (a native pixel is a hole where any of its
+    area is) at a network's native ``size``² (the 64² DCGAN, the 32² CIFAR GAN): ``image``, or
+    ``(image, mask)`` when a mask is given. Unchanged when already that size."""
+    if image.shape[-2:] != (size, size):
+        image = F.interpolate(image, size=(size, size), mode="area")
+        if mask is not None:
+            mask = (F.interpolate(mask, size=(size, size), mode="area") > 0).to(mask.dtype)
+    return image if mask is None else (image, mask)
+
+
 def edge_hole(mask: torch.Tensor, margin: int = EDGE_MARGIN) -> torch.Tensor:
     """Where the known-region edges are not trusted: the hard hole of ``mask`` ``(B, 1, H, W)``
     grown by ``margin`` px (:data:`EDGE_MARGIN`), ``(B, 1, H, W)`` in {0, 1}."""

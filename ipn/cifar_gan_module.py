@@ -8,9 +8,8 @@ import torch.nn.functional as F
 from common.config import Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
-from common.ops import compose
+from common.ops import compose, to_native
 from ipn.cifar_gan import SIZE, CifarGANGenerator, SharedTrunkDiscriminator
-from ipn.dcgan_module import to_native
 from ipn.module import fill_metrics
 
 
@@ -68,7 +67,7 @@ class CifarGANModule(GANModule):
         """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (1 = hole) ->
         ``refined`` (the network's image, repaired at 32² and resized back) and ``output``
         (composited), ``(B, 3, H, W)``."""
-        small, small_mask = to_native(corrupted, mask, SIZE)
+        small, small_mask = to_native(corrupted, SIZE, mask)
         refined = self.generator(torch.cat([small * (1 - small_mask), small_mask], dim=1))
         if refined.shape[-2:] != corrupted.shape[-2:]:
             refined = F.interpolate(refined, size=corrupted.shape[-2:], mode="bilinear", align_corners=False)
@@ -76,8 +75,8 @@ class CifarGANModule(GANModule):
 
     def generate(self, batch: dict) -> dict:
         """The batch at 32²: ``corrupted``, ``mask``, ``truth`` and the repair (``refined``, ``output``)."""
-        corrupted, mask = to_native(batch["corrupted"], self.fed(batch)["mask"], SIZE)
-        return {"corrupted": corrupted, "mask": mask, "truth": to_native(batch["image"], None, SIZE),
+        corrupted, mask = to_native(batch["corrupted"], SIZE, self.fed(batch)["mask"])
+        return {"corrupted": corrupted, "mask": mask, "truth": to_native(batch["image"], SIZE),
                 **self(corrupted, mask)}  # fmt: skip
 
     def _halves(self, n: int) -> tuple[slice, slice]:

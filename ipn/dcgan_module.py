@@ -5,23 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from common.blend import poisson_blend
+from common.blend import blend_fill
 from common.config import Count, Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
-from common.ops import compose
+from common.ops import compose, to_native
 from ipn.dcgan import SIZE, DCGANDiscriminator, DCGANGenerator, init_dcgan, latent_search
 from ipn.module import fill_metrics
-
-
-def to_native(image: torch.Tensor, mask: torch.Tensor | None = None, size: int = SIZE):
-    """``(B, C, H, W)`` images (area-resized) and masks (a native pixel is a hole where any of
-    its area is) at a network's native ``size``² (the DCGAN's 64² by default)."""
-    if image.shape[-2:] != (size, size):
-        image = F.interpolate(image, size=(size, size), mode="area")
-        if mask is not None:
-            mask = (F.interpolate(mask, size=(size, size), mode="area") > 0).to(mask.dtype)
-    return image if mask is None else (image, mask)
 
 
 @checked
@@ -86,23 +76,23 @@ class DCGANModule(GANModule):
         """Fill the hole of ``corrupted`` ``(B, 3, H, W)`` in [0, 1] (``mask`` ``(B, 1, H, W)``, 1 =
         hole) by latent search at 64²: ``refined`` (G(z*) at the input's size) and ``output``
         (blended into the hole and composited), ``(B, 3, H, W)`` in [0, 1]."""
-        small, small_mask = to_native(corrupted, mask)
+        small, small_mask = to_native(corrupted, SIZE, mask)
         generated = self.search(small, small_mask, self.hparams.search_steps, blend=False)["generated"]
         if generated.shape[-2:] != corrupted.shape[-2:]:
             generated = F.interpolate(generated, size=corrupted.shape[-2:], mode="bilinear", align_corners=False)
         fill = generated
         if self.hparams.blend:
-            fill = torch.where(mask > 0.5, poisson_blend(generated, corrupted, mask), generated)
+            fill = blend_fill(generated, corrupted, mask)
         return {"refined": generated, "output": compose(corrupted, fill, mask)}
 
     def generate(self, batch: dict) -> dict:
         """Training: ``real`` (the batch's images at 64², in [−1, 1]) and ``fake`` (G of uniform z).
         Outside training also the latent-search fill of the batch's hole at 64²."""
-        real = to_native(batch["image"]) * 2 - 1
+        real = to_native(batch["image"], SIZE) * 2 - 1
         z = torch.rand(real.shape[0], self.generator.latent, device=real.device) * 2 - 1
         outputs = {"real": real, "fake": self.generator(z)}
         if not self.training:
-            corrupted, mask = to_native(batch["corrupted"], self.fed(batch)["mask"])
+            corrupted, mask = to_native(batch["corrupted"], SIZE, self.fed(batch)["mask"])
             filled = self.search(corrupted, mask, self.hparams.val_search_steps, self.hparams.blend)
             outputs.update(corrupted=corrupted, mask=mask, truth=(real + 1) / 2, **filled)
         return outputs

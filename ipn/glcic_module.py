@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from common.blend import poisson_blend
+from common.blend import blend_fill
 from common.config import NonNegativeInt, Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
@@ -100,7 +100,7 @@ class GLCICModule(GANModule):
         refined = self.generator(torch.cat([filled, mask], dim=1))
         fill = refined
         if self.hparams.blend == "poisson" and not self.training:
-            fill = torch.where(mask > 0.5, poisson_blend(refined, corrupted, mask), refined)
+            fill = blend_fill(refined, corrupted, mask)
         return {"refined": refined, "output": compose(corrupted, fill, mask)}
 
     def generate(self, batch: dict) -> dict:

@@ -140,6 +140,13 @@ def _check_backend_device(backend: str, device: torch.device) -> None:
         raise ConfigError("backend=onnxruntime runs on the CPU: use device=cpu or backend=torch")
 
 
+def check_stage_checkpoint(method: str, checkpoint) -> None:
+    """Another system's method (:data:`~pipeline.model.FILL_STAGES`) needs its trained stage."""
+    if method in FILL_STAGES and not checkpoint:
+        stage = FILL_STAGES[method].stage_name
+        raise ConfigError(f"method={method} needs checkpoint=, a trained stage={stage} run folder or checkpoint")
+
+
 def build_inpainter(
     method: str,
     checkpoint=None,
@@ -159,9 +166,7 @@ def build_inpainter(
             raise ConfigError("mask_checkpoint= names the model that finds the mask for another system's method; "
                               "method=ours finds it with its own MPN")  # fmt: skip
         return BlindInpainter.from_pretrained(checkpoint or None, settings, device, **pipeline_settings)
-    if not checkpoint:
-        stage = FILL_STAGES[method].stage_name
-        raise ConfigError(f"method={method} needs checkpoint=, a trained stage={stage} run folder or checkpoint")
+    check_stage_checkpoint(method, checkpoint)
     base = BlindInpainter.from_pretrained(mask_checkpoint or None, settings, device, **pipeline_settings)
     return base.with_fill_stage(load_fill_stage(checkpoint, method))
 

@@ -15,7 +15,7 @@ from pipeline.baselines import BASELINES, inpaint_batch
 from pipeline.evaluation.external import Predictions
 from pipeline.evaluation.metrics import LPIPS_BACKBONES
 from pipeline.evaluation.pairs import PROTOCOLS
-from pipeline.inference import OURS, BlindInpainter, InpaintSettings, build_inpainter
+from pipeline.inference import OURS, BlindInpainter, InpaintSettings, build_inpainter, check_stage_checkpoint
 from pipeline.model import FILL_STAGES, BlindPipeline, given_settings
 
 PREDICTIONS = "predictions"  # another tool's outputs, read from a folder (pipeline/evaluation/external.py)
@@ -47,7 +47,7 @@ class Method:
 
     @property
     def native_size(self) -> int | None:
-        """The side the method's network works at, where it has one (the 64² DCGAN's latent search):
+        """The side the method's network works at, where it has one (the 64² DCGAN, the 32² CIFAR GAN):
         the test pairs are resized to it."""
         return getattr(self.model.pipeline.ipn, "native_size", None) if self.is_ours else None
 
@@ -134,11 +134,7 @@ def check_config(cfg: DictConfig) -> None:
                 "mask_checkpoint= is for baselines in mode=blind; method=ours finds the mask with its own MPN"
             )
     else:
-        if cfg.method in STAGE_METHODS and not cfg.checkpoint:
-            stage = FILL_STAGES[cfg.method].stage_name
-            raise ConfigError(
-                f"method={cfg.method} needs checkpoint=, a trained stage={stage} run folder or checkpoint"
-            )
+        check_stage_checkpoint(cfg.method, cfg.checkpoint)
         if cfg.checkpoint and cfg.method not in STAGE_METHODS:
             raise ConfigError(
                 f"checkpoint= is the model of method=ours (or of a trained stage: {', '.join(STAGE_METHODS)}); "

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from common.ops import to_native
 from pipeline.evaluation.external import Predictions, export_pairs
 from pipeline.evaluation.methods import PREDICTIONS, build_baselines, build_method, check_config
 from pipeline.evaluation.metrics import PSNR_CAP, PerceptualMetrics, pair_metrics, summarize
@@ -57,15 +57,6 @@ def _timed(fn, *args, cuda: bool = False) -> tuple[dict, float]:
     return {k: v.float().cpu() for k, v in result.items()}, seconds
 
 
-def native_pairs(size: int, image: torch.Tensor, corrupted: torch.Tensor, mask: torch.Tensor):
-    """Test pairs at a method's native ``size``²: images area-resized, the hole wherever any of a
-    pixel's area was hole."""
-    if image.shape[-2:] == (size, size):
-        return image, corrupted, mask
-    resized = [F.interpolate(x, size=(size, size), mode="area") for x in (image, corrupted, mask)]
-    return resized[0], resized[1], (resized[2] > 0).to(mask.dtype)
-
-
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate ``cfg.method`` in ``cfg.mode``, and the ``cfg.baselines`` beside it, on the test
     pairs of ``cfg.protocol``; write the report files into ``run_dir`` and return the report (what
@@ -107,8 +98,9 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         digest.update(true_mask.numpy().tobytes())
         batch_groups = [pairs.groups(n, r) for n, r in zip(batch["pair"].tolist(), batch["hole_ratio"].tolist())]
         groups.extend(batch_groups)
-        if method.native_size:  # a 64² network: every method is scored on the pairs resized to its size
-            image, corrupted, true_mask = native_pairs(method.native_size, image, corrupted, true_mask)
+        if method.native_size:  # a 64² or 32² network: every method is scored on the pairs resized to its size
+            image = to_native(image, method.native_size)
+            corrupted, true_mask = to_native(corrupted, method.native_size, true_mask)
 
         cuda = device == "cuda" and method.is_ours
         result, took = _timed(method, corrupted, true_mask, batch["pair"].tolist(), cuda=cuda)
