@@ -109,6 +109,16 @@ def compose(image: torch.Tensor, fill: torch.Tensor, mask: torch.Tensor) -> torc
     return (1 - mask) * image + mask * fill
 
 
+def binary_hole(mask: torch.Tensor) -> torch.Tensor:
+    """Every pixel the mask touches as wholly missing, ``(B, 1, H, W)`` -> {0, 1}, same dtype.
+
+    For the systems published with binary holes (PConv, GLCIC, the parallel network, latent search,
+    the CIFAR GAN): they learn their fill against the truth, so compositing it with a soft ``m``
+    (``(1 − m)·x + m·ŷ``) would keep ``1 − m`` of the damage. The mask rule has already zeroed
+    ``m̂`` below ``soft_floor``, so ``m > 0`` is the damage it kept."""
+    return (mask > 0).to(mask.dtype)
+
+
 def to_native(image: torch.Tensor, size: int, mask: torch.Tensor | None = None):
     """``(B, C, H, W)`` images (area-resized) and masks (a native pixel is a hole where any of its
     area is) at a network's native ``size``² (the 64² DCGAN, the 32² CIFAR GAN): ``image``, or

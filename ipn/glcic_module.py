@@ -10,7 +10,7 @@ from common.blend import blend_fill
 from common.config import NonNegativeInt, Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
-from common.ops import compose
+from common.ops import binary_hole, compose
 from ipn.discriminators import build_discriminator, discriminate
 from ipn.glcic import GLCICCompletionNet
 from ipn.module import fill_metrics
@@ -93,9 +93,10 @@ class GLCICModule(GANModule):
         return (self.hparams.generator or {}).get("name") or "glcic"
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (1 = hole) ->
+        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
         ``refined`` (the network's image) and ``output`` (composited; blended outside training),
         ``(B, 3, H, W)`` in [0, 1]."""
+        mask = binary_hole(mask)
         filled = corrupted * (1 - mask) + self.mean_pixel.to(corrupted) * mask
         refined = self.generator(torch.cat([filled, mask], dim=1))
         fill = refined
@@ -104,7 +105,7 @@ class GLCICModule(GANModule):
         return {"refined": refined, "output": compose(corrupted, fill, mask)}
 
     def generate(self, batch: dict) -> dict:
-        mask = self.fed(batch)["mask"]
+        mask = binary_hole(self.fed(batch)["mask"])
         return {**self(batch["corrupted"], mask), "mask": mask}
 
     # -- the three phases
