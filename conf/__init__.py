@@ -143,7 +143,8 @@ def register() -> None:
     )  # fmt: skip
     store.store(group="schema/command", name="inpaint", node=inpaint)
     serve = command_config(
-        "ServeCommand", inference, checkpoint=path, host=str, port=int, device=str, allowed_hosts=list[str],
+        "ServeCommand", inference, method=str, checkpoint=path, mask_checkpoint=path, host=str, port=int, device=str,
+        allowed_hosts=list[str],
         max_upload_mb=float, max_megapixels=float, max_queue=Count, pipeline=overrides,
     )  # fmt: skip
     store.store(group="schema/command", name="serve", node=serve)

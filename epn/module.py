@@ -9,7 +9,8 @@ from common.losses import AdversarialLoss, feature_matching_loss
 from common.metrics import edge_precision_recall
 from common.module import GANModule
 from common.ops import edge_hole, hard_mask, to_gray
-from epn.model import EdgeGenerator, PatchDiscriminator
+from epn.model import EdgeGenerator
+from ipn.discriminators import build_discriminator, discriminate
 
 
 def generator_inputs(corrupted: torch.Tensor, mask: torch.Tensor, corrupted_edge: torch.Tensor) -> torch.Tensor:
@@ -31,7 +32,9 @@ def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
 
 @checked
 class EPNModule(GANModule):
-    """Edge generator (G1 of EdgeConnect) against a 70×70 PatchGAN on [gray, edges].
+    """Edge generator (G1 of EdgeConnect) against a 70×70 PatchGAN on [gray, edges] (or another of
+    :data:`ipn.discriminators.DISCRIMINATORS`: ``stage/discriminator=sn_patch|global_local``; feature
+    matching then compares their activations, :func:`~ipn.discriminators.discriminate`).
 
     Batches need ``image``, ``corrupted``, ``edge`` (Canny of the truth, D's real edges) and
     ``corrupted_edge`` (Canny of the corrupted image); the mask the EPN works with comes from the
@@ -65,7 +68,7 @@ class EPNModule(GANModule):
         self.save_hyperparameters(ignore=["feed"])
         self.adversarial = AdversarialLoss(gan_loss)
         self.generator = EdgeGenerator(**(generator or {}))
-        self.discriminator = None if discriminator is None else PatchDiscriminator(**discriminator)
+        self.discriminator = build_discriminator(discriminator, in_channels=2, default="patch")
 
     def forward(
         self, corrupted: torch.Tensor, mask: torch.Tensor, corrupted_edge: torch.Tensor
@@ -78,18 +81,20 @@ class EPNModule(GANModule):
         mask = self.fed(batch)["mask"]
         return {**self(batch["corrupted"], mask, batch["corrupted_edge"]), "mask": mask}
 
-    def _discriminate(self, batch: dict, edges: torch.Tensor):
-        return self.discriminator(torch.cat([to_gray(batch["image"]), edges], dim=1))
+    def _discriminate(self, batch: dict, outputs: dict, edges: torch.Tensor):
+        """Logits and features for ``edges`` over the true image's gray."""
+        x = torch.cat([to_gray(batch["image"]), edges], dim=1)
+        return discriminate(self.discriminator, x, outputs["mask"].detach(), features=True)
 
     def discriminator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
-        real, _ = self._discriminate(batch, batch["edge"])
-        fake, _ = self._discriminate(batch, outputs["predicted_edges"])
+        real, _ = self._discriminate(batch, outputs, batch["edge"])
+        fake, _ = self._discriminate(batch, outputs, outputs["predicted_edges"])
         return self.adversarial.discriminator(real, fake), {}
 
     def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
-        fake, fake_features = self._discriminate(batch, outputs["predicted_edges"])
+        fake, fake_features = self._discriminate(batch, outputs, outputs["predicted_edges"])
         with torch.no_grad():
-            _, real_features = self._discriminate(batch, batch["edge"])
+            _, real_features = self._discriminate(batch, outputs, batch["edge"])
         adversarial = self.adversarial.generator(fake)
         matching = feature_matching_loss(real_features, fake_features)
         loss = self.hparams.adv_weight * adversarial + self.hparams.fm_weight * matching

@@ -64,7 +64,8 @@ class CifarGANModule(GANModule):
         self.discriminator = None if discriminator is None else SharedTrunkDiscriminator(**discriminator)
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
+        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value
+        > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
         ``refined`` (the network's image, repaired at 32² and resized back) and ``output``
         (composited), ``(B, 3, H, W)``."""
         mask = binary_hole(mask)

@@ -1,16 +1,19 @@
-"""The discriminators an inpainting stage can train against, chosen by name in its config
-(``stage/discriminator=<name>``): DeepFill v2's SN-PatchGAN (``sn_patch``, the IPN's default) and
-GLCIC's global + local context discriminator (``global_local``, GLCIC's)."""
+"""The discriminators a GAN stage can train against, chosen by name in its config
+(``stage/discriminator=<name>``): EdgeConnect's 70×70 PatchGAN (``patch``, the EPN's default),
+DeepFill v2's SN-PatchGAN (``sn_patch``, the IPN's) and GLCIC's global + local context
+discriminator (``global_local``, GLCIC's)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from epn.model import PatchDiscriminator
 from ipn.glcic import GlobalLocalDiscriminator
 from ipn.model import SNPatchDiscriminator
 
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
+    "patch": PatchDiscriminator,
     "sn_patch": SNPatchDiscriminator,
     "global_local": GlobalLocalDiscriminator,
 }
@@ -29,10 +32,28 @@ def build_discriminator(config: dict | None, in_channels: int, default: str) -> 
     return DISCRIMINATORS[name](in_channels=in_channels, **config)
 
 
-def discriminate(discriminator: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def discriminate(
+    discriminator: nn.Module, x: torch.Tensor, mask: torch.Tensor, features: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """``discriminator``'s logits for ``x`` ``(B, C, H, W)``; those that look at the hole
     (``takes_mask``: the global + local one crops its local patch around it) also get ``mask``
-    ``(B, 1, H, W)``."""
-    if getattr(discriminator, "takes_mask", False):
-        return discriminator(x, mask)
-    return discriminator(x)
+    ``(B, 1, H, W)``.
+
+    ``features``: ``(logits, features)``, the intermediate activations EdgeConnect's
+    feature-matching loss compares: those the discriminator returns itself (its PatchGAN:
+    ``conv1`` … ``conv5``), else the output of each of its (Leaky)ReLUs, in the order they run."""
+    seen: list[torch.Tensor] = []
+    hooks = []
+    if features:
+        for module in discriminator.modules():
+            if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
+                hooks.append(module.register_forward_hook(lambda _m, _args, out: seen.append(out)))
+    try:
+        out = discriminator(x, mask) if getattr(discriminator, "takes_mask", False) else discriminator(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    logits, own = out if isinstance(out, tuple) else (out, None)
+    if not features:
+        return logits
+    return logits, own if own is not None else seen

@@ -93,7 +93,8 @@ class GLCICModule(GANModule):
         return (self.hparams.generator or {}).get("name") or "glcic"
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
+        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value
+        > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
         ``refined`` (the network's image) and ``output`` (composited; blended outside training),
         ``(B, 3, H, W)`` in [0, 1]."""
         mask = binary_hole(mask)

@@ -56,7 +56,8 @@ class PConvModule(StageModule):
         self.attach_frozen("vgg", VGG16Pools(vgg_weights) if vgg_weights else None)
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
+        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value
+        > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
         ``refined`` (the network's fill everywhere) and ``output`` (composited), ``(B, 3, H, W)`` in [0, 1]."""
         mask = binary_hole(mask)
         valid = 1 - mask

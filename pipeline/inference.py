@@ -147,6 +147,16 @@ def check_stage_checkpoint(method: str, checkpoint) -> None:
         raise ConfigError(f"method={method} needs checkpoint=, a trained stage={stage} run folder or checkpoint")
 
 
+def check_method(method: str, checkpoint=None, mask_checkpoint=None) -> None:
+    """The choices :func:`build_inpainter` takes, checked before anything loads (one-line errors)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if method == OURS and mask_checkpoint:
+        raise ConfigError("mask_checkpoint= names the model that finds the mask for another system's method; "
+                          "method=ours finds it with its own MPN")  # fmt: skip
+    check_stage_checkpoint(method, checkpoint)
+
+
 def build_inpainter(
     method: str,
     checkpoint=None,
@@ -159,14 +169,9 @@ def build_inpainter(
     build it: ``ours``, the model of ``checkpoint`` (None: the shipped one); another system's
     method, its trained stage in ``checkpoint`` filling the mask that the model of
     ``mask_checkpoint`` (None: the shipped one) finds, or that is given (masked mode)."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    check_method(method, checkpoint, mask_checkpoint)
     if method == OURS:
-        if mask_checkpoint:
-            raise ConfigError("mask_checkpoint= names the model that finds the mask for another system's method; "
-                              "method=ours finds it with its own MPN")  # fmt: skip
         return BlindInpainter.from_pretrained(checkpoint or None, settings, device, **pipeline_settings)
-    check_stage_checkpoint(method, checkpoint)
     base = BlindInpainter.from_pretrained(mask_checkpoint or None, settings, device, **pipeline_settings)
     return base.with_fill_stage(load_fill_stage(checkpoint, method))
 

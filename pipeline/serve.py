@@ -1,7 +1,9 @@
-"""``python -m pipeline.serve [checkpoint=MODEL] [host=127.0.0.1] [port=8000]``
+"""``python -m pipeline.serve [checkpoint=MODEL] [method=ours] [host=127.0.0.1] [port=8000]``
 
 Starts the web page and HTTP API of :mod:`pipeline.server` with uvicorn and prints its address.
-Without ``checkpoint=`` the model that ships with the package repairs. It answers only on
+Without ``checkpoint=`` the model that ships with the package repairs; ``method=<another system>
+checkpoint=RUN`` puts that system's trained stage in the IPN's place, as ``pipeline.inpaint`` does
+(:func:`~pipeline.inference.build_inpainter`). It answers only on
 ``host`` (loopback by default) and only to requests naming a loopback address or one of
 ``allowed_hosts`` (needed, with ``host=0.0.0.0``, to be reached from other machines). A model that
 fails to load does not stop the server: the page and ``/api/health`` say why.
@@ -16,7 +18,7 @@ import socket
 from omegaconf import DictConfig
 
 from common.errors import ConfigError, command
-from pipeline.inference import BlindInpainter, InpaintSettings, resolve_device
+from pipeline.inference import OURS, BlindInpainter, InpaintSettings, build_inpainter, check_method, resolve_device
 from pipeline.model import SHIPPED_MODEL
 from pipeline.server import LOCAL_HOSTS, ServerLimits, create_app
 
@@ -69,10 +71,14 @@ def serve_app(cfg: DictConfig):
     settings = InpaintSettings.from_config(cfg)
     device = resolve_device(cfg.device)
 
+    check_method(cfg.method, cfg.checkpoint, cfg.mask_checkpoint)  # a wrong choice stops the command, not the page
+
     def load() -> BlindInpainter:
-        return BlindInpainter.from_pretrained(cfg.checkpoint or None, settings, device, **cfg.pipeline)
+        return build_inpainter(cfg.method, cfg.checkpoint, cfg.mask_checkpoint, settings, device, **cfg.pipeline)
 
     name = str(cfg.checkpoint) if cfg.checkpoint else SHIPPED_MODEL.stem
+    if cfg.method != OURS:
+        name = f"{cfg.method}: {name}"
     return create_app(load, model_name=name, limits=limits), limits
 
 

@@ -48,6 +48,44 @@ def test_losses_are_edgeconnects_and_the_generator_learns_from_them():
     assert opt_g.param_groups[0]["betas"] == (0.0, 0.9) and opt_d.param_groups[0]["lr"] == pytest.approx(1e-5)
 
 
+@pytest.mark.parametrize(
+    ("config", "network", "matched"),
+    [
+        ({"name": "sn_patch", "width_mult": 1 / 16}, "SNPatchDiscriminator", 6),
+        (
+            {"name": "global_local", "image_size": 32, "width_mult": 1 / 16},
+            "GlobalLocalDiscriminator",
+            13,
+        ),  # 6 convs + FC global, 5 + FC local
+    ],
+)
+def test_another_discriminator_trains_the_edges_with_feature_matching(config, network, matched):
+    """stage/discriminator=sn_patch|global_local: EdgeConnect's losses against DeepFill's or GLCIC's
+    discriminator, feature matching over its activations (each (Leaky)ReLU's output)."""
+    module = EPNModule(generator={"base_channels": 8, "residual_blocks": 2}, discriminator=config, feed=StageFeed())
+    assert type(module.discriminator).__name__ == network
+    first = next(m for m in module.discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 2  # [gray, edges], as EdgeConnect's
+    batch = _batch()
+    outputs = module.generate(batch)
+    logits, features = module._discriminate(batch, outputs, outputs["predicted_edges"])
+    assert len(features) == matched and logits.requires_grad
+    d_loss, _ = module.discriminator_loss(batch, {k: v.detach() for k, v in outputs.items()})
+    g_loss, parts = module.generator_loss(batch, outputs)
+    assert torch.isfinite(d_loss) and parts["g_fm"] > 0
+    assert g_loss.item() == pytest.approx((parts["g_adv"] + 10 * parts["g_fm"]).item(), rel=1e-5)
+    g_loss.backward()
+    assert all(p.grad is not None for p in module.generator.parameters())
+
+
+def test_the_discriminator_is_a_config_choice(tmp_path):
+    for choice, network in [("patch", "PatchDiscriminator"), ("global_local", "GlobalLocalDiscriminator")]:
+        cfg = compose_train(tmp_path, "epn", f"stage/discriminator={choice}")
+        assert type(build_module(cfg.stage).discriminator).__name__ == network
+    cfg = compose_train(tmp_path, "epn", "stage/discriminator=sn_patch", f"hydra.run.dir={tmp_path}")
+    assert train(cfg, tmp_path).global_step == 2 * cfg.trainer.limit_train_batches
+
+
 def test_the_true_mask_reaches_the_stage_through_the_pipelines_mask_rule():
     batch = _batch()
     mask = _module(feed=StageFeed(pipeline={"dilate": 1})).generate(batch)["mask"]

@@ -538,6 +538,32 @@ def test_another_systems_stage_fills_the_hole_the_model_finds(smoke_run, glcic_r
     torch.testing.assert_close(filling.masks(image)["mask"], base.masks(image)["mask"])
 
 
+def test_the_web_page_repairs_with_another_systems_stage(smoke_run, glcic_run, tmp_path):
+    """pipeline.serve method=glcic checkpoint=RUN: the page's repairs are the command line's."""
+    from conftest import compose_config
+    from fastapi.testclient import TestClient
+
+    from pipeline.serve import serve_app
+
+    common = (f"mask_checkpoint={smoke_run['model']}", "method=glcic", f"checkpoint={glcic_run}")
+    app, _limits = serve_app(compose_config("serve", *common, "working_size=512"))
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["model"]["name"] == f"glcic: {glcic_run}"
+    photo = write_photo(tmp_path / "in" / "photo.png", 64, 48)
+    response = client.post("/api/inpaint", files={"image": ("photo.png", photo.read_bytes())}, data={"format": "png"})
+    assert response.status_code == 200, response.text
+    _inpaint(f"input={photo}", f"output={tmp_path / 'out'}", *common)
+    assert response.content == (tmp_path / "out" / "photo.png").read_bytes()
+    for overrides, error in [
+        (("method=glcic",), "method=glcic needs checkpoint="),
+        (("method=deepfill",), "unknown method 'deepfill'"),
+        ((f"mask_checkpoint={smoke_run['model']}",), "method=ours finds it with its own MPN"),
+    ]:
+        with pytest.raises(ConfigError, match=error):
+            serve_app(compose_config("serve", *overrides))
+
+
 @pytest.mark.parametrize(
     ("method", "error"),
     [
