@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from common.config import Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
-from common.ops import binary_hole, compose, to_native
+from common.ops import compose, harden_hole, to_native
 from ipn.cifar_gan import SIZE, CifarGANGenerator, SharedTrunkDiscriminator
 from ipn.module import fill_metrics
 
@@ -64,11 +64,11 @@ class CifarGANModule(GANModule):
         self.discriminator = None if discriminator is None else SharedTrunkDiscriminator(**discriminator)
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value
-        > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
+        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (above 0.5 a
+        whole hole, fainter damage blended: :func:`~common.ops.harden_hole`) ->
         ``refined`` (the network's image, repaired at 32² and resized back) and ``output``
         (composited), ``(B, 3, H, W)``."""
-        mask = binary_hole(mask)
+        mask = harden_hole(mask)
         small, small_mask = to_native(corrupted, SIZE, mask)
         refined = self.generator(torch.cat([small * (1 - small_mask), small_mask], dim=1))
         if refined.shape[-2:] != corrupted.shape[-2:]:
@@ -77,7 +77,7 @@ class CifarGANModule(GANModule):
 
     def generate(self, batch: dict) -> dict:
         """The batch at 32²: ``corrupted``, ``mask``, ``truth`` and the repair (``refined``, ``output``)."""
-        corrupted, mask = to_native(batch["corrupted"], SIZE, binary_hole(self.fed(batch)["mask"]))
+        corrupted, mask = to_native(batch["corrupted"], SIZE, harden_hole(self.fed(batch)["mask"]))
         return {"corrupted": corrupted, "mask": mask, "truth": to_native(batch["image"], SIZE),
                 **self(corrupted, mask)}  # fmt: skip
 

@@ -9,7 +9,7 @@ from common.blend import blend_fill
 from common.config import Count, Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
-from common.ops import binary_hole, compose, to_native
+from common.ops import compose, harden_hole, to_native
 from ipn.dcgan import SIZE, DCGANDiscriminator, DCGANGenerator, init_dcgan, latent_search
 from ipn.module import fill_metrics
 
@@ -73,10 +73,11 @@ class DCGANModule(GANModule):
         )  # fmt: skip
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Fill the hole of ``corrupted`` ``(B, 3, H, W)`` in [0, 1] (``mask`` ``(B, 1, H, W)``, > 0 =
-        hole) by latent search at 64²: ``refined`` (G(z*) at the input's size) and ``output``
-        (blended into the hole and composited), ``(B, 3, H, W)`` in [0, 1]."""
-        mask = binary_hole(mask)
+        """Fill the hole of ``corrupted`` ``(B, 3, H, W)`` in [0, 1] (``mask`` ``(B, 1, H, W)``, above
+        0.5 a whole hole: :func:`~common.ops.harden_hole`) by latent search at 64²: ``refined``
+        (G(z*) at the input's size) and ``output`` (blended into the hole and composited),
+        ``(B, 3, H, W)`` in [0, 1]."""
+        mask = harden_hole(mask)
         small, small_mask = to_native(corrupted, SIZE, mask)
         generated = self.search(small, small_mask, self.hparams.search_steps, blend=False)["generated"]
         if generated.shape[-2:] != corrupted.shape[-2:]:
@@ -93,7 +94,7 @@ class DCGANModule(GANModule):
         z = torch.rand(real.shape[0], self.generator.latent, device=real.device) * 2 - 1
         outputs = {"real": real, "fake": self.generator(z)}
         if not self.training:
-            corrupted, mask = to_native(batch["corrupted"], SIZE, binary_hole(self.fed(batch)["mask"]))
+            corrupted, mask = to_native(batch["corrupted"], SIZE, harden_hole(self.fed(batch)["mask"]))
             filled = self.search(corrupted, mask, self.hparams.val_search_steps, self.hparams.blend)
             outputs.update(corrupted=corrupted, mask=mask, truth=(real + 1) / 2, **filled)
         return outputs

@@ -10,7 +10,7 @@ from common.blend import blend_fill
 from common.config import NonNegativeInt, Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
-from common.ops import binary_hole, compose
+from common.ops import compose, harden_hole
 from ipn.discriminators import build_discriminator, discriminate
 from ipn.glcic import GLCICCompletionNet
 from ipn.module import fill_metrics
@@ -93,11 +93,11 @@ class GLCICModule(GANModule):
         return (self.hparams.generator or {}).get("name") or "glcic"
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value
-        > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
+        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (above 0.5 a
+        whole hole, fainter damage blended: :func:`~common.ops.harden_hole`) ->
         ``refined`` (the network's image) and ``output`` (composited; blended outside training),
         ``(B, 3, H, W)`` in [0, 1]."""
-        mask = binary_hole(mask)
+        mask = harden_hole(mask)
         filled = corrupted * (1 - mask) + self.mean_pixel.to(corrupted) * mask
         refined = self.generator(torch.cat([filled, mask], dim=1))
         fill = refined
@@ -106,7 +106,7 @@ class GLCICModule(GANModule):
         return {"refined": refined, "output": compose(corrupted, fill, mask)}
 
     def generate(self, batch: dict) -> dict:
-        mask = binary_hole(self.fed(batch)["mask"])
+        mask = harden_hole(self.fed(batch)["mask"])
         return {**self(batch["corrupted"], mask), "mask": mask}
 
     # -- the three phases

@@ -6,7 +6,7 @@ import torch
 
 from common.config import Positive, checked
 from common.module import StageModule
-from common.ops import binary_hole, compose
+from common.ops import compose, harden_hole
 from common.vgg import VGG16Pools
 from ipn.module import fill_metrics
 from ipn.pconv import PCONV_LOSS_WEIGHTS, PConvUNet, pconv_loss
@@ -18,9 +18,10 @@ class PConvModule(StageModule):
     the corrupted image, trained with their loss (:func:`~ipn.pconv.pconv_loss`).
 
     The mask comes from the feed, as for the IPN: the true mask (masked inpainting), or a trained
-    MPN's m̂ (``feed.mpn_checkpoint``: blind), after the mask rule. As in the paper, the hole is
-    binary: every pixel the mask touches is missing (:func:`~common.ops.binary_hole`), the
-    network's validity is ``1 − m`` and the partial convolutions renormalise by it. Images enter as
+    MPN's m̂ (``feed.mpn_checkpoint``: blind), after the mask rule. As in the paper, a pixel is
+    missing when the mask says it is mostly destroyed (m > 0.5: :func:`~common.ops.harden_hole`;
+    fainter damage keeps its soft m), the network's validity is ``1 − m`` and the partial
+    convolutions renormalise by it. Images enter as
     ``[-1, 1]`` and the fill leaves the network on the same scale.
 
     The paper's schedule: phase 1, Adam at ``lr`` 2e-4 with batch norm everywhere; phase 2, lr 5e-5
@@ -56,16 +57,16 @@ class PConvModule(StageModule):
         self.attach_frozen("vgg", VGG16Pools(vgg_weights) if vgg_weights else None)
 
     def forward(self, corrupted: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (any value
-        > 0 a whole hole: :func:`~common.ops.binary_hole`) ->
+        """The corrupted image ``(B, 3, H, W)`` in [0, 1] and its mask ``(B, 1, H, W)`` (above 0.5 a
+        whole hole, fainter damage blended: :func:`~common.ops.harden_hole`) ->
         ``refined`` (the network's fill everywhere) and ``output`` (composited), ``(B, 3, H, W)`` in [0, 1]."""
-        mask = binary_hole(mask)
+        mask = harden_hole(mask)
         valid = 1 - mask
         fill = (self.generator(corrupted * 2 - 1, valid) + 1) / 2
         return {"refined": fill, "output": compose(corrupted, fill.clamp(0, 1), mask)}
 
     def generate(self, batch: dict) -> dict:
-        mask = binary_hole(self.fed(batch)["mask"])
+        mask = harden_hole(self.fed(batch)["mask"])
         return {**self(batch["corrupted"], mask), "mask": mask}
 
     def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
