@@ -61,6 +61,7 @@ def command_config(name: str, base: type, **fields: Any) -> type:
 
 
 def register() -> None:
+    from common.discriminators import DISCRIMINATORS
     from data.corruption import Corruptor
     from data.damage import DamageMix
     from data.datamodule import InpaintingDataModule
@@ -73,7 +74,6 @@ def register() -> None:
     from ipn.cifar_gan_module import CifarGANModule
     from ipn.dcgan import DCGANDiscriminator, DCGANGenerator
     from ipn.dcgan_module import DCGANModule
-    from ipn.discriminators import DISCRIMINATORS
     from ipn.glcic import GLCICCompletionNet, GlobalLocalDiscriminator
     from ipn.glcic_module import COMPLETION_NETS, GLCICModule
     from ipn.layers import ContextualAttention

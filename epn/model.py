@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common.discriminators import register_discriminator
 from common.layers import check_range, init_normal, pad_to_multiple, scaled_width, sn, sn_conv2d
 
 
@@ -136,6 +137,7 @@ def _conv_lrelu(in_channels: int, out_channels: int, stride: int, use_spectral_n
     )
 
 
+@register_discriminator("patch")
 class PatchDiscriminator(nn.Module):
     """EdgeConnect's 70×70 PatchGAN: ``(B, in_channels, H, W)`` -> patch scores ``(B, 1, H', W')``.
 

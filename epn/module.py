@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 
 from common.config import Positive, checked
+from common.discriminators import build_discriminator, discriminate
 from common.losses import AdversarialLoss, feature_matching_loss
 from common.metrics import edge_precision_recall
 from common.module import GANModule
 from common.ops import edge_hole, hard_mask, to_gray
 from epn.model import EdgeGenerator
-from ipn.discriminators import build_discriminator, discriminate
 
 
 def generator_inputs(corrupted: torch.Tensor, mask: torch.Tensor, corrupted_edge: torch.Tensor) -> torch.Tensor:
@@ -33,8 +33,8 @@ def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
 @checked
 class EPNModule(GANModule):
     """Edge generator (G1 of EdgeConnect) against a 70×70 PatchGAN on [gray, edges] (or another of
-    :data:`ipn.discriminators.DISCRIMINATORS`: ``stage/discriminator=sn_patch|global_local``; feature
-    matching then compares their activations, :func:`~ipn.discriminators.discriminate`).
+    :data:`common.discriminators.DISCRIMINATORS`: ``stage/discriminator=sn_patch|global_local``; feature
+    matching then compares their activations, :func:`~common.discriminators.discriminate`).
 
     Batches need ``image``, ``corrupted``, ``edge`` (Canny of the truth, D's real edges) and
     ``corrupted_edge`` (Canny of the corrupted image); the mask the EPN works with comes from the

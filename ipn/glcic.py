@@ -11,7 +11,7 @@ the same). Counts, pinned in the tests and equal to that implementation's: compl
 ``places2`` layout, the paper's).
 
 The discriminator (:class:`GlobalLocalDiscriminator`) is also the ``global_local`` choice of the
-other inpainting stages' discriminators (``ipn.discriminators``).
+other inpainting stages' discriminators (``common.discriminators``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common.discriminators import register_discriminator
 from common.layers import check_range, pad_to_multiple, scaled_width
 
 # (kind, out channels, kernel, stride, dilation) of the completion network, the paper's Table 1.
@@ -132,6 +133,7 @@ def crop_windows(x: torch.Tensor, windows: list[tuple[int, int]], size: int) -> 
     return torch.stack([image[:, top : top + size, left : left + size] for image, (top, left) in zip(x, windows)])
 
 
+@register_discriminator("global_local")
 class GlobalLocalDiscriminator(nn.Module):
     """GLCIC's context discriminator: a global path on the whole ``image_size``² image and a local
     path on the ``local_size``² patch centred on the hole, their 1024-vectors concatenated and one

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from common.blend import blend_fill
 from common.config import NonNegativeInt, Positive, checked
+from common.discriminators import build_discriminator, discriminate
 from common.losses import AdversarialLoss
 from common.module import GANModule
 from common.ops import compose, harden_hole
-from ipn.discriminators import build_discriminator, discriminate
 from ipn.glcic import GLCICCompletionNet
 from ipn.module import fill_metrics
 from ipn.parallel_attention import ParallelAttentionNet

@@ -26,6 +26,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from common.discriminators import register_discriminator
 from common.layers import check_range, pad_to_multiple, scaled_width, sn
 from common.ops import compose, hard_mask
 from ipn.layers import ContextualAttention, GatedConv2d, GatedUpConv2d
@@ -242,6 +243,7 @@ def _sn_conv5x5_stride2(in_channels: int, out_channels: int) -> nn.Module:
     return sn(conv)
 
 
+@register_discriminator("sn_patch")
 class SNPatchDiscriminator(nn.Module):
     """DeepFill v2's SN-PatchGAN: ``(B, in_channels, H, W)`` -> scores ``(B, 4·cnum, H', W')``,
     ``H' = ⌈H / 64⌉``, ``W' = ⌈W / 64⌉``.

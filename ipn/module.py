@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 
 from common.config import Positive, checked
+from common.discriminators import build_discriminator, discriminate
 from common.losses import AdversarialLoss, hole_normalised_l1
 from common.metrics import l1, psnr, ssim
 from common.module import GANModule
 from common.ops import compose, merge_edges, pull_push_fill
 from common.vgg import VGGFeatures, perceptual_loss, style_loss
-from ipn.discriminators import build_discriminator, discriminate
 from ipn.model import DeepFillGenerator
 
 INPUT_CHANNELS = 6  # [masked RGB (3), ones (1), mask (1), edges (1)]
@@ -46,7 +46,7 @@ def fill_metrics(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
 @checked
 class IPNModule(GANModule):
     """DeepFill v2 generator (with the edge map as a sixth input channel) against an SN-PatchGAN
-    on [RGB, mask] (or another of :data:`ipn.discriminators.DISCRIMINATORS`:
+    on [RGB, mask] (or another of :data:`common.discriminators.DISCRIMINATORS`:
     ``stage/discriminator=global_local`` is GLCIC's).
 
     The edge guide is EdgeConnect's: ``predicted_edges`` inside the hole and the Canny edges of the

@@ -188,7 +188,7 @@ def test_the_ipn_trains_against_the_global_local_discriminator(tmp_path):
     trainer = train(cfg, tmp_path)
     assert trainer.global_step == 2 * cfg.trainer.limit_train_batches
     with pytest.raises(Exception, match="unknown discriminator"):
-        from ipn.discriminators import build_discriminator
+        from common.discriminators import build_discriminator
 
         build_discriminator({"name": "nope"}, 3, "sn_patch")
 

@@ -1,22 +1,28 @@
 """The discriminators a GAN stage can train against, chosen by name in its config
-(``stage/discriminator=<name>``): EdgeConnect's 70×70 PatchGAN (``patch``, the EPN's default),
-DeepFill v2's SN-PatchGAN (``sn_patch``, the IPN's) and GLCIC's global + local context
-discriminator (``global_local``, GLCIC's)."""
+(``stage/discriminator=<name>``): EdgeConnect's 70×70 PatchGAN (``patch``, the EPN's default,
+``epn/model.py``), DeepFill v2's SN-PatchGAN (``sn_patch``, the IPN's, ``ipn/model.py``) and
+GLCIC's global + local context discriminator (``global_local``, GLCIC's, ``ipn/glcic.py``).
+
+Each network registers itself where it is defined (:func:`register_discriminator`), so a stage
+can train against another stage's discriminator without importing that stage."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from epn.model import PatchDiscriminator
-from ipn.glcic import GlobalLocalDiscriminator
-from ipn.model import SNPatchDiscriminator
+DISCRIMINATORS: dict[str, type[nn.Module]] = {}
 
-DISCRIMINATORS: dict[str, type[nn.Module]] = {
-    "patch": PatchDiscriminator,
-    "sn_patch": SNPatchDiscriminator,
-    "global_local": GlobalLocalDiscriminator,
-}
+
+def register_discriminator(name: str):
+    """Class decorator: the discriminator is the choice ``name`` of :data:`DISCRIMINATORS`."""
+
+    def register(cls: type[nn.Module]) -> type[nn.Module]:
+        if DISCRIMINATORS.setdefault(name, cls) is not cls:
+            raise ValueError(f"discriminator {name!r} is registered twice")
+        return cls
+
+    return register
 
 
 def build_discriminator(config: dict | None, in_channels: int, default: str) -> nn.Module | None:
