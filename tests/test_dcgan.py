@@ -122,3 +122,10 @@ def test_trains_through_the_cli_and_keeps_its_discriminator_for_the_prior(tmp_pa
     assert any((tmp_path / "samples").glob("val_dcgan_*.png"))
     stage = load_fill_stage(tmp_path, "latent_search")
     assert stage.discriminator is not None and not stage.training
+
+
+def test_the_experiment_trains_at_the_papers_batch():
+    from tests.conftest import compose_config
+
+    cfg = compose_config("train", "experiment=dcgan")
+    assert cfg.stage.name == "dcgan" and cfg.data.batch_size == 64 and cfg.data.size == 128
