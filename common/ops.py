@@ -134,6 +134,14 @@ def to_native(image: torch.Tensor, size: int, mask: torch.Tensor | None = None):
     return image if mask is None else (image, mask)
 
 
+def from_native(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A native-size network's ``(B, C, h, w)`` output back at the photo's ``size`` ``(H, W)``
+    (bilinear; the inverse of :func:`to_native`). Unchanged when already that size."""
+    if image.shape[-2:] == tuple(size):
+        return image
+    return F.interpolate(image, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def edge_hole(mask: torch.Tensor, margin: int = EDGE_MARGIN) -> torch.Tensor:
     """Where the known-region edges are not trusted: the hard hole of ``mask`` ``(B, 1, H, W)``
     grown by ``margin`` px (:data:`EDGE_MARGIN`), ``(B, 1, H, W)`` in {0, 1}."""

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from common.config import Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
-from common.ops import compose, harden_hole, to_native
+from common.ops import compose, from_native, harden_hole, to_native
 from ipn.cifar_gan import SIZE, CifarGANGenerator, SharedTrunkDiscriminator
 from ipn.module import fill_metrics
 
@@ -71,8 +70,7 @@ class CifarGANModule(GANModule):
         mask = harden_hole(mask)
         small, small_mask = to_native(corrupted, SIZE, mask)
         refined = self.generator(torch.cat([small * (1 - small_mask), small_mask], dim=1))
-        if refined.shape[-2:] != corrupted.shape[-2:]:
-            refined = F.interpolate(refined, size=corrupted.shape[-2:], mode="bilinear", align_corners=False)
+        refined = from_native(refined, corrupted.shape[-2:])
         return {"refined": refined, "output": compose(corrupted, refined, mask)}
 
     def generate(self, batch: dict) -> dict:

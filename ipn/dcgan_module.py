@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from common.blend import blend_fill
 from common.config import Count, Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
-from common.ops import compose, harden_hole, to_native
+from common.ops import compose, from_native, harden_hole, to_native
 from ipn.dcgan import SIZE, DCGANDiscriminator, DCGANGenerator, init_dcgan, latent_search
 from ipn.module import fill_metrics
 
@@ -80,8 +79,7 @@ class DCGANModule(GANModule):
         mask = harden_hole(mask)
         small, small_mask = to_native(corrupted, SIZE, mask)
         generated = self.search(small, small_mask, self.hparams.search_steps, blend=False)["generated"]
-        if generated.shape[-2:] != corrupted.shape[-2:]:
-            generated = F.interpolate(generated, size=corrupted.shape[-2:], mode="bilinear", align_corners=False)
+        generated = from_native(generated, corrupted.shape[-2:])
         fill = generated
         if self.hparams.blend:
             fill = blend_fill(generated, corrupted, mask)

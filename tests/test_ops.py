@@ -6,7 +6,19 @@ import torch
 from skimage.feature import canny as skimage_canny
 from torchvision.transforms.v2 import functional as TF
 
-from common.ops import canny, canny_map, compose, edge_hole, grow, hard_mask, image_edges, merge_edges, to_gray
+from common.ops import (
+    canny,
+    canny_map,
+    compose,
+    edge_hole,
+    from_native,
+    grow,
+    hard_mask,
+    image_edges,
+    merge_edges,
+    to_gray,
+    to_native,
+)
 from data.sample import SPLIT_PHOTOS, load_photo
 
 
@@ -127,3 +139,12 @@ def test_grow_is_the_square_max_filter(pixels):
     mask = torch.rand(2, 1, 37, 50) * (torch.rand(2, 1, 37, 50) > 0.9)
     square = torch.nn.functional.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
     assert torch.equal(grow(mask, pixels), square)
+
+
+def test_a_native_size_output_goes_back_to_the_photos_size():
+    photo, mask = torch.rand(2, 3, 40, 52), torch.zeros(2, 1, 40, 52)
+    mask[..., 10, 10] = 0.2
+    small, small_mask = to_native(photo, 32, mask)
+    assert small.shape[-2:] == small_mask.shape[-2:] == (32, 32) and small_mask.sum() == 2  # any area is a hole
+    assert from_native(small, photo.shape[-2:]).shape == photo.shape
+    assert from_native(photo, (40, 52)) is photo
