@@ -80,29 +80,41 @@ class SquareCrop:
 
 
 class ColourJitter:
-    """Random photometric change of a training crop: brightness, contrast, saturation, hue, gamma.
+    """Random photometric change of a training crop: brightness, contrast, saturation, hue, gamma,
+    and a permutation of the colour channels.
 
     Factors are drawn from the ``rng`` given to each call: brightness ``1 + U(±brightness)``
     (multiplies), contrast and saturation ``U(range)`` (blend with the mean grey / the grey
     image), hue shift ``U(±hue)`` of a full turn, gamma log-uniform in ``gamma``. The first four
-    are applied in a random order, gamma last. ``rng=None`` returns the image unchanged.
+    are applied in a random order, then, with probability ``channel_shuffle``, the RGB channels in
+    a random order (one of the six), gamma last. ``rng=None`` returns the image unchanged.
+
+    The defaults turn the hue over the whole circle and permute channels half the time: natural
+    photos hold little green–magenta variance (1.7 % of the bundled training photos' colour
+    variance, against 13 % red–blue and 85 % luminance; :func:`colour_spread`), so a generator
+    trained on them unaltered learns that axis last, and fills a green lawn in tan. The crop is
+    changed before any damage is drawn, so the damage is the same kind of damage on any colours.
     """
 
     def __init__(
         self,
         brightness: float = 0.15,
         contrast: tuple[float, float] = (0.8, 1.25),
-        saturation: tuple[float, float] = (0.7, 1.3),
-        hue: float = 0.04,
+        saturation: tuple[float, float] = (0.6, 1.5),
+        hue: float = 0.5,
         gamma: tuple[float, float] = (0.8, 1.25),
+        channel_shuffle: float = 0.5,
     ):
-        if not (0 <= brightness < 1 and 0 <= hue <= 0.5):
-            raise ValueError(f"brightness must be in [0, 1) and hue in [0, 0.5], got {brightness}, {hue}")
+        if not (0 <= brightness < 1 and 0 <= hue <= 0.5 and 0 <= channel_shuffle <= 1):
+            raise ValueError(
+                f"brightness must be in [0, 1), hue in [0, 0.5] and channel_shuffle in [0, 1], got "
+                f"{brightness}, {hue}, {channel_shuffle}"
+            )
         for name, (lo, hi) in {"contrast": contrast, "saturation": saturation, "gamma": gamma}.items():
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} must satisfy 0 < lo <= hi, got {(lo, hi)}")
         self.brightness, self.contrast, self.saturation = brightness, tuple(contrast), tuple(saturation)
-        self.hue, self.gamma = hue, tuple(gamma)
+        self.hue, self.gamma, self.channel_shuffle = hue, tuple(gamma), channel_shuffle
 
     def __call__(self, image: torch.Tensor, rng: np.random.Generator | None) -> torch.Tensor:
         """``(3, H, W)`` in [0, 1] -> ``(3, H, W)`` in [0, 1]."""
@@ -118,7 +130,25 @@ class ColourJitter:
         for k in rng.permutation(len(changes)):
             adjust, factor = changes[k]
             image = adjust(image, float(factor))
+        if rng.random() < self.channel_shuffle:
+            image = image[torch.from_numpy(rng.permutation(3))]
         return TF.adjust_gamma(image.clamp(0.0, 1.0), gamma).clamp_(0.0, 1.0)
+
+
+# Orthonormal opponent axes of RGB: luminance, red–blue, green–magenta.
+OPPONENT_AXES = ("luminance", "red-blue", "green-magenta")
+_OPPONENT = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 2.0, -1.0]])
+_OPPONENT = _OPPONENT / _OPPONENT.norm(dim=1, keepdim=True)
+
+
+def colour_spread(images: Sequence[torch.Tensor]) -> dict[str, float]:
+    """How the colour variance of ``images`` (each ``(3, H, W)`` in [0, 1], pixels pooled) splits
+    over the opponent axes: luminance, red–blue (R − B) and green–magenta (2G − R − B), as shares
+    that sum to 1."""
+    pixels = torch.cat([image.reshape(3, -1) for image in images], dim=1).double()
+    centred = pixels - pixels.mean(dim=1, keepdim=True)
+    variance = (_OPPONENT.double() @ centred).pow(2).mean(dim=1)
+    return dict(zip(OPPONENT_AXES, (variance / variance.sum()).tolist()))
 
 
 class ImageDataset(Dataset):
