@@ -153,24 +153,3 @@ def merge_edges(predicted_edges: torch.Tensor, corrupted_edge: torch.Tensor, mas
     margin (:func:`edge_hole`), ``corrupted_edge`` (Canny of the corrupted image) elsewhere; all
     ``(B, 1, H, W)``. Gradients flow into ``predicted_edges`` (joint training)."""
     return compose(corrupted_edge, predicted_edges, edge_hole(mask))
-
-
-def pull_push_fill(image: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """A classical fill of the hole of ``mask`` ``(B, 1, H, W)`` (1 = destroyed, soft values weigh
-    the pixel less) in ``image`` ``(B, C, H, W)``: the pull-push pyramid (Gortler et al., "The
-    Lumigraph", 1996). Pull: halve the resolution, averaging the known colours weighted by how
-    known they are (weights summed, capped at 1); push: from the coarsest level back, each pixel is
-    its own colour where known and the upsampled coarser colour where not. Smooth, in torch (so on
-    the GPU and differentiable), ``O(H·W)``; known pixels are returned as they are."""
-    weight = (1 - mask).clamp(0, 1).to(image.dtype)
-    levels = [(image, weight)]
-    while min(levels[-1][0].shape[-2:]) > 1:
-        colour, weight = levels[-1]
-        summed = F.avg_pool2d(weight, 2, ceil_mode=True)
-        colour = F.avg_pool2d(colour * weight, 2, ceil_mode=True) / summed.clamp_min(eps)
-        levels.append((colour, (4 * summed).clamp(max=1)))
-    filled = levels[-1][0]
-    for colour, weight in reversed(levels[:-1]):
-        coarser = F.interpolate(filled, size=colour.shape[-2:], mode="bilinear", align_corners=False)
-        filled = weight * colour + (1 - weight) * coarser
-    return filled

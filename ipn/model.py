@@ -199,14 +199,26 @@ class DeepFillGenerator(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # tf.layers.conv2d's defaults, which the reference trains with.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        if self.residual:  # step 0 returns the base image
+        # The gated layers initialise themselves so that activations keep their scale through all
+        # 17 layers of a stage (GatedConv2d.reset_parameters; the reference's TensorFlow defaults
+        # shrink them to ~1e-7). The RGB heads keep tf.layers.conv2d's defaults, or start at zero
+        # in a residual generator, so that step 0 returns the base image.
+        if self.residual:
+            self.zero_correction()
+        else:
             for head in (self.coarse.conv17, self.refine.decoder.allconv17):
-                nn.init.zeros_(head.weight)
+                nn.init.xavier_uniform_(head.weight)
+                nn.init.zeros_(head.bias)
+
+    @torch.no_grad()
+    def zero_correction(self) -> None:
+        """Zero the RGB heads of a residual generator: it then returns its ``base`` image exactly
+        (the classical floor it corrects), as at step 0."""
+        if not self.residual:
+            raise ValueError("only a residual generator has a correction to switch off")
+        for head in (self.coarse.conv17, self.refine.decoder.allconv17):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | None = None

@@ -4,30 +4,39 @@ from __future__ import annotations
 
 import torch
 
+from common.classical import FLOORS, classical_fill
 from common.config import Positive, checked
 from common.discriminators import build_discriminator, discriminate
 from common.losses import AdversarialLoss, hole_normalised_l1
 from common.metrics import l1, psnr, ssim
 from common.module import GANModule
-from common.ops import compose, merge_edges, pull_push_fill
+from common.ops import compose, harden_hole, merge_edges
 from common.vgg import VGGFeatures, perceptual_loss, style_loss
 from ipn.model import DeepFillGenerator
 
-INPUT_CHANNELS = 6  # [masked RGB (3), ones (1), mask (1), edges (1)]
+INPUT_CHANNELS = 6  # [RGB (3), ones (1), mask (1), edges (1)]
+SEE_THROUGH_CHANNELS = 3  # + the corrupted RGB as it came, hole included
 
-
-PREFILLS = (None, "pull_push")
+PREFILLS = (None, *FLOORS)
+COMPOSITES = ("hard", "soft")
 
 
 def generator_inputs(
-    corrupted: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor, prefilled: torch.Tensor | None = None
+    corrupted: torch.Tensor,
+    mask: torch.Tensor,
+    edges: torch.Tensor,
+    prefilled: torch.Tensor | None = None,
+    see_through: bool = False,
 ) -> torch.Tensor:
-    """``[masked RGB in [-1, 1], ones, m, edges]`` ``(B, 6, H, W)`` from the corrupted image
-    ``(B, 3, H, W)`` in [0, 1], the continuous mask and the edge guide (both ``(B, 1, H, W)``).
-    As DeepFill v2, the hole is zero (mid-gray) in [-1, 1]; a soft m fades the pixel out. With a
-    classical fill ``prefilled`` ``(B, 3, H, W)`` in [0, 1], that image takes the masked RGB's place."""
+    """``[RGB in [-1, 1], ones, m, edges]`` ``(B, 6, H, W)`` from the corrupted image ``(B, 3, H, W)``
+    in [0, 1], the continuous mask and the edge guide (both ``(B, 1, H, W)``). The RGB is DeepFill
+    v2's masked image, the hole zero (mid-gray) and a soft m fading the pixel out, or, given a
+    classical fill ``prefilled`` ``(B, 3, H, W)`` in [0, 1], that image. ``see_through`` appends the
+    corrupted RGB as it came ``(B, 9, H, W)``: under a semi-transparent caption or a faint blotch the
+    photo still shows, and only this input lets the generator use it."""
     rgb = (corrupted * 2 - 1) * (1 - mask) if prefilled is None else prefilled * 2 - 1
-    return torch.cat([rgb, torch.ones_like(mask), mask, edges], dim=1)
+    parts = [rgb, torch.ones_like(mask), mask, edges]
+    return torch.cat(parts + [corrupted * 2 - 1] if see_through else parts, dim=1)
 
 
 def fill_metrics(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -91,15 +100,20 @@ class IPNModule(GANModule):
         grad_clip: float = 0.0,
         max_nonfinite: int = 10,
         grid_rows: int = 8,
-        prefill: str | None = None,
+        prefill: str | None = "telea_pull_push",
+        see_through: bool = True,
+        composite: str = "hard",
         feed=None,
     ):
         super().__init__(grad_clip=grad_clip, max_nonfinite=max_nonfinite, grid_rows=grid_rows, feed=feed)
         if prefill not in PREFILLS:
             raise ValueError(f"unknown prefill {prefill!r}; expected one of {PREFILLS}")
+        if composite not in COMPOSITES:
+            raise ValueError(f"unknown composite {composite!r}; expected one of {COMPOSITES}")
         self.save_hyperparameters(ignore=["feed"])
         self.adversarial = AdversarialLoss(gan_loss)
-        generator = {**(generator or {}), "in_channels": INPUT_CHANNELS, "residual": prefill is not None}
+        channels = INPUT_CHANNELS + SEE_THROUGH_CHANNELS * see_through
+        generator = {**(generator or {}), "in_channels": channels, "residual": prefill is not None}
         self.generator = DeepFillGenerator(**generator)
         self.discriminator = build_discriminator(discriminator, in_channels=4, default="sn_patch")
         # A frozen loss network, attached (not a submodule): checkpoints do not carry its weights.
@@ -112,15 +126,30 @@ class IPNModule(GANModule):
         for the hole and the Canny edges of the corrupted image (each ``(B, 1, H, W)``): the
         ``edges`` guide used ``(B, 1, H, W)``, and the ``coarse`` and ``refined`` generator outputs
         and the composed ``output`` ``(B, 3, H, W)``, all in [0, 1]."""
+        hp = self.hparams
         edges = merge_edges(predicted_edges, corrupted_edge, mask)
-        if self.hparams.prefill is None:
-            coarse, refined = self.generator(generator_inputs(corrupted, mask, edges), mask)
+        if hp.prefill is None:
+            inputs = generator_inputs(corrupted, mask, edges, see_through=hp.see_through)
+            coarse, refined = self.generator(inputs, mask)
         else:
-            prefilled = pull_push_fill(corrupted, mask)
-            inputs = generator_inputs(corrupted, mask, edges, prefilled)
-            coarse, refined = self.generator(inputs, mask, base=prefilled * 2 - 1)
+            floor = self.floor(corrupted, mask)
+            inputs = generator_inputs(corrupted, mask, edges, floor, hp.see_through)
+            coarse, refined = self.generator(inputs, mask, base=floor * 2 - 1)
         coarse, refined = (coarse + 1) / 2, (refined + 1) / 2
-        return {"edges": edges, "coarse": coarse, "refined": refined, "output": compose(corrupted, refined, mask)}
+        output = compose(corrupted, refined, self.blend_mask(mask))
+        return {"edges": edges, "coarse": coarse, "refined": refined, "output": output}
+
+    def floor(self, corrupted: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The classical fill the generator corrects (``prefill``; Telea where there is none, as
+        the floor it is measured against): ``(B, 3, H, W)``, the hole ``m > 0.5`` filled, the
+        rest ``corrupted``."""
+        return classical_fill(corrupted, mask, self.hparams.prefill or "telea")
+
+    def blend_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The weight of the fill in the composite ``(1 − w)·corrupted + w·refined``: ``hard``, a
+        pixel more than half destroyed is wholly replaced (:func:`common.ops.harden_hole`), so
+        nothing of a caption's colour is blended back; ``soft``, ``w = m``."""
+        return harden_hole(mask) if self.hparams.composite == "hard" else mask
 
     def generate(self, batch: dict) -> dict:
         fed = self.fed(batch)
@@ -141,6 +170,7 @@ class IPNModule(GANModule):
     def generator_loss(self, batch: dict, outputs: dict) -> tuple[torch.Tensor, dict]:
         hp, target, mask = self.hparams, batch["image"], outputs["mask"]
         adversarial = self.adversarial.generator(self._discriminate(outputs["output"], mask))
+        mask = self.blend_mask(mask)  # the L1 terms weigh what the composite replaces
         # DeepFill v2 takes L1 on [-1, 1] images: twice the [0, 1] value.
         coarse_hole, coarse_valid = hole_normalised_l1(outputs["coarse"], target, mask)
         refine_hole, _ = hole_normalised_l1(outputs["output"], target, mask)
@@ -158,7 +188,12 @@ class IPNModule(GANModule):
         return loss, parts
 
     def validation_metrics(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
-        return fill_metrics(outputs["output"], batch["image"], outputs["mask"])
+        """The fill's scores and, as ``floor_*``, those of the classical fill it must beat on the
+        same hole (:meth:`floor`, composited the same way)."""
+        image, mask = batch["image"], outputs["mask"]
+        floor = compose(batch["corrupted"], self.floor(batch["corrupted"], mask), self.blend_mask(mask))
+        scores = fill_metrics(outputs["output"], image, mask)
+        return {**scores, **{f"floor_{k}": v for k, v in fill_metrics(floor, image, mask).items()}}
 
     def grid_columns(self, batch: dict, outputs: dict) -> dict[str, torch.Tensor]:
         return {

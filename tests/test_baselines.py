@@ -11,7 +11,7 @@ from pipeline.baselines import BASELINES, get_baseline, inpaint_batch
 from pipeline.baselines.exemplar import exemplar
 from pipeline.baselines.patchmatch import nnf, patchmatch
 
-NAMES = ["telea", "navier_stokes", "biharmonic", "exemplar", "patchmatch"]
+NAMES = ["telea", "navier_stokes", "biharmonic", "telea_pull_push", "exemplar", "patchmatch"]
 
 
 def hole_psnr(result, truth, hole):

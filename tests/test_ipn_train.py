@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from common.checkpoint import read_model_file
+from common.classical import FLOORS
 from common.errors import CheckpointError
 from common.ops import compose, edge_hole
 from ipn.module import IPNModule, generator_inputs
@@ -123,6 +124,7 @@ def test_trains_on_a_frozen_mpn_and_epn(tmp_path):
         "ipn",
         f"stage.module.feed.mpn_checkpoint={mpn_dir}/checkpoints/last.ckpt",
         f"stage.module.feed.epn_checkpoint={epn_dir}/checkpoints/last.ckpt",
+        "stage.module.feed.masked_share=0",  # every sample on the MPN's mask (the share is drawn per call)
     )
     module = build_module(cfg.stage)
     batch = _batch()
@@ -176,23 +178,31 @@ def test_generator_learns_to_fill_a_fixed_batch():
     assert hole_l1() < 0.75 * start
 
 
-def test_the_pull_push_route_starts_from_the_classical_fill():
-    """prefill=pull_push: zero-initialised heads, so before training the output is the classical
-    fill in the hole (and the input outside it); the parameters are the plain generator's."""
-    from common.ops import pull_push_fill
+@pytest.mark.parametrize("prefill", FLOORS)
+def test_step_0_returns_the_classical_floor_exactly(prefill):
+    """With a floor (``prefill``), the generator corrects a classical fill from zero-initialised
+    heads: before training the output is the floor in the hole (a pixel more than half destroyed
+    wholly replaced) and the input elsewhere, and the parameters are the plain generator's."""
+    from common.classical import classical_fill
+    from common.ops import harden_hole
 
-    module = IPNModule(**TINY, prefill="pull_push")
+    module = IPNModule(**TINY, prefill=prefill)
     assert sum(p.numel() for p in module.generator.parameters()) == sum(
-        p.numel() for p in IPNModule(**TINY).generator.parameters()
+        p.numel() for p in IPNModule(**TINY, prefill=None).generator.parameters()
     )
     batch = _batch()
     mask = batch["mask"]
     outputs = module(batch["corrupted"], mask, batch["edge"], batch["corrupted_edge"])
-    expected = pull_push_fill(batch["corrupted"], mask)
-    assert torch.allclose(outputs["coarse"], expected, atol=1e-6)
-    assert torch.allclose(outputs["output"], compose(batch["corrupted"], expected, mask), atol=1e-6)
+    floor = classical_fill(batch["corrupted"], mask, prefill)
+    assert torch.allclose(outputs["coarse"], floor, atol=1e-6)
+    assert torch.allclose(outputs["output"], compose(batch["corrupted"], floor, harden_hole(mask)), atol=1e-6)
     loss, _ = module.generator_loss(batch, {**outputs, "mask": mask})
     loss.backward()
     assert module.generator.coarse.conv17.weight.grad.abs().sum() > 0  # the correction learns
+
+
+def test_floor_and_composite_choices_are_checked():
     with pytest.raises(ValueError, match="prefill"):
-        IPNModule(**TINY, prefill="telea")
+        IPNModule(**TINY, prefill="patchmatch")
+    with pytest.raises(ValueError, match="composite"):
+        IPNModule(**TINY, composite="average")

@@ -106,7 +106,7 @@ def test_merge_edges_passes_gradients_to_the_predicted_edges():
 
 
 def test_pull_push_fills_the_hole_from_its_surroundings_and_keeps_the_rest():
-    from common.ops import pull_push_fill
+    from common.classical import pull_push_fill
 
     image = torch.zeros(1, 3, 17, 23)
     image[..., :, :11] = 1.0  # white left, black right

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from pipeline.baselines.classical import biharmonic, navier_stokes, telea
+from common.classical import biharmonic, navier_stokes, telea, telea_pull_push
 from pipeline.baselines.exemplar import exemplar
 from pipeline.baselines.patchmatch import nnf, patchmatch
 
@@ -21,6 +21,7 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "telea": telea,
     "navier_stokes": navier_stokes,
     "biharmonic": biharmonic,
+    "telea_pull_push": telea_pull_push,
     "exemplar": exemplar,
     "patchmatch": patchmatch,
 }
@@ -35,6 +36,7 @@ __all__ = [
     "nnf",
     "patchmatch",
     "telea",
+    "telea_pull_push",
 ]
 
 

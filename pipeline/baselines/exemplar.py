@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.baselines.classical import keep_known, prepare_inputs, telea
+from common.classical import keep_known, prepare_inputs, telea
 
 _EPS_DATA = 1e-3  # keeps the confidence deciding the order where the image is flat (D = 0)
 _TIE_PER_PIXEL = 1e-5

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.baselines.classical import keep_known, prepare_inputs, telea
+from common.classical import keep_known, prepare_inputs, telea
 
 
 def _generator(rng) -> np.random.Generator:
