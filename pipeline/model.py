@@ -50,6 +50,7 @@ from common.checkpoint import (
     training_only_key,
     write_model_file,
 )
+from common.config import Share, checked
 from common.errors import CheckpointError, ConfigError
 from common.ops import canny, grow, hard_mask, to_gray
 from epn.module import EPNModule
@@ -141,6 +142,12 @@ class BlindPipeline(nn.Module):
             return predicted + (hardened - predicted).detach()
         return hardened
 
+    def masked_hole(self, mask: torch.Tensor) -> torch.Tensor:
+        """The binary hole ``(B, 1, H, W)`` in {0, 1} that stands for a continuous (true) ``mask``
+        where a hole is given, as a user hands a mask file to any tool: this pipeline's blind rule
+        applied to it, ``> 0.5``. Masked-mode evaluation gives it to every method alike."""
+        return (self.mask_rule(mask.detach(), "blind") > 0.5).to(mask.dtype)
+
     def masks(self, corrupted: torch.Tensor, mask: torch.Tensor | None = None, mode: str = "blind") -> dict:
         """``mask`` (the one the later stages use); in blind and denoise modes also the MPN's
         ``mask_logits`` and ``predicted_mask`` m̂. ``mask`` is needed in masked mode only."""
@@ -173,13 +180,18 @@ class BlindPipeline(nn.Module):
         return outputs
 
     @torch.no_grad()
-    def upstream(self, batch: dict) -> dict[str, torch.Tensor]:
+    def upstream(self, batch: dict, masked_share: float = 0.0) -> dict[str, torch.Tensor]:
         """What this pipeline's stages give the stage trained after them, for a training batch:
-        the ``mask`` (the MPN's m̂, else the true ``batch["mask"]``, through the blind rule) and
-        the ``predicted_edges`` (the EPN's, else the truth's Canny ``batch["edge"]``)."""
+        the ``mask`` (the MPN's m̂, else the true ``batch["mask"]``, through the blind rule; for a
+        ``masked_share`` of the samples, drawn per sample, the given hole of masked mode,
+        :meth:`masked_hole`) and the ``predicted_edges`` (the EPN's, else the truth's Canny
+        ``batch["edge"]``)."""
         corrupted = batch["corrupted"]
         predicted = batch["mask"] if self.mpn is None else self.mpn(corrupted)["predicted_mask"]
         mask = self.mask_rule(predicted, "blind")
+        if masked_share > 0:
+            given = torch.rand(mask.shape[0], 1, 1, 1, device=mask.device) < masked_share
+            mask = torch.where(given, self.masked_hole(batch["mask"]), mask)
         if self.epn is None:
             return {"mask": mask, "predicted_edges": batch.get("edge")}
         return {"mask": mask, **self.epn(corrupted, mask, batch["corrupted_edge"])}
@@ -198,6 +210,7 @@ class TracingOutputs(nn.Module):
         return outputs["output"], outputs["mask"], outputs["edges"]
 
 
+@checked
 class StageFeed(nn.Module):
     """What the earlier stages give a stage in training (the ``feed`` of the stage modules): the
     blind pipeline up to that stage, frozen, with the truth standing in for each earlier stage whose
@@ -208,12 +221,20 @@ class StageFeed(nn.Module):
         mpn_checkpoint: a trained MPN (``.ckpt``): its m̂ is the mask, else the true mask is.
         epn_checkpoint: a trained EPN: its edges guide the IPN, else Canny of the truth does.
         pipeline: the :class:`BlindPipeline` settings (the mask rule).
+        masked_share: the share of samples whose mask is the binary hole a user gives in masked
+            mode (:meth:`BlindPipeline.masked_hole` of the true mask), so the stage learns both the
+            holes the MPN finds and the holes users draw.
     """
 
     def __init__(
-        self, mpn_checkpoint: str | None = None, epn_checkpoint: str | None = None, pipeline: dict | None = None
+        self,
+        mpn_checkpoint: str | None = None,
+        epn_checkpoint: str | None = None,
+        pipeline: dict | None = None,
+        masked_share: Share = 0.0,
     ):
         super().__init__()
+        self.masked_share = masked_share
         self.pipeline = BlindPipeline(
             mpn=load_module(mpn_checkpoint, MPNModule) if mpn_checkpoint else None,
             epn=load_module(epn_checkpoint, EPNModule) if epn_checkpoint else None,
@@ -221,7 +242,7 @@ class StageFeed(nn.Module):
         )
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        return self.pipeline.upstream(batch)
+        return self.pipeline.upstream(batch, self.masked_share)
 
 
 # -- model files --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ held-out photos of which some are damaged and some intact:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
 
@@ -140,6 +141,17 @@ def calibrate_mask_rule(
     else:
         best = min(table, key=lambda row: (row["clean_flagged"], -row["iou"]))
     return {"hole_threshold": best["hole_threshold"], "soft_floor": best["soft_floor"]}, table
+
+
+def floor_pipeline(pipeline):
+    """A copy of ``pipeline`` (a :class:`~pipeline.model.BlindPipeline`) whose IPN returns its
+    classical floor (its ``prefill`` fill, the correction's heads zeroed): what the learned fill
+    must beat, run the same way."""
+    if not pipeline.ipn.hparams.get("prefill"):
+        raise ValueError("the IPN starts from no classical fill (prefill=null): it has no floor to fall back to")
+    floor = copy.deepcopy(pipeline)
+    floor.ipn.generator.zero_correction()
+    return floor
 
 
 def mask_calibration(predicted: torch.Tensor, target: torch.Tensor, bins: int = 10) -> list[dict]:

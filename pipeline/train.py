@@ -22,6 +22,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -34,12 +35,24 @@ from data.datamodule import build_datamodule
 log = logging.getLogger("pipeline.train")
 
 
+# trainer.precision=bf16-where-fast: bf16-mixed where the hardware has fast bf16 kernels, else 32-true.
+WHERE_FAST = "bf16-where-fast"
+
+
+def fast_bf16(accelerator: str | None) -> bool:
+    """Whether bf16 autocast is fast here: a CUDA GPU with bf16, or a CPU with oneDNN's bf16
+    kernels (AVX-512 BF16 or AMX; without them bf16 convolutions are many times slower)."""
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def warn_if_slow_precision(trainer_cfg: DictConfig) -> None:
     """bf16 on a CPU without oneDNN bf16 kernels falls back to slow convolutions (many times
     slower; README, "Benchmark"), so say so before hours are lost."""
     cpu = trainer_cfg.get("accelerator") == "cpu" or not torch.cuda.is_available()
     precision = str(trainer_cfg.get("precision", ""))
-    if cpu and precision.startswith("bf16") and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if cpu and precision.startswith("bf16") and precision != WHERE_FAST and not fast_bf16("cpu"):
         log.warning(
             "precision=%s on this CPU has no fast bf16 kernels (oneDNN bf16 unsupported): "
             "convolutions will be many times slower; use trainer.precision=32-true",
@@ -71,6 +84,9 @@ def trainer_arguments(cfg: DictConfig) -> dict:
     ``channels_last`` (:class:`common.callbacks.ChannelsLast`). SyncBatchNorm exists on GPUs
     only, so a CPU run (the DDP test on gloo) leaves it off."""
     arguments = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if arguments.get("precision") == WHERE_FAST:
+        arguments["precision"] = "bf16-mixed" if fast_bf16(arguments.get("accelerator")) else "32-true"
+        log.info("precision %s: %s on this machine", WHERE_FAST, arguments["precision"])
     matmul = arguments.pop("float32_matmul_precision", None)
     if matmul:
         torch.set_float32_matmul_precision(matmul)
@@ -229,27 +245,56 @@ def selection_batches(cfg: DictConfig, clean_share: float) -> list[dict]:
     return list(DataLoader(held_out_samples(cfg, "val", clean_share), batch_size=batch_size, shuffle=False))
 
 
+def calibrated_mask_rule(cfg: DictConfig, mpn_checkpoint: Path, run_dir: Path) -> dict:
+    """The blind mask rule (``hole_threshold``, ``soft_floor``) of the trained MPN, chosen once on
+    the validation photos right after the MPN step (:func:`pipeline.selection.calibrate_mask_rule`):
+    the later steps train on the masks this rule makes, and the shipped model carries it, so the
+    IPN learns on the holes it will meet. Kept in ``<run>/mask_rule.json`` (a resumed chain reads
+    it back)."""
+    from common.checkpoint import load_module
+    from mpn.module import MPNModule
+    from pipeline.model import BlindPipeline
+    from pipeline.selection import calibrate_mask_rule, mask_calibration
+
+    path = run_dir / "mask_rule.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    selection = cfg.chain.get("selection") or {}
+    bound = float(selection.get("harm_bound", 0.01))
+    batches = selection_batches(cfg, float(selection.get("clean_share", 0.25)))
+    pipeline = BlindPipeline(mpn=load_module(mpn_checkpoint, MPNModule), **cfg.pipeline).eval()
+    rule, table = calibrate_mask_rule(pipeline, batches, bound)
+    with torch.no_grad():
+        predicted = torch.cat([pipeline.masks(b["corrupted"])["predicted_mask"] for b in batches])
+    calibration = mask_calibration(predicted, torch.cat([b["mask"] for b in batches]))
+    report = {**rule, "harm_bound": bound, "mask_rules": table, "mpn_calibration": calibration}
+    if rank_zero_only.rank == 0:
+        path.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    log.info("mask rule for the later steps and the shipped model: %s", rule)
+    return report
+
+
 def select_pipeline(cfg: DictConfig, checkpoints: dict[str, Path], run_dir: Path):
-    """Choose what the chain ships, on what a user gets (:mod:`pipeline.selection`): for each
-    candidate, the blind mask rule (``hole_threshold``, ``soft_floor``) calibrated on the
-    validation photos, then the blind pipeline's selection score there; the best candidate wins.
-    Writes ``selection.json``."""
+    """Choose what the chain ships, on what a user gets (:mod:`pipeline.selection`): each
+    candidate (the three stages, the joint run) with the chain's mask rule, scored as the blind
+    pipeline on the validation photos, beside its classical floor (the same pipeline with the
+    IPN's correction switched off: its ``prefill`` fill). The best one ships, and never one below
+    the floor: if the floor scores best, the floor ships. Writes ``selection.json``."""
     from pipeline.inference import BlindInpainter
-    from pipeline.selection import calibrate_mask_rule, mask_calibration, score_pipeline
+    from pipeline.selection import floor_pipeline, score_pipeline
 
     selection = cfg.chain.get("selection") or {}
     bound = float(selection.get("harm_bound", 0.01))
     batches = selection_batches(cfg, float(selection.get("clean_share", 0.25)))
-    report, best = {"harm_bound": bound, "candidates": {}}, None
-    for name, pipeline in pipeline_candidates(checkpoints).items():
-        rule, table = calibrate_mask_rule(pipeline, batches, bound)
+    rule = {k: cfg.pipeline[k] for k in ("hole_threshold", "soft_floor")}
+    report, best = {"harm_bound": bound, **rule, "candidates": {}}, None
+    candidates = pipeline_candidates(checkpoints)
+    candidates["floor"] = floor_pipeline(candidates["stages"])
+    for name, pipeline in candidates.items():
         pipeline.hole_threshold, pipeline.soft_floor = rule["hole_threshold"], rule["soft_floor"]
         scores = score_pipeline(BlindInpainter(pipeline), batches, bound)
-        with torch.no_grad():
-            predicted = torch.cat([pipeline.masks(b["corrupted"])["predicted_mask"] for b in batches])
-        calibration = mask_calibration(predicted, torch.cat([b["mask"] for b in batches]))
-        report["candidates"][name] = {**rule, **scores, "mask_rules": table, "mpn_calibration": calibration}
-        log.info("candidate %s: %s, %s", name, rule, _describe(scores))
+        report["candidates"][name] = scores
+        log.info("candidate %s: %s", name, _describe(scores))
         if best is None or scores["selection"] > report["candidates"][best[0]]["selection"]:
             best = (name, pipeline)
     report["chosen"] = best[0]
@@ -294,6 +339,13 @@ def test_split_grid(cfg: DictConfig, inpainter, path: Path, rows: int) -> dict[s
     }
 
 
+def set_mask_rule(cfg: DictConfig, rule: dict) -> None:
+    """Make ``rule``'s ``hole_threshold`` and ``soft_floor`` the chain's pipeline settings (what
+    the later steps' feeds and the joint run use, and what the shipped model stores)."""
+    with open_dict(cfg):
+        cfg.pipeline.hole_threshold, cfg.pipeline.soft_floor = rule["hole_threshold"], rule["soft_floor"]
+
+
 def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
     """``experiment=all``: each step of ``chain.steps`` in ``<run>/<step>/``, then
     the shipped pipeline chosen and calibrated on the validation photos (:func:`select_pipeline`,
@@ -301,8 +353,6 @@ def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
     is skipped and one with a ``last.ckpt`` resumes, so re-running in the same folder continues an
     interrupted run. In a distributed run every process trains the steps; the first one alone
     writes the files and chooses what ships."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
     from pipeline.inference import BlindInpainter
     from pipeline.model import save_pipeline
 
@@ -316,6 +366,8 @@ def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
         if done.is_file():
             checkpoints[step] = Path(done.read_text().strip())
             log.info("step %s already finished: %s", step, checkpoints[step])
+            if step == "mpn":
+                set_mask_rule(cfg, calibrated_mask_rule(cfg, checkpoints["mpn"], run_dir))
             continue
         sub = step_config(cfg, step, checkpoints, step_dir)
         last = step_dir / "checkpoints" / "last.ckpt"
@@ -329,6 +381,8 @@ def train_chain(cfg: DictConfig, run_dir: Path) -> dict[str, Path]:
         checkpoints[step] = best_checkpoint(trainer)
         if trainer.is_global_zero:
             done.write_text(f"{checkpoints[step]}\n")
+        if step == "mpn":
+            set_mask_rule(cfg, calibrated_mask_rule(cfg, checkpoints["mpn"], run_dir))
     if rank_zero_only.rank != 0:
         return checkpoints
 

@@ -376,6 +376,39 @@ def test_the_shipped_model_repairs_without_a_checkpoint(tmp_path):
     assert report["written"] == [tmp_path / "out" / "photo.png"]
 
 
+FLAT_COLOURS = {
+    "saturated green": (0.20, 0.55, 0.15),
+    "blue": (0.15, 0.30, 0.70),
+    "red": (0.75, 0.15, 0.10),
+    "skin": (0.87, 0.67, 0.55),
+    "sky": (0.53, 0.72, 0.90),
+    "grey": (0.50, 0.50, 0.50),
+    "yellow": (0.90, 0.80, 0.20),
+    "purple": (0.45, 0.20, 0.55),
+}
+
+
+@pytest.mark.parametrize("colour", list(FLAT_COLOURS))
+def test_the_shipped_model_fills_a_flat_colour_with_its_surroundings_colour(colour):
+    """A 40×40 hole (noise in it) in a flat 256² photo, given as the mask: the fill's mean colour
+    is within 0.03 of the surrounding ring's, per channel. A generator that has not learned every
+    colour direction fills green with tan."""
+    from pipeline.inference import BlindInpainter
+
+    size, hole = 256, slice(108, 148)
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., hole, hole] = 1
+    ring = torch.zeros_like(mask)
+    ring[..., 100:156, 100:156] = 1
+    ring -= mask
+    photo = torch.tensor(FLAT_COLOURS[colour]).view(1, 3, 1, 1).expand(1, 3, size, size)
+    noise = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    output = BlindInpainter.from_pretrained().inpaint(photo * (1 - mask) + noise * mask, mask, "masked")["output"]
+    fill = (output * mask).sum(dim=(2, 3)) / mask.sum()
+    around = (output * ring).sum(dim=(2, 3)) / ring.sum()
+    assert (fill - around).abs().max() <= 0.03, f"{colour}: fill {fill.tolist()} around {around.tolist()}"
+
+
 def test_a_file_name_that_is_not_utf8_is_repaired_like_any_other(smoke_run, tmp_path):
     """OpenCV once segfaulted writing such a name, losing the whole run: PNGs are encoded in
     memory and written by Python."""

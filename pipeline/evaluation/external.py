@@ -59,10 +59,10 @@ def export_pairs(pairs: EvaluationPairs, pipeline: BlindPipeline, folder: Path, 
         (folder / sub).mkdir(parents=True)
     loader = DataLoader(pairs, batch_size=batch_size, shuffle=False)
     for batch in tqdm(loader, desc="export pairs", unit="batch", disable=not progress):
-        holes = pipeline.mask_rule(batch["mask"]) > 0.5
+        holes = pipeline.masked_hole(batch["mask"])
         for i, pair in enumerate(batch["pair"].tolist()):
             name = pair_name(pair)
-            corrupted, hole = to_pil(batch["corrupted"][i]), to_pil(holes[i].float())
+            corrupted, hole = to_pil(batch["corrupted"][i]), to_pil(holes[i])
             corrupted.save(folder / "images" / f"{name}.png")
             hole.save(folder / "masks" / f"{name}.png")
             corrupted.save(folder / "lama" / f"{name}.png")

@@ -61,13 +61,13 @@ class Method:
     ) -> dict[str, torch.Tensor]:
         """Repair ``corrupted`` ``(B, 3, H, W)`` (test pairs ``pair_ids``) -> ``output`` ``(B, 3, H,
         W)``, the ``mask`` ``(B, 1, H, W)`` it composited with or filled (blind: the model's final
-        mask; masked: the true mask, hardened by the mask rule for a baseline and for another tool's
-        predictions, read from their folder) and the ``edges`` ``(B, 1, H, W)`` (ours)."""
+        mask; masked: the one binary hole every method gets, :meth:`~pipeline.model.BlindPipeline.masked_hole`)
+        and the ``edges`` ``(B, 1, H, W)`` (ours)."""
         blind = self.mode == "blind"
         if self.is_ours:
-            result = self.model.inpaint(corrupted, None if blind else true_mask, self.mode)
+            result = self.model.inpaint(corrupted, None if blind else self.pipeline.masked_hole(true_mask), self.mode)
             return {k: result[k] for k in ("output", "mask", "edges")}
-        used = self.model.masks(corrupted)["mask"] if blind else self.pipeline.mask_rule(true_mask)
+        used = self.model.masks(corrupted)["mask"] if blind else self.pipeline.masked_hole(true_mask)
         if self.name == PREDICTIONS:
             return {"output": self.predictions.load(pair_ids, corrupted.shape[-2:]), "mask": used}
 
@@ -81,8 +81,8 @@ class Method:
 @dataclass
 class BaselineRun:
     """Baseline ``name`` run beside the method on every pair, on the ``source`` mask: ``own``, the
-    mask the method used (blind mode: the model's final mask), or ``true``, the true mask hardened
-    by ``pipeline``'s mask rule."""
+    mask the method used (blind mode: the model's final mask), or ``true``, the binary hole of the
+    true mask that masked mode gives every method (:meth:`~pipeline.model.BlindPipeline.masked_hole`)."""
 
     name: str
     source: str
@@ -95,7 +95,7 @@ class BaselineRun:
 
     def __call__(self, corrupted: torch.Tensor, true_mask: torch.Tensor, own_mask: torch.Tensor) -> dict:
         """``output`` ``(B, 3, H, W)`` and the ``mask`` ``(B, 1, H, W)`` it filled."""
-        mask = own_mask if self.source == "own" else self.pipeline.mask_rule(true_mask)
+        mask = own_mask if self.source == "own" else self.pipeline.masked_hole(true_mask)
         return {"output": inpaint_batch(self.name, corrupted, mask), "mask": mask}
 
 
