@@ -18,6 +18,11 @@ then, from the repository root::
 
 Some image sets are deliberately not used, so that they stay unseen for independent evaluation:
 Debian's mate-backgrounds, matplotlib's sample data, PyWavelets' and mahotas' images.
+``--outside DIR`` writes the first of them, mate-backgrounds' nature photos (``apt-get download
+mate-backgrounds`` and unpack it as above), to ``DIR/test/`` for evaluation only::
+
+    .venv/bin/python -m data.curate_photos --debs /tmp/debs/x --outside /tmp/outside
+    .venv/bin/python -m pipeline.evaluate data=folder data.dataset.root=/tmp/outside data.size=256 mode=masked
 """
 
 from __future__ import annotations
@@ -299,11 +304,56 @@ def curate(debs: Path, out: Path = OUT) -> list[Photo]:
     return photos
 
 
+# --- the outside set: photos never trained, validated or selected on ------------------------------
+
+MATE = ("mate-backgrounds", "1.26.0-1")
+
+
+def outside_photos(debs: Path) -> list[tuple[Photo, Path]]:
+    """Debian mate-backgrounds' twelve nature photos (flowers, wood, grass, dunes, a ladybird...),
+    each with its copyright holder and licence from the package's DEP-5 copyright file."""
+    root = debs / MATE[0]
+    raw = (root / "usr/share/doc" / MATE[0] / "copyright").read_bytes()
+    stanzas = _dep5_stanzas((gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode())
+    photos = []
+    for path in sorted((root / "usr/share/backgrounds/mate/nature").glob("*.jpg")):
+        fields = stanzas.get(f"nature/{path.name}")
+        if fields is None:
+            raise SystemExit(f"{MATE[0]}: no copyright stanza for nature/{path.name}")
+        author = re.sub(r"\b(19|20)\d\d\b,?", "", fields["Copyright"]).strip(" ,.")
+        name = f"mate_{path.stem.lower()}"
+        photo = Photo(name, f"Debian {MATE[0]} {MATE[1]}", f"/{path.relative_to(root)}", path.stem, author,
+                      fields["License"], note=f"copyright notice as supplied: {fields['Copyright']}")  # fmt: skip
+        photos.append((photo, path))
+    return photos
+
+
+def write_outside(debs: Path, out: Path) -> list[Photo]:
+    """The outside set in ``out/test/`` (long side at most 512 px, as the bundled photos) with
+    ``out/LICENSES.md``: ``pipeline.evaluate data=folder data.dataset.root=OUT`` scores it."""
+    (out / "test").mkdir(parents=True, exist_ok=True)
+    photos = []
+    for photo, path in outside_photos(debs):
+        with Image.open(path) as image:
+            _save(image, out / "test" / f"{photo.name}.jpg")
+        photos.append(photo)
+    text = licences_markdown(photos).replace("bundled sample photos", "outside evaluation photos")
+    (out / "LICENSES.md").write_text(text)
+    return photos
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--debs", type=Path, default=Path("/tmp/debs/x"), help="folder of the unpacked packages")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--outside", type=Path, default=None, help="write the outside evaluation set (mate-backgrounds) here instead"
+    )
     args = parser.parse_args(argv)
+    if args.outside is not None:
+        photos = write_outside(args.debs, args.outside)
+        print(f"wrote {len(photos)} outside photos to {args.outside / 'test'} and LICENSES.md to {args.outside}")
+        return
     photos = curate(args.debs, args.out)
     total = sum((args.out / f"{p.name}.jpg").stat().st_size for p in photos)
     print(f"wrote {len(photos)} photos ({total / 1e6:.2f} MB) and LICENSES.md to {args.out}")

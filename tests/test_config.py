@@ -83,6 +83,33 @@ def test_every_trainer_option_is_valid_trainer_arguments(name):
     L.Trainer(**{**arguments, "enable_progress_bar": False}, logger=False, enable_checkpointing=False)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_where_fast_picks_the_precision_by_the_hardware(fast, monkeypatch):
+    """trainer.precision=bf16-where-fast: bf16-mixed on a CPU with oneDNN's bf16 kernels (AMX or
+    AVX-512 BF16), 32-true elsewhere, where bf16 convolutions are many times slower."""
+    import pipeline.train as train_module
+
+    monkeypatch.setattr(train_module, "fast_bf16", lambda accelerator: fast)
+    cfg = _compose("trainer=cpu", "trainer.precision=bf16-where-fast")
+    assert train_module.trainer_arguments(cfg)["precision"] == ("bf16-mixed" if fast else "32-true")
+
+
+def test_the_curve_callbacks_add_timed_snapshots(tmp_path):
+    """callbacks=curve: the default callbacks and a weights-only checkpoint every 20 training minutes."""
+    import datetime
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from pipeline.train import build_callbacks
+
+    cfg = _compose("callbacks=curve", "stage=ipn")
+    checkpoints = [c for c in build_callbacks(cfg, tmp_path) if isinstance(c, ModelCheckpoint)]
+    assert len(checkpoints) == 2 and all(c.dirpath == str(tmp_path / "checkpoints") for c in checkpoints)
+    snapshots = checkpoints[1]
+    assert snapshots._train_time_interval == datetime.timedelta(minutes=20) and snapshots.save_top_k == -1
+    assert snapshots.save_weights_only
+
+
 @pytest.mark.parametrize("name", GROUPS["logger"])
 def test_every_logger_option_instantiates_offline(name, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -382,6 +382,28 @@ def test_baselines_run_on_the_true_mask_only_in_masked_mode():
     assert [b.label for b in masked] == ["telea (true mask)", "biharmonic (true mask)"]
 
 
+def test_masked_mode_gives_ours_and_every_baseline_the_same_binary_hole():
+    """As a user hands one mask file to any tool: the true mask through the model's mask rule,
+    made binary, for ours and for the baselines alike."""
+    given = {}
+
+    class Recorder:
+        def inpaint(self, corrupted, mask, mode):
+            given["ours"] = mask
+            return {"output": corrupted, "mask": mask, "edges": torch.zeros_like(mask)}
+
+    pipeline = BlindPipeline(hole_threshold=0.9, soft_floor=0.5, dilate=1)
+    true = torch.zeros(1, 1, 24, 24)
+    true[..., 4:10, 4:12], true[..., 14:20, 6:18], true[..., 2:4, 16:22] = 1.0, 0.7, 0.3
+    corrupted = torch.rand(1, 3, 24, 24)
+    ours = Method("ours", "masked", Recorder(), pipeline)(corrupted, true)
+    telea = build_baselines(compose_evaluate("baselines=[telea]"), Method("ours", "masked", None, pipeline))[0]
+    hole = telea(corrupted, true, ours["mask"])["mask"]
+    assert torch.equal(given["ours"], hole) and torch.equal(ours["mask"], hole)
+    assert set(hole.unique().tolist()) == {0.0, 1.0}
+    assert hole[..., 3, 5] == 1 and hole[..., 16, 10] == 1 and hole[..., 3, 18] == 0  # grown core, m ≥ 0.5, faint
+
+
 @pytest.mark.parametrize("which", ["lpips", "fid"])
 def test_weights_files_carrying_code_are_refused_before_any_library_unpickles_them(tmp_path, which):
     """torchvision's hub loader and torch-fidelity unpickle weights in full; they only ever get a

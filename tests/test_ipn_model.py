@@ -81,6 +81,17 @@ def test_generator_size_with_edges():
     assert n_params(model.refine) == REFINE_PARAMS
 
 
+def test_the_ipn_adds_the_edges_and_the_corrupted_rgb_to_conv1_alone():
+    """blindfill's IPN input: [floor RGB, ones, mask, edges, corrupted RGB] (9 channels): conv1
+    gains 4·5·5·48 weights over DeepFill v2's 5 channels, nothing else changes."""
+    from ipn.module import IPNModule
+
+    module = IPNModule(generator={"cnum": 48}, discriminator={"cnum": 8})
+    assert module.generator.in_channels == 9
+    assert n_params(module.generator) == DEEPFILL_V2_PARAMS + 4 * 1_200 == 4_057_278
+    assert n_params(module.generator.refine) == REFINE_PARAMS
+
+
 def test_discriminator_size_matches_sn_patchgan():
     assert n_params(SNPatchDiscriminator(in_channels=4, cnum=64)) == SN_PATCHGAN_PARAMS
 

@@ -206,3 +206,24 @@ def test_floor_and_composite_choices_are_checked():
         IPNModule(**TINY, prefill="patchmatch")
     with pytest.raises(ValueError, match="composite"):
         IPNModule(**TINY, composite="average")
+
+
+def test_a_share_of_the_feed_is_the_binary_hole_users_give():
+    """StageFeed(masked_share=...): per sample, either the blind rule's mask of the prediction (here
+    the truth, no MPN) or masked mode's binary hole of the true mask."""
+    torch.manual_seed(0)
+    batch = _batch()
+    batch["mask"][:, :, 24:30, 2:12] = 0.3  # faint damage: the blind rule keeps it soft, a given hole drops it
+    rule = StageFeed().pipeline
+    blind, given = rule.mask_rule(batch["mask"]), rule.masked_hole(batch["mask"])
+    assert not torch.equal(blind, given) and set(given.unique().tolist()) <= {0.0, 1.0}
+    seen = set()
+    feed = StageFeed(masked_share=0.5)
+    for _ in range(8):
+        mask = feed(batch)["mask"]
+        for i in range(mask.shape[0]):
+            kind = "given" if torch.equal(mask[i], given[i]) else "blind" if torch.equal(mask[i], blind[i]) else None
+            assert kind is not None
+            seen.add(kind)
+    assert seen == {"given", "blind"}
+    assert all(torch.equal(StageFeed()(batch)["mask"], blind) for _ in range(3))

@@ -35,18 +35,29 @@ def test_the_chain_writes_every_step_the_model_and_the_grid(smoke_run):
 
 
 def test_what_ships_is_chosen_on_the_blind_pipeline_and_keeps_its_mask_rule(smoke_run):
-    """The chain scores the stages together and the joint run blind on the validation photos
-    (intact ones included), calibrates each one's mask rule, and ships the better one with it."""
+    """The mask rule is calibrated once, right after the MPN step (``mask_rule.json``), and every
+    later step trains on it; the chain scores the stages together, the joint run and their
+    classical floor blind on the validation photos (intact ones included), with that rule, and
+    ships the best, the rule stored with it."""
     import json
 
+    from omegaconf import OmegaConf
+
+    rule = json.loads((smoke_run["dir"] / "mask_rule.json").read_text())
+    for key in ("hole_threshold", "soft_floor", "mask_rules", "mpn_calibration"):
+        assert key in rule
+    for step in ("epn", "ipn", "joint"):
+        settings = OmegaConf.load(smoke_run["dir"] / step / "config.yaml").pipeline
+        assert (settings.hole_threshold, settings.soft_floor) == (rule["hole_threshold"], rule["soft_floor"])
     report = json.loads((smoke_run["dir"] / "selection.json").read_text())
-    assert set(report["candidates"]) == {"stages", "joint"} and report["chosen"] in report["candidates"]
+    assert set(report["candidates"]) == {"stages", "joint", "floor"} and report["chosen"] in report["candidates"]
     chosen = report["candidates"][report["chosen"]]
     assert all(chosen["selection"] >= c["selection"] for c in report["candidates"].values())
-    for key in ("hole_psnr", "iou", "clean_flagged", "clean_psnr", "mask_rules", "mpn_calibration"):
+    assert chosen["selection"] >= report["candidates"]["floor"]["selection"]  # never below the floor
+    for key in ("hole_psnr", "iou", "clean_flagged", "clean_psnr"):
         assert key in chosen
     stored = read_model_file(smoke_run["model"], "pipeline").config["pipeline"]
-    assert (stored["hole_threshold"], stored["soft_floor"]) == (chosen["hole_threshold"], chosen["soft_floor"])
+    assert (stored["hole_threshold"], stored["soft_floor"]) == (rule["hole_threshold"], rule["soft_floor"])
 
 
 def test_later_steps_learn_on_what_the_trained_stages_give(smoke_run):

@@ -148,3 +148,34 @@ def test_a_native_size_output_goes_back_to_the_photos_size():
     assert small.shape[-2:] == small_mask.shape[-2:] == (32, 32) and small_mask.sum() == 2  # any area is a hole
     assert from_native(small, photo.shape[-2:]).shape == photo.shape
     assert from_native(photo, (40, 52)) is photo
+
+
+@pytest.mark.parametrize("method", ["telea", "navier_stokes", "pull_push", "telea_pull_push"])
+def test_every_floor_fills_the_hole_and_keeps_every_known_pixel(method):
+    from common.classical import classical_fill
+
+    image = load_photo("skimage_chelsea")[None, :, :64, :64]
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 20:40, 16:48] = 0.8  # more than half destroyed: a hole
+    mask[..., 50:54, 10:20] = 0.3  # faint damage: kept
+    corrupted = torch.where(mask > 0.5, torch.rand_like(image), image)
+    filled = classical_fill(corrupted, mask, method)
+    assert torch.equal(filled[(mask <= 0.5).expand_as(filled)], corrupted[(mask <= 0.5).expand_as(filled)])
+    hole = (mask > 0.5).expand_as(filled)
+    assert (filled[hole] - image[hole]).abs().mean() < 0.5 * (corrupted[hole] - image[hole]).abs().mean()
+
+
+def test_the_telea_pull_push_floor_is_telea_at_the_border_and_pull_push_deep_inside():
+    from common.classical import classical_fill
+
+    image = load_photo("skimage_coffee")[None, :, :96, :96]
+    mask = torch.zeros(1, 1, 96, 96)
+    mask[..., 16:80, 16:80] = 1
+    telea, smooth, both = (classical_fill(image, mask, m) for m in ("telea", "pull_push", "telea_pull_push"))
+    # The first row inside the hole is 1 px from the known pixels: Telea weighs exp(−1/4) = 0.78 there;
+    # the centre is 32 px away: pull-push alone, to 3e-4.
+    border, centre = (..., 16, slice(30, 60)), (..., 48, 48)
+    assert ((both - telea)[border].abs() <= 0.25 * (smooth - telea)[border].abs() + 1e-6).all()
+    assert ((both - smooth)[centre].abs() <= 1e-3 * (telea - smooth)[centre].abs() + 1e-6).all()
+    with pytest.raises(ValueError, match="unknown classical fill"):
+        classical_fill(image, mask, "exemplar")

@@ -173,3 +173,29 @@ def test_damage_mix_rng_is_the_only_source_of_randomness():
     a = DamageMix()(image, np.random.default_rng(3), None)
     b = DamageMix()(image, np.random.default_rng(3), None)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_floor_pipeline_fills_with_the_ipns_classical_floor():
+    """What selection ranks every candidate against: the same pipeline with the IPN's correction
+    switched off returns its floor (Telea near the border, pull-push inside) in the hole."""
+    from common.classical import classical_fill
+    from common.ops import harden_hole
+    from epn.module import EPNModule
+    from ipn.module import IPNModule
+    from pipeline.model import BlindPipeline
+    from pipeline.selection import floor_pipeline
+
+    torch.manual_seed(0)
+    epn = EPNModule(generator={"base_channels": 4, "residual_blocks": 1}, discriminator={"base_channels": 4})
+    ipn = IPNModule(generator={"cnum": 8}, discriminator={"cnum": 8})
+    torch.nn.init.normal_(ipn.generator.refine.decoder.allconv17.weight, std=0.1)  # a "trained" correction
+    pipeline = BlindPipeline(epn=epn, ipn=ipn).eval()
+    corrupted, mask = torch.rand(2, 3, 32, 32), torch.zeros(2, 1, 32, 32)
+    mask[..., 8:20, 10:24] = 1
+    edges = torch.zeros_like(mask)
+    floor = floor_pipeline(pipeline)(corrupted, edges, mask, "masked")["output"]
+    expected = classical_fill(corrupted, mask, "telea_pull_push")
+    assert torch.allclose(floor, expected * harden_hole(mask) + corrupted * (1 - harden_hole(mask)), atol=1e-6)
+    assert not torch.allclose(pipeline(corrupted, edges, mask, "masked")["output"], floor)  # the original is untouched
+    with pytest.raises(ValueError, match="no floor"):
+        floor_pipeline(BlindPipeline(ipn=IPNModule(generator={"cnum": 8}, discriminator={"cnum": 8}, prefill=None)))
