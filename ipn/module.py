@@ -124,24 +124,27 @@ class IPNModule(GANModule):
     ) -> dict[str, torch.Tensor]:
         """Fill the hole of ``corrupted`` ``(B, 3, H, W)`` given its ``mask``, the edges predicted
         for the hole and the Canny edges of the corrupted image (each ``(B, 1, H, W)``): the
-        ``edges`` guide used ``(B, 1, H, W)``, and the ``coarse`` and ``refined`` generator outputs
-        and the composed ``output`` ``(B, 3, H, W)``, all in [0, 1]."""
+        ``edges`` guide used ``(B, 1, H, W)``, and the ``coarse`` and ``refined`` generator outputs,
+        the composed ``output`` and, with a ``prefill``, the classical ``floor`` it corrects, composed
+        the same way ``(B, 3, H, W)``, all in [0, 1]."""
         hp = self.hparams
         edges = merge_edges(predicted_edges, corrupted_edge, mask)
         if hp.prefill is None:
             inputs = generator_inputs(corrupted, mask, edges, see_through=hp.see_through)
             coarse, refined = self.generator(inputs, mask)
+            floor = None
         else:
             floor = self.floor(corrupted, mask)
             inputs = generator_inputs(corrupted, mask, edges, floor, hp.see_through)
             coarse, refined = self.generator(inputs, mask, base=floor * 2 - 1)
         coarse, refined = (coarse + 1) / 2, (refined + 1) / 2
-        output = compose(corrupted, refined, self.blend_mask(mask))
-        return {"edges": edges, "coarse": coarse, "refined": refined, "output": output}
+        blend = self.blend_mask(mask)
+        outputs = {"edges": edges, "coarse": coarse, "refined": refined, "output": compose(corrupted, refined, blend)}
+        return outputs if floor is None else {**outputs, "floor": compose(corrupted, floor, blend)}
 
     def floor(self, corrupted: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The classical fill the generator corrects (``prefill``; Telea where there is none, as
-        the floor it is measured against): ``(B, 3, H, W)``, the hole ``m > 0.5`` filled, the
+        """The classical fill the generator corrects (``prefill``; Telea where there is none, the
+        floor it is then measured against): ``(B, 3, H, W)``, the hole ``m > 0.5`` filled, the
         rest ``corrupted``."""
         return classical_fill(corrupted, mask, self.hparams.prefill or "telea")
 
@@ -191,7 +194,9 @@ class IPNModule(GANModule):
         """The fill's scores and, as ``floor_*``, those of the classical fill it must beat on the
         same hole (:meth:`floor`, composited the same way)."""
         image, mask = batch["image"], outputs["mask"]
-        floor = compose(batch["corrupted"], self.floor(batch["corrupted"], mask), self.blend_mask(mask))
+        floor = outputs.get("floor")
+        if floor is None:
+            floor = compose(batch["corrupted"], self.floor(batch["corrupted"], mask), self.blend_mask(mask))
         scores = fill_metrics(outputs["output"], image, mask)
         return {**scores, **{f"floor_{k}": v for k, v in fill_metrics(floor, image, mask).items()}}
 

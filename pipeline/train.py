@@ -289,7 +289,8 @@ def select_pipeline(cfg: DictConfig, checkpoints: dict[str, Path], run_dir: Path
     rule = {k: cfg.pipeline[k] for k in ("hole_threshold", "soft_floor")}
     report, best = {"harm_bound": bound, **rule, "candidates": {}}, None
     candidates = pipeline_candidates(checkpoints)
-    candidates["floor"] = floor_pipeline(candidates["stages"])
+    if candidates["stages"].ipn.hparams.get("prefill"):  # an IPN without a floor (prefill=null) has none to rank
+        candidates["floor"] = floor_pipeline(candidates["stages"])
     for name, pipeline in candidates.items():
         pipeline.hole_threshold, pipeline.soft_floor = rule["hole_threshold"], rule["soft_floor"]
         scores = score_pipeline(BlindInpainter(pipeline), batches, bound)
