@@ -183,18 +183,26 @@ class BlindPipeline(nn.Module):
     def upstream(self, batch: dict, masked_share: float = 0.0) -> dict[str, torch.Tensor]:
         """What this pipeline's stages give the stage trained after them, for a training batch:
         the ``mask`` (the MPN's m̂, else the true ``batch["mask"]``, through the blind rule; for a
-        ``masked_share`` of the samples, drawn per sample, the given hole of masked mode,
-        :meth:`masked_hole`) and the ``predicted_edges`` (the EPN's, else the truth's Canny
-        ``batch["edge"]``)."""
+        ``masked_share`` of the samples, drawn per sample by :func:`sample_draws`, the given hole of
+        masked mode, :meth:`masked_hole`) and the ``predicted_edges`` (the EPN's, else the truth's
+        Canny ``batch["edge"]``)."""
         corrupted = batch["corrupted"]
         predicted = batch["mask"] if self.mpn is None else self.mpn(corrupted)["predicted_mask"]
         mask = self.mask_rule(predicted, "blind")
         if masked_share > 0:
-            given = torch.rand(mask.shape[0], 1, 1, 1, device=mask.device) < masked_share
+            given = (sample_draws(batch["mask"]) < masked_share).view(-1, 1, 1, 1)
             mask = torch.where(given, self.masked_hole(batch["mask"]), mask)
         if self.epn is None:
             return {"mask": mask, "predicted_edges": batch.get("edge")}
         return {"mask": mask, **self.epn(corrupted, mask, batch["corrupted_edge"])}
+
+
+def sample_draws(mask: torch.Tensor) -> torch.Tensor:
+    """One number in [0, 1) per sample of ``mask`` ``(B, 1, H, W)``, a pure function of the sample:
+    the fractional part of its mask's sum times the golden ratio. Training samples, whose damage is
+    new every step, get a fresh draw each; a validation sample always the same, so the validation
+    score does not change with the draws."""
+    return torch.frac(mask.detach().double().flatten(1).sum(1) * 0.6180339887498949).to(mask.device)
 
 
 class TracingOutputs(nn.Module):

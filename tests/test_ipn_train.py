@@ -219,8 +219,11 @@ def test_a_share_of_the_feed_is_the_binary_hole_users_give():
     assert not torch.equal(blind, given) and set(given.unique().tolist()) <= {0.0, 1.0}
     seen = set()
     feed = StageFeed(masked_share=0.5)
-    for _ in range(8):
+    for shift in range(8):  # new damage each time, as in training
+        batch["mask"][:, :, 0, shift] = 0.05 * (shift + 1)
+        blind, given = rule.mask_rule(batch["mask"]), rule.masked_hole(batch["mask"])
         mask = feed(batch)["mask"]
+        assert torch.equal(mask, feed(batch)["mask"])  # the same sample, the same draw (validation)
         for i in range(mask.shape[0]):
             kind = "given" if torch.equal(mask[i], given[i]) else "blind" if torch.equal(mask[i], blind[i]) else None
             assert kind is not None
