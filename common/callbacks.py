@@ -39,6 +39,35 @@ class ResumableCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+class TimedSnapshots(L.Callback):
+    """A weights-only checkpoint every ``every_minutes`` of training, ``<dirpath>/minute-<mmm>.ckpt``
+    (``callbacks=curve``): the quality-against-time curve is read off them afterwards
+    (``scripts/training_curve.py``). Lightning's own ``ModelCheckpoint(train_time_interval=...)``
+    never fires under manual optimisation, which every stage uses. Time counts from the start of
+    this process's training (a resumed run starts its count again) and includes validation.
+    ``dirpath`` None: the run's ``checkpoints/`` folder (set by ``pipeline.train``)."""
+
+    def __init__(self, every_minutes: float = 20.0, dirpath: str | None = None):
+        if every_minutes <= 0:
+            raise ValueError(f"every_minutes must be positive, got {every_minutes}")
+        self.every_minutes, self.dirpath = every_minutes, dirpath
+        self._start: float | None = None
+        self._taken = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start, self._taken = time.monotonic(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        minutes = (time.monotonic() - self._start) / 60
+        if minutes < (self._taken + 1) * self.every_minutes:
+            return
+        self._taken = int(minutes // self.every_minutes)
+        folder = Path(self.dirpath or Path(trainer.default_root_dir) / "checkpoints")
+        trainer.save_checkpoint(
+            folder / f"minute-{round(self._taken * self.every_minutes):03d}.ckpt", weights_only=True
+        )
+
+
 class ChannelsLast(L.Callback):
     """The module and the batches' 4-D tensors in channels-last memory format (NHWC, the layout
     cuDNN's tensor-core convolutions work in): ``trainer.channels_last=true``. The module is

@@ -1,10 +1,11 @@
 """The IPN's quality against training time, read off a chain run (``experiment=shipped`` keeps a
 weights-only snapshot every 20 training minutes, ``callbacks=curve``).
 
-For every snapshot of ``<run>/ipn/checkpoints/`` (and the step's last checkpoint), the pipeline of
-the run's MPN and EPN with that IPN, at the run's mask rule (``<run>/mask_rule.json``), is exported
-and scored in masked mode on the test split, beside Telea and the IPN's classical floor
-(``telea_pull_push``) on the same holes; prints a markdown table and writes ``<out>/curve.json``::
+For every snapshot of ``<run>/ipn/checkpoints/`` (``minute-<mmm>.ckpt``; ``--snapshots`` reads
+another folder) and the step's last checkpoint, the pipeline of the run's MPN and EPN with that
+IPN, at the run's mask rule (``<run>/mask_rule.json``), is exported and scored in masked mode on
+the test split, beside Telea and the IPN's classical floor (``telea_pull_push``) on the same
+holes; prints a markdown table and writes ``<out>/curve.json``::
 
     .venv/bin/python scripts/training_curve.py runs/shipped/<time> --out runs/curve
 """
@@ -41,13 +42,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a chain run folder (experiment=shipped)")
     parser.add_argument("--out", type=Path, default=Path("runs/curve"))
-    parser.add_argument("--minutes", type=float, default=20.0, help="the snapshots' interval")
+    parser.add_argument("--snapshots", type=Path, default=None, help="the minute-<mmm>.ckpt folder")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rule = {k: v for k, v in json.loads((args.run / "mask_rule.json").read_text()).items()
             if k in ("hole_threshold", "soft_floor")}  # fmt: skip
     checkpoints = args.run / "ipn" / "checkpoints"
-    points = [((i + 1) * args.minutes, path) for i, path in enumerate(sorted(checkpoints.glob("snapshot-*.ckpt")))]
+    snapshots = sorted((args.snapshots or checkpoints).glob("minute-*.ckpt"))
+    points = [(int(path.stem.split("-")[1]), path) for path in snapshots]
     points.append(("end", checkpoints / "last.ckpt"))
     rows = []
     for minutes, path in points:

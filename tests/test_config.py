@@ -94,20 +94,29 @@ def test_bf16_where_fast_picks_the_precision_by_the_hardware(fast, monkeypatch):
     assert train_module.trainer_arguments(cfg)["precision"] == ("bf16-mixed" if fast else "32-true")
 
 
-def test_the_curve_callbacks_add_timed_snapshots(tmp_path):
-    """callbacks=curve: the default callbacks and a weights-only checkpoint every 20 training minutes."""
-    import datetime
+def test_the_curve_callbacks_take_timed_snapshots(tmp_path, monkeypatch):
+    """callbacks=curve: the default callbacks and a weights-only checkpoint every 20 minutes of
+    training (``minute-<mmm>.ckpt``; Lightning's own timed ModelCheckpoint never fires under the
+    stages' manual optimisation)."""
+    import time
+    from types import SimpleNamespace
 
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
+    from common.callbacks import TimedSnapshots
     from pipeline.train import build_callbacks
 
     cfg = _compose("callbacks=curve", "stage=ipn")
-    checkpoints = [c for c in build_callbacks(cfg, tmp_path) if isinstance(c, ModelCheckpoint)]
-    assert len(checkpoints) == 2 and all(c.dirpath == str(tmp_path / "checkpoints") for c in checkpoints)
-    snapshots = checkpoints[1]
-    assert snapshots._train_time_interval == datetime.timedelta(minutes=20) and snapshots.save_top_k == -1
-    assert snapshots.save_weights_only
+    snapshots = [c for c in build_callbacks(cfg, tmp_path) if isinstance(c, TimedSnapshots)]
+    assert len(snapshots) == 1 and snapshots[0].every_minutes == 20
+    clock = iter([0.0, 5 * 60, 21 * 60, 22 * 60, 65 * 60])
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    saved = []
+    trainer = SimpleNamespace(default_root_dir=str(tmp_path), save_checkpoint=lambda p, weights_only: saved.append(p))
+    callback = snapshots[0]
+    callback.on_train_start(trainer, None)
+    for _ in range(4):
+        callback.on_train_batch_end(trainer, None, None, None, 0)
+    assert [p.name for p in saved] == ["minute-020.ckpt", "minute-060.ckpt"]
+    assert saved[0].parent == tmp_path / "checkpoints"
 
 
 @pytest.mark.parametrize("name", GROUPS["logger"])
