@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 
 
 class ResumableCheckpoint(ModelCheckpoint):
@@ -43,22 +43,30 @@ class TimedSnapshots(L.Callback):
     """A weights-only checkpoint every ``every_minutes`` of training, ``<dirpath>/minute-<mmm>.ckpt``
     (``callbacks=curve``): the quality-against-time curve is read off them afterwards
     (``scripts/training_curve.py``). Lightning's own ``ModelCheckpoint(train_time_interval=...)``
-    never fires under manual optimisation, which every stage uses. Time counts from the start of
-    this process's training (a resumed run starts its count again) and includes validation.
-    ``dirpath`` None: the run's ``checkpoints/`` folder (set by ``pipeline.train``)."""
+    never fires under manual optimisation, which every stage uses. Time is the training time of the
+    run, validation included; a resumed run goes on from the time its checkpoint had spent (read
+    from the Trainer's ``Timer`` when ``max_time`` is set), so snapshot names stay true across a
+    kill. ``dirpath`` None: the run's ``checkpoints/`` folder (set by ``pipeline.train``)."""
 
     def __init__(self, every_minutes: float = 20.0, dirpath: str | None = None):
         if every_minutes <= 0:
             raise ValueError(f"every_minutes must be positive, got {every_minutes}")
         self.every_minutes, self.dirpath = every_minutes, dirpath
         self._start: float | None = None
-        self._taken = 0
+        self._taken: int | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start, self._taken = time.monotonic(), 0
+        self._start, self._taken = time.monotonic(), None
+
+    def _minutes(self, trainer: L.Trainer) -> float:
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        seconds = timer.time_elapsed("train") if timer is not None else time.monotonic() - self._start
+        return seconds / 60
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        minutes = (time.monotonic() - self._start) / 60
+        minutes = self._minutes(trainer)
+        if self._taken is None:  # a resumed run has already taken the snapshots before its offset
+            self._taken = int(minutes // self.every_minutes)
         if minutes < (self._taken + 1) * self.every_minutes:
             return
         self._taken = int(minutes // self.every_minutes)

@@ -107,16 +107,31 @@ def test_the_curve_callbacks_take_timed_snapshots(tmp_path, monkeypatch):
     cfg = _compose("callbacks=curve", "stage=ipn")
     snapshots = [c for c in build_callbacks(cfg, tmp_path) if isinstance(c, TimedSnapshots)]
     assert len(snapshots) == 1 and snapshots[0].every_minutes == 20
-    clock = iter([0.0, 5 * 60, 21 * 60, 22 * 60, 65 * 60])
+    clock = iter([0.0, 5 * 60, 21 * 60, 22 * 60, 65 * 60, 0.0])
     monkeypatch.setattr(time, "monotonic", lambda: next(clock))
     saved = []
-    trainer = SimpleNamespace(default_root_dir=str(tmp_path), save_checkpoint=lambda p, weights_only: saved.append(p))
+    trainer = SimpleNamespace(
+        default_root_dir=str(tmp_path), callbacks=[], save_checkpoint=lambda p, weights_only: saved.append(p)
+    )
     callback = snapshots[0]
     callback.on_train_start(trainer, None)
     for _ in range(4):
         callback.on_train_batch_end(trainer, None, None, None, 0)
     assert [p.name for p in saved] == ["minute-020.ckpt", "minute-060.ckpt"]
     assert saved[0].parent == tmp_path / "checkpoints"
+
+    # Resumed after a kill at minute 54 (max_time's Timer restores the time spent): the count goes on.
+    from lightning.pytorch.callbacks import Timer
+
+    timer = Timer(duration="00:02:00:00")
+    spent = iter([54 * 60, 58 * 60, 61 * 60])
+    monkeypatch.setattr(timer, "time_elapsed", lambda stage="train": next(spent))
+    saved.clear()
+    trainer.callbacks = [timer]
+    callback.on_train_start(trainer, None)
+    for _ in range(3):
+        callback.on_train_batch_end(trainer, None, None, None, 0)
+    assert [p.name for p in saved] == ["minute-060.ckpt"]
 
 
 @pytest.mark.parametrize("name", GROUPS["logger"])
