@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import os
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ def write_model_file(path, kind: str, config: Mapping, state: Mapping[str, torch
         "config": json.dumps(config),
     }
     save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, 0o644)  # safetensors writes 0600, which hides a shared model from the user's other accounts
     return path
 
 

@@ -85,6 +85,7 @@ def test_older_and_newer_formats_get_a_clear_message(tmp_path):
     module = MPNModule(**TINY)
     path = write_model_file(tmp_path / "m.safetensors", "mpn", dict(module.hparams), module.state_dict())
     assert read_model_file(path).kind == "mpn"
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the user's other accounts (safetensors writes 0600)
     save_file(
         {"x": torch.zeros(1)},
         str(tmp_path / "old.safetensors"),
