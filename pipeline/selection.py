@@ -7,9 +7,11 @@ held-out photos of which some are damaged and some intact:
 
 - :class:`BlindScores` accumulates, per image, the hole PSNR and the IoU of the final hole on the
   damaged ones and the share flagged (final mask > 0.5, after dilation) and the PSNR of the output
-  against the input on the intact ones; its ``selection`` is the hole PSNR minus a steep penalty
-  for every point of flagged share above ``harm_bound``: a constraint, with the violators still
-  ordered;
+  against the input on the intact ones, and the hole PSNR of masked mode (the damaged ones given
+  the hole a user would draw, :meth:`~pipeline.model.BlindPipeline.masked_hole`); its ``selection``
+  is the mean of the blind and the masked hole PSNR (both are what users get) minus a steep
+  penalty for every point of flagged share above ``harm_bound``: a constraint, with the violators
+  still ordered;
 - :func:`calibrate_mask_rule` picks the blind mode's ``hole_threshold`` and ``soft_floor``: the best
   IoU on the damaged photos among the settings that flag at most ``harm_bound`` of the intact ones;
 - :func:`mask_calibration` reports the MPN's calibration (mean predicted vs mean true m by bin).
@@ -47,7 +49,13 @@ class BlindScores:
 
     def __init__(self, harm_bound: float = HARM_BOUND):
         self.harm_bound = harm_bound
-        self.values: dict[str, list[float]] = {"hole_psnr": [], "iou": [], "clean_flagged": [], "clean_psnr": []}
+        self.values: dict[str, list[float]] = {
+            "hole_psnr": [],
+            "iou": [],
+            "clean_flagged": [],
+            "clean_psnr": [],
+            "masked_hole_psnr": [],
+        }
 
     @torch.no_grad()
     def update(self, output: torch.Tensor, mask: torch.Tensor, image: torch.Tensor, true_mask: torch.Tensor) -> None:
@@ -65,6 +73,15 @@ class BlindScores:
                 self.values["hole_psnr"].append(hole[i].item())
                 self.values["iou"].append(iou[i].item())
 
+    @torch.no_grad()
+    def update_masked(self, output: torch.Tensor, image: torch.Tensor, true_mask: torch.Tensor) -> None:
+        """The masked-mode ``output`` ``(B, 3, H, W)`` of the same images (intact ones ignored)."""
+        output, image, true_mask = (t.detach().float().cpu() for t in (output, image, true_mask))
+        hole = psnr(output, image, mask=hard_mask(true_mask), reduction="none").clamp(max=PSNR_CAP)
+        for i in torch.nonzero(~is_intact(true_mask)).flatten().tolist():
+            if math.isfinite(hole[i].item()):
+                self.values["masked_hole_psnr"].append(hole[i].item())
+
     def gathered(self) -> BlindScores:
         """These scores together with those of every other process of a distributed run."""
         merged = BlindScores(self.harm_bound)
@@ -77,19 +94,28 @@ class BlindScores:
         """Means of every score (NaN where no image had it) and the ``selection`` score."""
         means = {k: sum(v) / len(v) if v else float("nan") for k, v in self.values.items()}
         flagged = means["clean_flagged"] if self.values["clean_flagged"] else 0.0
-        means["selection"] = means["hole_psnr"] - PENALTY_DB * max(0.0, flagged - self.harm_bound)
+        fill = (
+            (means["hole_psnr"] + means["masked_hole_psnr"]) / 2
+            if self.values["masked_hole_psnr"]
+            else means["hole_psnr"]
+        )
+        means["selection"] = fill - PENALTY_DB * max(0.0, flagged - self.harm_bound)
         means["images"] = sum(len(v) for k, v in self.values.items() if k in ("hole_psnr", "clean_psnr"))
         return means
 
 
 @torch.no_grad()
 def score_pipeline(inpainter, batches: Iterable[dict], harm_bound: float = HARM_BOUND) -> dict[str, float]:
-    """:class:`BlindScores` of a :class:`~pipeline.inference.BlindInpainter` in blind mode on
-    ``batches`` (dicts with ``image``, ``corrupted``, ``mask``)."""
+    """:class:`BlindScores` of a :class:`~pipeline.inference.BlindInpainter` on ``batches`` (dicts
+    with ``image``, ``corrupted``, ``mask``): in blind mode, and in masked mode given the hole a
+    user would draw around the true damage."""
     scores = BlindScores(harm_bound)
     for batch in batches:
         result = inpainter.inpaint(batch["corrupted"], mode="blind")
         scores.update(result["output"], result["mask"], batch["image"], batch["mask"])
+        given = inpainter.pipeline.masked_hole(batch["mask"].to(inpainter.device))
+        masked = inpainter.inpaint(batch["corrupted"], given, "masked")
+        scores.update_masked(masked["output"], batch["image"], batch["mask"])
     return scores.result()
 
 

@@ -276,8 +276,8 @@ def calibrated_mask_rule(cfg: DictConfig, mpn_checkpoint: Path, run_dir: Path) -
 
 def select_pipeline(cfg: DictConfig, checkpoints: dict[str, Path], run_dir: Path):
     """Choose what the chain ships, on what a user gets (:mod:`pipeline.selection`): each
-    candidate (the three stages, the joint run) with the chain's mask rule, scored as the blind
-    pipeline on the validation photos, beside its classical floor (the same pipeline with the
+    candidate (the three stages, the joint run) with the chain's mask rule, scored blind and in
+    masked mode on the validation photos, beside its classical floor (the same pipeline with the
     IPN's correction switched off: its ``prefill`` fill). The best one ships, and never one below
     the floor: if the floor scores best, the floor ships. Writes ``selection.json``."""
     from pipeline.inference import BlindInpainter

@@ -75,6 +75,19 @@ def test_blind_scores_reward_the_hole_and_punish_repainting_intact_photos():
     assert result["selection"] == pytest.approx(PSNR_CAP - 1000 * (0.5 - 0.01))
 
 
+def test_the_selection_scores_the_masked_fill_beside_the_blind_one():
+    """Users get both modes: the selection score is the mean of the blind and the masked hole
+    PSNR, so a fill that helps blind repair but harms a drawn hole cannot win on the blind one."""
+    intact, damaged = _batch(True), _batch(False)
+    scores = BlindScores(harm_bound=0.01)
+    scores.update(damaged["image"], damaged["mask"], damaged["image"], damaged["mask"])  # blind: perfect
+    scores.update_masked(damaged["corrupted"], damaged["image"], damaged["mask"])  # masked: the damage left
+    scores.update_masked(intact["corrupted"], intact["image"], intact["mask"])  # intact: no hole, ignored
+    result = scores.result()
+    assert len(scores.values["masked_hole_psnr"]) == 1 and result["masked_hole_psnr"] < 30
+    assert result["selection"] == pytest.approx((PSNR_CAP + result["masked_hole_psnr"]) / 2)
+
+
 def test_the_soft_floor_keeps_faint_doubts_off_intact_pixels():
     predicted = torch.tensor([0.05, 0.2, 0.6]).view(1, 1, 1, 3)
     rule = BlindPipeline(hole_threshold=0.5, dilate=0, soft_floor=0.1).mask_rule(predicted)
