@@ -603,3 +603,20 @@ def test_small_systems_are_scored_at_their_native_size(smoke_run, damage_run, tm
     row = report["scores"]["all damaged"]
     assert {f"{method} ({size}²)", "telea (true mask)"} <= set(row)
     assert report["scores"]["clean"][f"{method} ({size}²)"]["psnr"] > 40
+
+
+def test_a_folder_of_photos_is_evaluated_with_the_default_workers(tmp_path):
+    """``data=folder`` leaves ``num_workers`` null (the loader picks): evaluation on any folder of
+    photos, as the README's outside-photos command runs it, must not pass it to the DataLoader."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        (tmp_path / "photos" / "test").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+            tmp_path / "photos" / "test" / f"{i}.png"
+        )
+    base = ("data=folder", f"data.dataset.root={tmp_path / 'photos'}", "data.size=48", "per_kind=1", "limit=4",
+            "progress=false", "method=telea", "mode=masked")  # fmt: skip
+    report = _evaluate(tmp_path, "folder", base=base)
+    assert len(report["pairs_csv"]) >= 4

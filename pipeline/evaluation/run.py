@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.ops import to_native
+from data.datamodule import default_workers
 from pipeline.evaluation.external import Predictions, export_pairs
 from pipeline.evaluation.methods import PREDICTIONS, build_baselines, build_method, check_config
 from pipeline.evaluation.metrics import PSNR_CAP, PerceptualMetrics, pair_metrics, summarize
@@ -75,7 +76,8 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     if method.name == PREDICTIONS:
         method.predictions = Predictions(Path(cfg.predictions).expanduser(), pairs)
     perceptual = PerceptualMetrics(cfg, device)
-    loader = DataLoader(pairs, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+    workers = cfg.data.num_workers if cfg.data.num_workers is not None else default_workers()  # data=folder: null
+    loader = DataLoader(pairs, batch_size=cfg.batch_size, shuffle=False, num_workers=workers)
     names = [method.label, *(b.label for b in baselines)]
     rows: dict[str, list[dict]] = {name: [] for name in names}
     seconds = dict.fromkeys(names, 0.0)
