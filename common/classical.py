@@ -157,9 +157,18 @@ def classical_fill(image: torch.Tensor, mask: torch.Tensor, method: str = "telea
     extrapolates the border's gradients, best in thin holes and the first pixels of a wide one;
     deep in a wide hole its streaks cost more than pull-push's smooth average (the bundled
     validation photos at 256²: hole PSNR 18.96 dB, Telea 18.41, pull-push 18.92; on thin scratches
-    19.33, Telea 19.38, pull-push 19.03)."""
+    19.33, Telea 19.38, pull-push 19.03).
+
+    It runs as the operator ``torch.ops.blindfill.classical_fill`` (OpenCV and NumPy inside), so a
+    traced pipeline (``pipeline.export torchscript=``) records the call rather than its result at
+    the traced size; loading such a graph needs this module imported."""
     if method not in FLOORS:
         raise ValueError(f"unknown classical fill {method!r}; expected one of {', '.join(FLOORS)}")
+    return torch.ops.blindfill.classical_fill(image, mask, method)
+
+
+@torch.library.custom_op("blindfill::classical_fill", mutates_args=())
+def _classical_fill_op(image: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
     hole = hard_mask(mask.to(image.dtype))
     if method == "pull_push":
         filled = pull_push_fill(image, hole)
@@ -169,3 +178,8 @@ def classical_fill(image: torch.Tensor, mask: torch.Tensor, method: str = "telea
     else:
         filled = _per_image(_NUMPY_FILLS[method], image, hole)
     return torch.where(hole.bool(), filled, image)
+
+
+@_classical_fill_op.register_fake
+def _(image: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
+    return torch.empty_like(image)
