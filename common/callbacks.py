@@ -53,18 +53,19 @@ class TimedSnapshots(L.Callback):
             raise ValueError(f"every_minutes must be positive, got {every_minutes}")
         self.every_minutes, self.dirpath = every_minutes, dirpath
         self._start: float | None = None
+        self._timer: Timer | None = None
         self._taken: int | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start, self._taken = time.monotonic(), None
+        self._timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
 
-    def _minutes(self, trainer: L.Trainer) -> float:
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        seconds = timer.time_elapsed("train") if timer is not None else time.monotonic() - self._start
+    def _minutes(self) -> float:
+        seconds = self._timer.time_elapsed("train") if self._timer is not None else time.monotonic() - self._start
         return seconds / 60
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        minutes = self._minutes(trainer)
+        minutes = self._minutes()
         if self._taken is None:  # a resumed run has already taken the snapshots before its offset
             self._taken = int(minutes // self.every_minutes)
         if minutes < (self._taken + 1) * self.every_minutes:

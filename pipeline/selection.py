@@ -40,6 +40,11 @@ def is_intact(true_mask: torch.Tensor) -> torch.Tensor:
     return true_mask.flatten(1).amax(1) <= 0
 
 
+def _hole_psnr(output: torch.Tensor, image: torch.Tensor, true_mask: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` PSNR of ``output`` against ``image`` in the true hole (``m > 0.5``), capped."""
+    return psnr(output, image, mask=hard_mask(true_mask), reduction="none").clamp(max=PSNR_CAP)
+
+
 class BlindScores:
     """Running per-image scores of the blind pipeline (see the module docstring).
 
@@ -63,7 +68,7 @@ class BlindScores:
         intact = is_intact(true_mask)
         flagged = (mask > 0.5).flatten(1).float().mean(1)
         whole = psnr(output, image, reduction="none").clamp(max=PSNR_CAP)
-        hole = psnr(output, image, mask=hard_mask(true_mask), reduction="none").clamp(max=PSNR_CAP)
+        hole = _hole_psnr(output, image, true_mask)
         iou = mask_iou(mask, true_mask, reduction="none")
         for i in range(output.shape[0]):
             if intact[i]:
@@ -77,7 +82,7 @@ class BlindScores:
     def update_masked(self, output: torch.Tensor, image: torch.Tensor, true_mask: torch.Tensor) -> None:
         """The masked-mode ``output`` ``(B, 3, H, W)`` of the same images (intact ones ignored)."""
         output, image, true_mask = (t.detach().float().cpu() for t in (output, image, true_mask))
-        hole = psnr(output, image, mask=hard_mask(true_mask), reduction="none").clamp(max=PSNR_CAP)
+        hole = _hole_psnr(output, image, true_mask)
         for i in torch.nonzero(~is_intact(true_mask)).flatten().tolist():
             if math.isfinite(hole[i].item()):
                 self.values["masked_hole_psnr"].append(hole[i].item())
