@@ -9,7 +9,7 @@ the continuous mask ``m`` (1 = destroyed) that the corruptor returns. The kinds
 ============  ==========================================  ====================================
 kind          shape (at 256 px, scaled by min(H, W)/256)  fill, border, opacity
 ============  ==========================================  ====================================
-scratch       1-4 thin free-form strokes, 1.5-6 px wide,  one constant: light (grey 0.85-1),
+scratch       1-4 thin free-form strokes, 1-8 px wide,    one constant: light (grey 0.85-1),
               1-5 segments each                           dark (grey 0-0.15) or a colour (1/3
                                                           each); soft edges p 0.6 (kernel 7,
                                                           2 rounds); opacity 0.6-1 p 0.3
@@ -53,15 +53,19 @@ import torch
 
 from data.corruption import Corruptor
 from data.masks import FreeFormMasks, LamaMasks, RectMasks, normalised_weights
+from data.noise import Noise
 
-__all__ = ["DAMAGE_KINDS", "REF_SIZE", "Damage", "DamageMix"]
+__all__ = ["DAMAGE_KINDS", "KINDS", "REF_SIZE", "Damage", "DamageMix"]
 
 DAMAGE_KINDS: tuple[str, ...] = ("scratch", "text", "pasted_photo", "noise_blotch", "graffiti")
+# The local kinds above, and photo noise over the whole photo or a soft region (data.noise.Noise:
+# its mask is soft, how much of each pixel the noise destroyed): what the model trains on.
+KINDS: tuple[str, ...] = (*DAMAGE_KINDS, "noise")
 REF_SIZE = 256  # the size the pixel sizes of the table above are for
 
 # The shapes (their widths are in px at REF_SIZE and scale with the image: scale_width / LaMa's own scaling).
 _SCRATCH = FreeFormMasks(
-    min_num_vertex=1, max_num_vertex=6, min_width=1.5, max_width=6, min_strokes=1, max_strokes=4, scale_width=True
+    min_num_vertex=1, max_num_vertex=6, min_width=1, max_width=8, min_strokes=1, max_strokes=4, scale_width=True
 )
 _BLOB = FreeFormMasks(min_width=24, max_width=56, min_strokes=1, max_strokes=2, scale_width=True)
 _GRAFFITI = FreeFormMasks(min_width=10, max_width=28, min_strokes=1, max_strokes=3, scale_width=True)
@@ -81,7 +85,7 @@ class Damage:
     """One named kind of damage (see the module docstring for each kind's parameters).
 
     Args:
-        kind: one of :data:`DAMAGE_KINDS`.
+        kind: one of :data:`KINDS` (``noise``: :class:`data.noise.Noise`, all its kinds).
         donor_transform: ``pasted_photo`` flips and re-tones the donor first
             (:func:`data.corruption.transform_donor`: training, so donors cannot be learned by
             heart); False pastes it as it is (evaluation: the damage a user meets).
@@ -96,12 +100,12 @@ class Damage:
     Returns:
         corrupted: ``(3, H, W)`` float32 in [0, 1], bitwise equal to ``image`` where ``mask == 0``.
         mask: ``(1, H, W)`` float32 in [0, 1], continuous (1 = destroyed); ``mask > 0.5`` is never
-            empty.
+            empty for the local kinds (:data:`DAMAGE_KINDS`); noise may be soft everywhere.
     """
 
     def __init__(self, kind: str, donor_transform: bool = True) -> None:
-        if kind not in DAMAGE_KINDS:
-            raise ValueError(f"unknown damage kind {kind!r}; valid kinds are {', '.join(DAMAGE_KINDS)}")
+        if kind not in KINDS:
+            raise ValueError(f"unknown damage kind {kind!r}; valid kinds are {', '.join(KINDS)}")
         self.kind, self.donor_transform = str(kind), bool(donor_transform)
 
     # -- the kinds: each returns the hole (H, W), the Corruptor's arguments and the donor
@@ -182,6 +186,8 @@ class Damage:
             raise ValueError(f"image must be a (3, H, W) tensor, got {getattr(image, 'shape', type(image))}")
         if donor is not None and tuple(donor.shape) != tuple(image.shape):
             raise ValueError(f"donor must have the image's shape {tuple(image.shape)}, got {tuple(donor.shape)}")
+        if self.kind == "noise":
+            return Noise()(image, rng)
         size = (int(image.shape[1]), int(image.shape[2]))
         image = image.detach().to("cpu", torch.float32)
         hole, corruption, donor = getattr(self, f"_{self.kind}")(size, min(size) / REF_SIZE, rng, image, donor)
@@ -198,14 +204,14 @@ class DamageMix:
 
     Args:
         probs: kind -> weight (>= 0, finite, not all 0; normalised to probabilities); kinds not
-            named are never drawn. None: every kind of :data:`DAMAGE_KINDS` equally.
+            named are never drawn. None: every kind of :data:`KINDS` equally.
         donor_transform: see :class:`Damage`.
     """
 
     def __init__(self, probs: Mapping[str, float] | None = None, donor_transform: bool = True) -> None:
         if probs is None:
-            probs = dict.fromkeys(DAMAGE_KINDS, 1.0)
-        self.probs = normalised_weights(probs, DAMAGE_KINDS, "damage kind")
+            probs = dict.fromkeys(KINDS, 1.0)
+        self.probs = normalised_weights(probs, KINDS, "damage kind")
         self.damages = {k: Damage(k, donor_transform) for k in self.probs}
         self._kinds = tuple(self.probs)
         self._p = np.array([self.probs[k] for k in self._kinds])

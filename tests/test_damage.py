@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.damage import DAMAGE_KINDS, Damage, DamageMix
+from data.damage import DAMAGE_KINDS, KINDS, Damage, DamageMix
 from data.masks import hole_ratio
 
 
@@ -79,7 +79,7 @@ def test_the_mix_draws_only_the_kinds_it_is_given_and_is_picklable():
     a = mix(image, np.random.default_rng(3))
     b = pickle.loads(pickle.dumps(mix))(image, np.random.default_rng(3))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert set(DamageMix().probs) == set(DAMAGE_KINDS)
+    assert set(DamageMix().probs) == set(KINDS) == {*DAMAGE_KINDS, "noise"}
 
 
 @pytest.mark.parametrize(
