@@ -76,8 +76,7 @@ def canny(
     gray = gray.detach()
     radius = int(4.0 * sigma + 0.5)
     if backend == "opencv" or min(gray.shape[-2:]) <= radius:  # kornia's reflect padding needs a side > radius
-        maps = [canny_map(g[0].float().cpu().numpy(), sigma, low, high) for g in gray]
-        return torch.from_numpy(np.stack(maps)[:, None]).to(gray.device, torch.float32)
+        return torch.ops.blindfill.canny(gray, float(sigma), float(low), float(high))
     kernel = (2 * radius + 1, 2 * radius + 1) if sigma > 0 else (1, 1)
     # kornia needs a positive sigma even when the kernel size 1 skips the blur
     _, edges = kornia.filters.canny(gray.float(), low, high, kernel, (max(sigma, 1e-3),) * 2)
@@ -85,6 +84,19 @@ def canny(
     edges[..., [0, -1], :] = 0  # skimage never marks the outermost pixels
     edges[..., :, [0, -1]] = 0
     return (edges > 0).float()
+
+
+# OpenCV's Canny as the operator blindfill::canny, so a traced pipeline records the call (the blind
+# mode's denoise step finds the edges of the denoised photo inside the graph).
+@torch.library.custom_op("blindfill::canny", mutates_args=())
+def _canny_op(gray: torch.Tensor, sigma: float, low: float, high: float) -> torch.Tensor:
+    maps = [canny_map(g[0].float().cpu().numpy(), sigma, low, high) for g in gray]
+    return torch.from_numpy(np.stack(maps)[:, None]).to(gray.device, torch.float32)
+
+
+@_canny_op.register_fake
+def _(gray: torch.Tensor, sigma: float, low: float, high: float) -> torch.Tensor:
+    return torch.empty_like(gray, dtype=torch.float32)
 
 
 def hard_mask(mask: torch.Tensor, threshold: float = HOLE_THRESHOLD) -> torch.Tensor:

@@ -44,7 +44,7 @@ import torch
 from data.corruption import soften_mask
 from data.masks import LamaMasks
 
-__all__ = ["NOISE_KINDS", "WINDOW_SIGMA", "Noise", "add_noise", "noise_mask"]
+__all__ = ["LEVELS", "NOISE_KINDS", "WINDOW_SIGMA", "Noise", "add_noise", "make_noise", "noise_mask"]
 
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "poisson", "salt_pepper", "speckle", "jpeg", "grain")
 WINDOW_SIGMA = 1.5  # px: the Gaussian window of the local energies of noise_mask
@@ -63,47 +63,73 @@ def _field(shape: tuple[int, int], rng: np.random.Generator, colour: bool) -> np
     return np.broadcast_to(rng.standard_normal(shape, dtype=np.float32), (3, *shape)).copy()
 
 
+# The strength each kind draws (add_noise) and what it means (make_noise's ``level``).
+LEVELS = {
+    "gaussian": (5.0, 60.0),  # σ, 8-bit units
+    "poisson": (5.0, 300.0),  # photons at white (drawn log-uniform)
+    "salt_pepper": (0.01, 0.25),  # share of the pixels hit
+    "speckle": (0.05, 0.4),  # s
+    "jpeg": (5, 35),  # quality
+    "grain": (0.02, 0.12),  # a
+}
+
+
 def add_noise(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-    """``image`` ``(3, H, W)`` float32 in [0, 1] with noise of ``kind`` (strength and colour drawn
-    from ``rng``, see the module docstring) -> ``(noisy (3, H, W), hits)``: ``hits`` ``(H, W)`` bool
-    for impulse noise (a channel was set), else None."""
+    """``image`` ``(3, H, W)`` float32 in [0, 1] with noise of ``kind``, its strength (:data:`LEVELS`)
+    and colour drawn from ``rng`` (see the module docstring); returns :func:`make_noise`'s."""
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r}; valid kinds are {', '.join(NOISE_KINDS)}")
+    lo, hi = LEVELS[kind]
+    if kind == "poisson":
+        level = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    elif kind == "jpeg":
+        level = int(rng.integers(lo, hi + 1))
+    else:
+        level = float(rng.uniform(lo, hi))
+    colour = bool(rng.random() < (0.3 if kind == "grain" else 0.5))
+    return make_noise(image, kind, level, colour, rng)
+
+
+def make_noise(
+    image: np.ndarray, kind: str, level: float, colour: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``image`` ``(3, H, W)`` float32 in [0, 1] with noise of ``kind`` at ``level`` (its meaning per
+    kind: :data:`LEVELS`), per channel (``colour``) or the same in every channel, the noise itself
+    drawn from ``rng`` -> ``(noisy (3, H, W), hits)``: ``hits`` ``(H, W)`` bool for impulse noise (a
+    channel was set), else None."""
     if kind not in NOISE_KINDS:
         raise ValueError(f"unknown noise kind {kind!r}; valid kinds are {', '.join(NOISE_KINDS)}")
     x = np.asarray(image, np.float32)
     shape = x.shape[1:]
-    colour = bool(rng.random() < 0.5)
     hits = None
     if kind == "gaussian":
-        y = x + np.float32(rng.uniform(5, 60) / 255) * _field(shape, rng, colour)
+        y = x + np.float32(level / 255) * _field(shape, rng, colour)
     elif kind == "poisson":
-        peak = float(np.exp(rng.uniform(np.log(5), np.log(300))))
         if colour:
-            y = rng.poisson(x * peak).astype(np.float32) / np.float32(peak)
+            y = rng.poisson(x * level).astype(np.float32) / np.float32(level)
         else:
             grey = x.mean(0)
-            y = x + (rng.poisson(grey * peak).astype(np.float32) / np.float32(peak) - grey)
+            y = x + (rng.poisson(grey * level).astype(np.float32) / np.float32(level) - grey)
     elif kind == "salt_pepper":
-        density, salt = rng.uniform(0.01, 0.25), rng.uniform(0.3, 0.7)
+        salt = rng.uniform(0.3, 0.7)
         draw_shape = (3, *shape) if colour else shape
-        hit = rng.random(draw_shape) < density
+        hit = rng.random(draw_shape) < level
         value = (rng.random(draw_shape) < salt).astype(np.float32)
         if not colour:
             hit, value = np.broadcast_to(hit, x.shape), np.broadcast_to(value, x.shape)
         y = np.where(hit, value, x)
         hits = hit.any(0) if colour else hit[0].copy()
     elif kind == "speckle":
-        y = x * (1 + np.float32(rng.uniform(0.05, 0.4)) * _field(shape, rng, colour))
+        y = x * (1 + np.float32(level) * _field(shape, rng, colour))
     elif kind == "jpeg":
         pixels = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)[..., ::-1]
-        quality = int(rng.integers(5, 36))
-        _, encoded = cv2.imencode(".jpg", np.ascontiguousarray(pixels), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        _, encoded = cv2.imencode(".jpg", np.ascontiguousarray(pixels), [cv2.IMWRITE_JPEG_QUALITY, int(level)])
         y = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255
     else:  # grain
-        colour = bool(rng.random() < 0.3)
         sigma = rng.uniform(0.5, 1.5)
         grain = np.stack([_blur(np.ascontiguousarray(c), sigma) for c in _field(shape, rng, colour)])
         grain /= max(float(grain.std()), 1e-6)
-        amplitude = np.float32(rng.uniform(0.02, 0.12)) * 2 * np.sqrt(np.clip(x * (1 - x), 0, None))
+        amplitude = np.float32(level) * 2 * np.sqrt(np.clip(x * (1 - x), 0, None))
         y = x + amplitude * grain
     y = np.round(np.clip(y, 0, 1) * 255).astype(np.float32) / np.float32(255)
     return y, hits

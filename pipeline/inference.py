@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from common.config import Annotated, Field, check_values
+from common.denoise import classical_denoise
 from common.errors import ConfigError
 from common.images import to_pil
 from data.io import to_float, to_pixels
@@ -57,6 +59,8 @@ class InpaintSettings:
             resolution, ``resize`` the whole photo at the working size (module docstring).
         mask_size: ``large=crop``: the long side the damage is looked for at (the MPN runs in
             overlapping tiles of ``working_size`` above it); 0 = the photo's own size.
+        two_scale: above ``working_size``, the MPN also looks at the whole photo at the working
+            size and m̂ is the larger of the two views (:meth:`BlindInpainter.found_masks`).
         crop_margin: ``large=crop``: px of context around each damaged region.
         backend: ``torch``, or ``onnxruntime``: the MPN's and EPN's generators run in ONNX
             Runtime on the CPU (:mod:`pipeline.onnx_backend`; the IPN stays in PyTorch).
@@ -66,7 +70,8 @@ class InpaintSettings:
     working_size: Annotated[int, Field(ge=16)] = 512
     channels_last: tuple[str, ...] = ("mpn", "ipn")
     large: str = "crop"
-    mask_size: Annotated[int, Field(ge=0)] = 1024
+    mask_size: Annotated[int, Field(ge=0)] = 4096
+    two_scale: bool = True
     crop_margin: Annotated[int, Field(ge=0)] = 128
     backend: str = "torch"
 
@@ -299,11 +304,19 @@ class BlindInpainter:
         An image whose mask is empty (nothing found, or an empty mask given) skips the EPN and the
         IPN: its output is the input itself, as the composite would make it, and its edges the
         input's Canny edges, as the merged guide would be. A clean photo costs the MPN and Canny."""
-        found = self.pipeline.masks(corrupted, mask, mode)
         edge = self.pipeline.corrupted_edge(corrupted)
+        if mode == "denoise":
+            denoised = self.pipeline(corrupted, edge, None, mode)
+            damaged = denoised["mask"].flatten(1).amax(dim=1) > 0
+            return {**{key: denoised[key] for key in ("mask", "edges", "refined", "output")}, "damaged": damaged}
+        corrupted, edge, weight = self.pipeline.denoise_first(corrupted, edge, mode)
+        found = self.pipeline.masks(corrupted, mask, mode)
         hole = found["mask"]
         damaged = hole.flatten(1).amax(dim=1) > 0
         outputs = {"mask": hole, "edges": edge, "refined": corrupted, "output": corrupted, "damaged": damaged}
+        if weight is not None:  # blind mode denoised these first: their mask says so
+            denoised = weight.flatten(1).amax(1) > 0
+            outputs = {**outputs, "mask": torch.maximum(hole, weight), "damaged": damaged | denoised}
         if not damaged.any():
             return outputs
         if damaged.all():
@@ -381,6 +394,8 @@ class BlindInpainter:
                 image[...] = out["output"]
                 out["output"] = image
             return out if intermediates else {**out, "mask": None, "edges": None}
+        if mode == "denoise":
+            return self._denoise_full(image, in_place, intermediates)
         if self.settings.large == "crop":
             return self._repair_in_crops(image, mask, mode, in_place, intermediates)
         small = downscale(image, size).to(self.device)
@@ -402,11 +417,20 @@ class BlindInpainter:
 
     def found_masks(self, corrupted: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
         """The MPN's ``predicted_mask`` and the ``mask`` of the rule (``mode`` blind or denoise) for
-        one photo ``(1, 3, h, w)``, ``(1, 1, h, w)`` each: above the working size the MPN runs in
-        overlapping tiles of that size (:func:`~pipeline.large.tiled`), the rule on the whole."""
+        one photo ``(1, 3, h, w)``, ``(1, 1, h, w)`` each. Above the working size the MPN looks
+        twice: in overlapping tiles of that size (:func:`~pipeline.large.tiled`), where thin damage
+        stays thicker than a pixel, and once over the whole photo at the working size, where damage
+        that is large at this resolution (a pasted photo, thick paint) looks as it did in
+        training; m̂ is the larger of the two (the second upsampled), the rule on the whole."""
         tile = self.settings.working_size
         mpn = self.pipeline.mpn
         predicted = tiled(lambda x: mpn(x)["predicted_mask"], corrupted, tile, min(TILE_MARGIN, tile // 4))
+        h, w = corrupted.shape[-2:]
+        view = working_shape(h, w, tile)
+        if view != (h, w) and self.settings.two_scale:
+            small = F.interpolate(corrupted, size=view, mode="bilinear", antialias=True, align_corners=False)
+            coarse = F.interpolate(mpn(small)["predicted_mask"], size=(h, w), mode="bilinear", align_corners=False)
+            predicted = torch.maximum(predicted, coarse)
         return {"predicted_mask": predicted, "mask": self.pipeline.mask_rule(predicted, mode)}
 
     def _grid(self, image: np.ndarray) -> torch.Tensor:
@@ -466,6 +490,30 @@ class BlindInpainter:
             return {"output": output, "mask": None, "edges": None}
         full_mask, full_edges = self._full_maps(image, small, region, crop_edges)
         return {"output": output, "mask": full_mask, "edges": full_edges}
+
+    def _denoise_full(self, image: np.ndarray, in_place: bool, intermediates: bool) -> dict[str, np.ndarray | None]:
+        """``denoise`` mode for one photo above the working size, at full resolution: the MPN's m̂
+        found at :meth:`mask_shape` (:meth:`found_masks`) and upsampled, the classical denoiser on
+        the whole photo, ``(1 − m̂)·y + m̂·D(y)`` in strips of rows. A photo the denoiser finds
+        clean comes back as it is. The edges reported are the photo's Canny edges, as the
+        working-size path reports them."""
+        height, width = image.shape[:2]
+        photo = to_float(image)
+        denoised = classical_denoise(photo)
+        output = image if in_place and image.flags.writeable else image.copy()
+        full_mask = np.zeros((height, width), image.dtype) if intermediates else None
+        if not np.array_equal(denoised, photo):
+            upsampled = Upsampled(self.found_masks(self._grid(image), "denoise")["mask"][0, 0], (height, width))
+            for r0 in range(0, height, large.STRIP_ROWS):
+                r1 = min(height, r0 + large.STRIP_ROWS)
+                m = upsampled.region(r0, r1, 0, width)[..., None]
+                output[r0:r1] = to_pixels(photo[r0:r1] + m * (denoised[r0:r1] - photo[r0:r1]), image.dtype)
+                if intermediates:
+                    full_mask[r0:r1] = to_pixels(m[..., 0], image.dtype)
+        if not intermediates:
+            return {"output": output, "mask": None, "edges": None}
+        edges = self.pipeline.corrupted_edge(torch.from_numpy(photo).permute(2, 0, 1)[None])[0, 0].numpy()
+        return {"output": output, "mask": full_mask, "edges": to_pixels(edges, image.dtype)}
 
     def _full_maps(self, image, small, region, crop_edges) -> tuple[np.ndarray, np.ndarray]:
         """``large=crop``'s intermediates at full resolution, in ``image``'s dtype and scale: the

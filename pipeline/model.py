@@ -25,8 +25,16 @@ The mask rule (``mode``):
   ``m = max(m̂·[m̂ ≥ f], grow(m̂ > t, d))``. A false "damage" call costs more than a miss, so the
   threshold is chosen on validation photos, intact ones included (:mod:`pipeline.selection`), and
   stored in the model file; the floor keeps the MPN's faint doubts from blending into intact pixels;
-- ``denoise``: m = m̂ as predicted (noise is damage spread thinly over the photo);
+- ``denoise``: m = m̂ as predicted (noise is damage spread thinly over the photo), and the fill is
+  the classical denoiser's (:func:`common.denoise.classical_denoise`: a switching median for
+  impulses, non-local means at the estimated noise level): ``output = (1 − m̂)·y + m̂·D(y)``. The
+  MPN's m̂ is the Wiener weight it learned (:mod:`data.noise`): how much of each pixel's own value
+  to give up for the denoised one. A photo the denoiser finds clean comes back bit for bit;
 - ``masked``: m is given.
+
+In ``blind`` mode with ``blind_denoise``, a photo the classical denoiser finds noisy is denoised
+first as in ``denoise`` mode, and the blind repair runs on the result (the MPN again, on the
+denoised photo); a clean photo takes the blind path alone, bit for bit as without it.
 
 Where ``straight_through`` and gradients are on (joint training), the blind rule's value is kept
 but its gradient is the identity's, so the IPN's and EPN's losses reach the MPN through every
@@ -51,6 +59,7 @@ from common.checkpoint import (
     write_model_file,
 )
 from common.config import Share, checked
+from common.denoise import denoise_batch
 from common.errors import CheckpointError, ConfigError
 from common.ops import canny, grow, hard_mask, to_gray
 from epn.module import EPNModule
@@ -63,7 +72,7 @@ from mpn.module import MPNModule
 
 MODES = ("blind", "denoise", "masked")
 STAGES = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule}
-SETTINGS = ("hole_threshold", "dilate", "soft_floor", "edge_sigma", "straight_through")
+SETTINGS = ("hole_threshold", "dilate", "soft_floor", "edge_sigma", "straight_through", "blind_denoise")
 # Other systems' trained stages that fill the hole in the IPN's place, by method name
 # (pipeline.inpaint / pipeline.evaluate method=<name> checkpoint=<the stage's run>).
 # stage=glcic trains either completion network (stage/generator=): each is its own method.
@@ -89,6 +98,7 @@ class BlindPipeline(nn.Module):
         edge_sigma: Canny's Gaussian sigma for ``corrupted_edge`` (EdgeConnect's SIGMA 2; the data's
             ``corrupted_edge`` must use the same).
         straight_through: with gradients on, the blind rule passes m̂'s gradient unchanged.
+        blind_denoise: blind mode denoises a photo the classical denoiser finds noisy first.
     """
 
     def __init__(
@@ -101,6 +111,7 @@ class BlindPipeline(nn.Module):
         soft_floor: float = 0.1,
         edge_sigma: float = 2.0,
         straight_through: bool = True,
+        blind_denoise: bool = True,
     ):
         super().__init__()
         if not 0 <= hole_threshold < 1:
@@ -115,6 +126,7 @@ class BlindPipeline(nn.Module):
         self.hole_threshold, self.dilate, self.soft_floor = hole_threshold, dilate, soft_floor
         self.edge_sigma = edge_sigma
         self.straight_through = straight_through
+        self.blind_denoise = bool(blind_denoise)
 
     def settings(self) -> dict:
         """The pipeline's own arguments (not its stages)."""
@@ -171,6 +183,33 @@ class BlindPipeline(nn.Module):
         ``(B, 1, H, W)`` (and ``mask`` in masked mode). Returns ``mask`` (and ``mask_logits``,
         ``predicted_mask``), ``predicted_edges``, the merged ``edges`` guide (``(B, 1, H, W)``),
         and ``coarse``, ``refined``, ``output`` (``(B, 3, H, W)``)."""
+        if mode == "denoise":
+            return self.denoise(corrupted, corrupted_edge)
+        corrupted, corrupted_edge, weight = self.denoise_first(corrupted, corrupted_edge, mode)
+        outputs = self.repair(corrupted, corrupted_edge, mask, mode)
+        return outputs if weight is None else {**outputs, "mask": torch.maximum(outputs["mask"], weight)}
+
+    def denoise_first(
+        self, corrupted: torch.Tensor, corrupted_edge: torch.Tensor, mode: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Blind mode's first step (``blind_denoise``): each image the classical denoiser finds
+        noisy is denoised as in ``denoise`` mode. Returns the images to repair, their Canny edges
+        and the denoise ``weight`` ``(B, 1, H, W)`` (0 for the clean ones), or the inputs and None
+        where there is nothing to denoise (a trace records the step whatever its example)."""
+        if mode != "blind" or not self.blind_denoise:
+            return corrupted, corrupted_edge, None
+        floor = denoise_batch(corrupted)
+        noisy = (floor != corrupted).flatten(1).any(1).view(-1, 1, 1, 1)
+        if not (torch.jit.is_tracing() or bool(noisy.any())):
+            return corrupted, corrupted_edge, None
+        weight = self.masks(corrupted, mode="denoise")["mask"] * noisy
+        cleaned = corrupted + weight * (floor - corrupted)  # bit for bit where D changed nothing
+        return cleaned, torch.where(noisy, self.corrupted_edge(cleaned), corrupted_edge), weight
+
+    def repair(
+        self, corrupted: torch.Tensor, corrupted_edge: torch.Tensor, mask: torch.Tensor | None, mode: str
+    ) -> dict[str, torch.Tensor]:
+        """The mask (:meth:`masks`), then the EPN and the IPN (or a fill stage): see :meth:`forward`."""
         outputs = self.masks(corrupted, mask, mode)
         if not getattr(self.ipn, "uses_edges", True):  # a fill stage of FILL_STAGES: no edge guide
             filled = self.ipn(corrupted, outputs["mask"])
@@ -178,6 +217,16 @@ class BlindPipeline(nn.Module):
         outputs.update(self.epn(corrupted, outputs["mask"], corrupted_edge))
         outputs.update(self.ipn(corrupted, outputs["mask"], outputs["predicted_edges"], corrupted_edge))
         return outputs
+
+    def denoise(self, corrupted: torch.Tensor, corrupted_edge: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``denoise`` mode: ``(1 − m̂)·corrupted + m̂·D(corrupted)`` with the MPN's m̂ and the
+        classical denoiser D (:func:`~common.denoise.denoise_batch`); outputs as :meth:`forward`'s
+        (``coarse`` and ``refined``: D's result; the edges: ``corrupted_edge``)."""
+        outputs = self.masks(corrupted, mode="denoise")
+        floor = denoise_batch(corrupted)
+        output = corrupted + outputs["mask"] * (floor - corrupted)  # (1 − m̂)·y + m̂·D(y), exact where D(y) = y
+        edges = {"predicted_edges": corrupted_edge, "edges": corrupted_edge}
+        return {**outputs, **edges, "coarse": floor, "refined": floor, "output": output}
 
     @torch.no_grad()
     def upstream(self, batch: dict, masked_share: float = 0.0) -> dict[str, torch.Tensor]:

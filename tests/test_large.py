@@ -222,3 +222,19 @@ def test_crop_strategy_refuses_a_missing_or_misfit_mask_before_touching_the_phot
         with pytest.raises(ConfigError, match="mode=masked needs a mask of the photo's size"):
             inpainter.inpaint_array(own, mask, "masked", in_place=True)
     assert np.array_equal(own, photo)
+
+
+def test_above_the_working_size_the_mask_is_the_larger_of_the_tiled_and_the_whole_view():
+    """Thin damage is found in full-resolution tiles, large damage in one view of the whole photo
+    at the working size: m̂ is the larger of the two, and ``two_scale=False`` keeps the tiles alone."""
+    inpainter = BlindInpainter.from_pretrained().with_settings(working_size=64)
+    assert inpainter.settings.mask_size == 4096 and inpainter.settings.two_scale
+    photo, _ = _scratched()
+    x = torch.from_numpy(photo.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        both = inpainter.found_masks(x, "blind")["predicted_mask"]
+        tiles = inpainter.with_settings(two_scale=False).found_masks(x, "blind")["predicted_mask"]
+        small = F.interpolate(x, size=(43, 64), mode="bilinear", antialias=True, align_corners=False)
+        view = inpainter.pipeline.mpn(small)["predicted_mask"]
+    view = F.interpolate(view, size=(200, 300), mode="bilinear", align_corners=False)
+    assert torch.equal(both, torch.maximum(tiles, view)) and not torch.equal(both, tiles)

@@ -149,6 +149,8 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError("mask_checkpoint= is used in mode=blind only; mode=masked gives the true mask")
     if cfg.protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
+    if cfg.protocol == "denoise" and cfg.method != OURS:
+        raise ConfigError("protocol=denoise scores the model (method=ours) beside the classical denoisers it runs")
     if _names(cfg, "damage_kinds", DAMAGE_KINDS) == []:
         raise ConfigError(f"damage_kinds must name at least one kind (null: all of {', '.join(DAMAGE_KINDS)})")
     _names(cfg, "baselines", list(BASELINES))

@@ -30,7 +30,7 @@ from data.test_masks import DEFAULT_BUCKETS, BucketedTestMasks
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("damage", "buckets")
+PROTOCOLS = ("damage", "buckets", "denoise")  # denoise: pipeline.evaluation.denoise
 OVERALL = "all"  # the buckets protocol's overall row
 ALL_DAMAGED, CLEAN = "all damaged", "clean"  # the damage protocol's overall rows
 
@@ -264,9 +264,9 @@ def damage_kinds(cfg: DictConfig) -> list[str]:
     return list(DAMAGE_KINDS) if cfg.damage_kinds is None else [str(k) for k in cfg.damage_kinds]
 
 
-def build_test_pairs(cfg: DictConfig) -> EvaluationPairs:
-    """The test pairs of ``cfg``: its data config's test split (the images only: the damage comes
-    from the protocol), damaged as ``protocol=`` says."""
+def test_images(cfg: DictConfig):
+    """The data config's test split (the images only: the damage comes from the protocol) and
+    its data module."""
     data_cfg = cfg.copy()
     with open_dict(data_cfg):
         data_cfg.masks = None  # the holes come from the protocol, not a training generator
@@ -277,6 +277,12 @@ def build_test_pairs(cfg: DictConfig) -> EvaluationPairs:
         raise ConfigError(str(err)) from None
     if len(images) == 0:
         raise ConfigError(f"{images.name}: the test split is empty")
+    return images, data
+
+
+def build_test_pairs(cfg: DictConfig) -> EvaluationPairs:
+    """The test pairs of ``cfg``: its data config's test split, damaged as ``protocol=`` says."""
+    images, data = test_images(cfg)
     if cfg.protocol == "damage":
         kinds = damage_kinds(cfg)
         pairs = plan_damage_pairs(len(images), kinds, cfg.per_kind, cfg.limit)

@@ -15,10 +15,11 @@ from tqdm import tqdm
 
 from common.ops import to_native
 from data.datamodule import default_workers
+from pipeline.evaluation.denoise import evaluate_denoise
 from pipeline.evaluation.external import Predictions, export_pairs
 from pipeline.evaluation.methods import PREDICTIONS, build_baselines, build_method, check_config
 from pipeline.evaluation.metrics import PSNR_CAP, PerceptualMetrics, pair_metrics, summarize
-from pipeline.evaluation.pairs import EvaluationPairs, build_test_pairs
+from pipeline.evaluation.pairs import EvaluationPairs, build_test_pairs, test_images
 from pipeline.evaluation.report import ExtremeCases, console, print_table, write_report
 from pipeline.inference import resolve_device
 from pipeline.model import BlindPipeline, given_settings
@@ -64,6 +65,8 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     ``metrics.json`` holds)."""
     check_config(cfg)
     device = resolve_device(cfg.device)
+    if cfg.protocol == "denoise":
+        return evaluate_denoise(cfg, run_dir, build_method(cfg, device).model, test_images(cfg)[0])
     pairs = build_test_pairs(cfg)
     if cfg.export_pairs:  # the holes a baseline (and method=predictions) gets in mode=masked
         folder = Path(cfg.export_pairs).expanduser()
