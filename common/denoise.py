@@ -109,37 +109,42 @@ def _switching_median(pixels: np.ndarray, hits: np.ndarray, chunk: int = 1 << 18
     return out
 
 
-def classical_denoise(image) -> np.ndarray:
+def classical_denoise(image, impulses: bool = False):
     """The classical floor of denoising ``image`` ``(H, W, 3)`` -> ``(H, W, 3)``: impulses
     replaced by the median of their intact neighbours where more than :data:`IMPULSE_SHARE` of
     the pixels are impulses, then non-local means at the noise level left, where it is above
-    :data:`QUIET`. A clean photo comes back as it is."""
+    :data:`QUIET`. A clean photo comes back as it is. With ``impulses``, also the ``(H, W)``
+    float32 map of the impulses replaced (1; else 0)."""
     pixels = _pixels(image)
     out = np.asarray(image, np.float32).copy()
     hits = find_impulses(image)
-    if hits.mean() > IMPULSE_SHARE:
+    replaced = hits.mean() > IMPULSE_SHARE
+    if replaced:
         out = _switching_median(pixels, hits).astype(np.float32) / 255
     sigma = estimate_noise(out)
     if sigma > QUIET:
         out = nlm(out, sigma)
-    return out
+    return (out, (hits & replaced).astype(np.float32)) if impulses else out
 
 
 @torch.no_grad()
-def denoise_batch(image: torch.Tensor) -> torch.Tensor:
+def denoise_batch(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`classical_denoise` of each image of ``image`` ``(B, 3, H, W)`` in [0, 1], on its
-    device and dtype. It runs as the operator ``torch.ops.blindfill.classical_denoise``, so a
-    traced pipeline records the call rather than its result."""
-    return torch.ops.blindfill.classical_denoise(image)
+    device and dtype: the denoised images ``(B, 3, H, W)`` and the impulses replaced ``(B, 1, H,
+    W)`` in {0, 1}. It runs as the operator ``torch.ops.blindfill.classical_denoise``, so a traced
+    pipeline records the call rather than its result."""
+    both = torch.ops.blindfill.classical_denoise(image)
+    return both[:, :3], both[:, 3:]
 
 
 @torch.library.custom_op("blindfill::classical_denoise", mutates_args=())
 def _classical_denoise_op(image: torch.Tensor) -> torch.Tensor:
     pictures = image.detach().float().permute(0, 2, 3, 1).cpu().numpy()
-    out = np.stack([classical_denoise(p) for p in pictures])
+    results = [classical_denoise(p, impulses=True) for p in pictures]
+    out = np.stack([np.concatenate([d, i[..., None]], axis=2) for d, i in results])
     return torch.from_numpy(out).permute(0, 3, 1, 2).to(image.device, image.dtype)
 
 
 @_classical_denoise_op.register_fake
 def _(image: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(image)
+    return image.new_empty(image.shape[0], 4, *image.shape[2:])

@@ -494,19 +494,22 @@ class BlindInpainter:
     def _denoise_full(self, image: np.ndarray, in_place: bool, intermediates: bool) -> dict[str, np.ndarray | None]:
         """``denoise`` mode for one photo above the working size, at full resolution: the MPN's m̂
         found at :meth:`mask_shape` (:meth:`found_masks`) and upsampled, the classical denoiser on
-        the whole photo, ``(1 − m̂)·y + m̂·D(y)`` in strips of rows. A photo the denoiser finds
+        the whole photo, ``(1 − w)·y + w·D(y)`` in strips of rows (w:
+        :meth:`~pipeline.model.BlindPipeline.denoise_weight`). A photo the denoiser finds
         clean comes back as it is. The edges reported are the photo's Canny edges, as the
         working-size path reports them."""
         height, width = image.shape[:2]
         photo = to_float(image)
-        denoised = classical_denoise(photo)
+        denoised, impulses = classical_denoise(photo, impulses=True)
         output = image if in_place and image.flags.writeable else image.copy()
         full_mask = np.zeros((height, width), image.dtype) if intermediates else None
         if not np.array_equal(denoised, photo):
             upsampled = Upsampled(self.found_masks(self._grid(image), "denoise")["mask"][0, 0], (height, width))
             for r0 in range(0, height, large.STRIP_ROWS):
                 r1 = min(height, r0 + large.STRIP_ROWS)
-                m = upsampled.region(r0, r1, 0, width)[..., None]
+                predicted = torch.from_numpy(upsampled.region(r0, r1, 0, width))
+                weight = self.pipeline.denoise_weight(predicted, torch.from_numpy(impulses[r0:r1]))
+                m = weight.numpy()[..., None]
                 output[r0:r1] = to_pixels(photo[r0:r1] + m * (denoised[r0:r1] - photo[r0:r1]), image.dtype)
                 if intermediates:
                     full_mask[r0:r1] = to_pixels(m[..., 0], image.dtype)

@@ -25,11 +25,11 @@ The mask rule (``mode``):
   ``m = max(m̂·[m̂ ≥ f], grow(m̂ > t, d))``. A false "damage" call costs more than a miss, so the
   threshold is chosen on validation photos, intact ones included (:mod:`pipeline.selection`), and
   stored in the model file; the floor keeps the MPN's faint doubts from blending into intact pixels;
-- ``denoise``: m = m̂ as predicted (noise is damage spread thinly over the photo), and the fill is
-  the classical denoiser's (:func:`common.denoise.classical_denoise`: a switching median for
-  impulses, non-local means at the estimated noise level): ``output = (1 − m̂)·y + m̂·D(y)``. The
-  MPN's m̂ is the Wiener weight it learned (:mod:`data.noise`): how much of each pixel's own value
-  to give up for the denoised one. A photo the denoiser finds clean comes back bit for bit;
+- ``denoise``: the fill is the classical denoiser's (:func:`common.denoise.classical_denoise`: a
+  switching median for impulses, non-local means at the estimated noise level), blended in by the
+  MPN's m̂, the Wiener weight it learned (:mod:`data.noise`), turned into the weight of that
+  better estimate (:meth:`BlindPipeline.denoise_weight`): ``output = (1 − w)·y + w·D(y)``, and m
+  = w. A photo the denoiser finds clean comes back bit for bit;
 - ``masked``: m is given.
 
 In ``blind`` mode with ``blind_denoise``, a photo the classical denoiser finds noisy is denoised
@@ -72,7 +72,15 @@ from mpn.module import MPNModule
 
 MODES = ("blind", "denoise", "masked")
 STAGES = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule}
-SETTINGS = ("hole_threshold", "dilate", "soft_floor", "edge_sigma", "straight_through", "blind_denoise")
+SETTINGS = (
+    "hole_threshold",
+    "dilate",
+    "soft_floor",
+    "edge_sigma",
+    "straight_through",
+    "blind_denoise",
+    "denoiser_error",
+)
 # Other systems' trained stages that fill the hole in the IPN's place, by method name
 # (pipeline.inpaint / pipeline.evaluate method=<name> checkpoint=<the stage's run>).
 # stage=glcic trains either completion network (stage/generator=): each is its own method.
@@ -99,6 +107,8 @@ class BlindPipeline(nn.Module):
             ``corrupted_edge`` must use the same).
         straight_through: with gradients on, the blind rule passes m̂'s gradient unchanged.
         blind_denoise: blind mode denoises a photo the classical denoiser finds noisy first.
+        denoiser_error: α, the classical denoiser's error energy as a share of the photo's local
+            variance: the weight of its result is ``m̂ / (m̂ + α·(1 − m̂))`` (:meth:`denoise_weight`).
     """
 
     def __init__(
@@ -112,6 +122,7 @@ class BlindPipeline(nn.Module):
         edge_sigma: float = 2.0,
         straight_through: bool = True,
         blind_denoise: bool = True,
+        denoiser_error: float = 0.1,
     ):
         super().__init__()
         if not 0 <= hole_threshold < 1:
@@ -127,6 +138,9 @@ class BlindPipeline(nn.Module):
         self.edge_sigma = edge_sigma
         self.straight_through = straight_through
         self.blind_denoise = bool(blind_denoise)
+        if not 0 < denoiser_error <= 1:
+            raise ConfigError(f"denoiser_error must be in (0, 1], got {denoiser_error}")
+        self.denoiser_error = float(denoiser_error)
 
     def settings(self) -> dict:
         """The pipeline's own arguments (not its stages)."""
@@ -198,11 +212,11 @@ class BlindPipeline(nn.Module):
         where there is nothing to denoise (a trace records the step whatever its example)."""
         if mode != "blind" or not self.blind_denoise:
             return corrupted, corrupted_edge, None
-        floor = denoise_batch(corrupted)
+        floor, impulses = denoise_batch(corrupted)
         noisy = (floor != corrupted).flatten(1).any(1).view(-1, 1, 1, 1)
         if not (torch.jit.is_tracing() or bool(noisy.any())):
             return corrupted, corrupted_edge, None
-        weight = self.masks(corrupted, mode="denoise")["mask"] * noisy
+        weight = self.denoise_weight(self.masks(corrupted, mode="denoise")["mask"], impulses) * noisy
         cleaned = corrupted + weight * (floor - corrupted)  # bit for bit where D changed nothing
         return cleaned, torch.where(noisy, self.corrupted_edge(cleaned), corrupted_edge), weight
 
@@ -223,10 +237,20 @@ class BlindPipeline(nn.Module):
         classical denoiser D (:func:`~common.denoise.denoise_batch`); outputs as :meth:`forward`'s
         (``coarse`` and ``refined``: D's result; the edges: ``corrupted_edge``)."""
         outputs = self.masks(corrupted, mode="denoise")
-        floor = denoise_batch(corrupted)
-        output = corrupted + outputs["mask"] * (floor - corrupted)  # (1 − m̂)·y + m̂·D(y), exact where D(y) = y
+        floor, impulses = denoise_batch(corrupted)
+        weight = self.denoise_weight(outputs["predicted_mask"], impulses)
+        output = corrupted + weight * (floor - corrupted)  # (1 − w)·y + w·D(y), exact where D(y) = y
         edges = {"predicted_edges": corrupted_edge, "edges": corrupted_edge}
-        return {**outputs, **edges, "coarse": floor, "refined": floor, "output": output}
+        return {**outputs, "mask": weight, **edges, "coarse": floor, "refined": floor, "output": output}
+
+    def denoise_weight(self, predicted: torch.Tensor, impulses: torch.Tensor) -> torch.Tensor:
+        """The weight ``(B, 1, H, W)`` of the classical denoiser's result D(y) in ``(1 − w)·y +
+        w·D(y)``, from the MPN's m̂ and the ``impulses`` D replaced: m̂ is the Wiener weight of the
+        noise against the photo's local *variance* (what the local mean misses, :mod:`data.noise`);
+        D misses less, α = ``denoiser_error`` of that, so the Wiener weight against D is
+        ``m̂ / (m̂ + α·(1 − m̂))``; an impulse D found is wholly replaced (w = 1)."""
+        weight = predicted / (predicted + self.denoiser_error * (1 - predicted)).clamp_min(1e-6)
+        return torch.maximum(weight, impulses.to(weight.dtype))
 
     @torch.no_grad()
     def upstream(self, batch: dict, masked_share: float = 0.0) -> dict[str, torch.Tensor]:

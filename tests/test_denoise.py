@@ -34,7 +34,8 @@ def test_a_clean_photo_comes_back_bit_for_bit():
     assert estimate_noise(x) < 2.5 and not find_impulses(x).any()
     assert np.array_equal(classical_denoise(x), x)
     batch = torch.from_numpy(np.stack([x, x[::-1].copy()])).permute(0, 3, 1, 2)
-    assert torch.equal(denoise_batch(batch), batch)
+    denoised, impulses = denoise_batch(batch)
+    assert torch.equal(denoised, batch) and not impulses.any()
 
 
 @pytest.mark.parametrize("sigma", [15, 25, 50])
@@ -54,7 +55,8 @@ def test_impulses_are_found_and_replaced_by_the_median_of_their_intact_neighbour
     found = find_impulses(y)
     visible = hit & (np.abs(y - x).max(2) > 0.3)  # salt on white sky is no damage
     assert (found & visible).sum() > 0.9 * visible.sum() and (found & ~hit).sum() < 0.01 * hit.sum()
-    out = classical_denoise(y)
+    out, replaced = classical_denoise(y, impulses=True)
+    assert np.array_equal(replaced > 0, found)
     assert np.array_equal(out[~found], y[~found])  # the switching filter touches only impulses
     assert _psnr(out, x) > _psnr(median(y), x) > _psnr(y, x) + 10
 
@@ -82,9 +84,11 @@ def test_denoise_mode_blends_the_floor_by_the_mpns_mask_and_leaves_a_clean_photo
         assert torch.equal(clean["output"], x)
         y = _tensor(_noisy(_photo(64), 25))
         noisy = shipped(y, shipped.corrupted_edge(y), mode="denoise")
-    m = noisy["predicted_mask"]
-    assert torch.equal(noisy["mask"], m)
-    assert torch.allclose(noisy["output"], (1 - m) * y + m * denoise_batch(y), atol=1e-6)
+    floor, _ = denoise_batch(y)
+    m, alpha = noisy["predicted_mask"], shipped.denoiser_error
+    w = m / (m + alpha * (1 - m))
+    assert torch.allclose(noisy["mask"], w, atol=1e-6) and (w >= m).all()
+    assert torch.allclose(noisy["output"], (1 - w) * y + w * floor, atol=1e-5)
 
 
 def test_blind_mode_denoises_a_noisy_photo_first_and_a_clean_one_not(shipped):
@@ -108,8 +112,20 @@ def test_denoise_mode_above_the_working_size_runs_at_full_resolution():
     noisy = np.round(_noisy(_photo(160), 25) * 255).astype(np.uint8)
     assert np.array_equal(inpainter.inpaint_array(clean, mode="denoise")["output"], clean)
     result = inpainter.inpaint_array(noisy, mode="denoise")
-    m = result["mask"][..., None].astype(np.float32) / 255
+    m = result["mask"][..., None].astype(np.float32) / 255  # the weight used
     floor = classical_denoise(noisy.astype(np.float32) / 255)
     expected = noisy / 255 + m * (floor - noisy / 255)
     assert np.abs(result["output"] / 255 - expected).max() <= 1.5 / 255  # the 8-bit mask and output
     assert _psnr(result["output"] / 255, _photo(160)) > _psnr(noisy / 255, _photo(160))
+
+
+def test_the_denoise_weight_trusts_the_denoiser_by_alpha_and_replaces_impulses_whole():
+    from pipeline.model import BlindPipeline
+
+    m = torch.tensor([0.0, 0.2, 0.5, 0.9, 1.0]).view(1, 1, 1, 5)
+    none = torch.zeros_like(m)
+    assert torch.allclose(BlindPipeline(denoiser_error=1.0).denoise_weight(m, none), m)
+    w = BlindPipeline(denoiser_error=0.1).denoise_weight(m, none)
+    assert torch.allclose(w, m / (m + 0.1 * (1 - m))) and w[0, 0, 0, 0] == 0 and w[0, 0, 0, -1] == 1
+    impulses = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]).view(1, 1, 1, 5)
+    assert BlindPipeline().denoise_weight(m, impulses)[0, 0, 0, 1] == 1
