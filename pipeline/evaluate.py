@@ -3,7 +3,7 @@ per hole-ratio bucket and on clean photos, with classical baselines in the same 
 
 Usage::
 
-    python -m pipeline.evaluate [checkpoint=MODEL] [mode=blind|masked] [protocol=damage|buckets] [data=...]
+    python -m pipeline.evaluate [checkpoint=MODEL] [mode=blind|masked] [protocol=damage|buckets|denoise] [data=...]
     python -m pipeline.evaluate method=<baseline> [mask_checkpoint=MODEL] [mode=blind|masked] [data=...]
 
 - **Test pairs** (:mod:`pipeline.evaluation.pairs`), from every image of the data config's test
@@ -19,6 +19,10 @@ Usage::
     fixed test-mask set (:class:`data.test_masks.BucketedTestMasks`: ``mask_set=DIR`` as written
     by ``python -m data.test_masks``, else generated at ``data.size`` from ``seed``), corrupted by
     ``corruption`` with a generator seeded by ``(seed, image, mask)``. Report rows: each bucket, ``all``.
+
+  - ``protocol=denoise`` (:mod:`pipeline.evaluation.denoise`): every test image clean and with
+    each noise setting of its table; ours in denoise and blind mode beside the classical
+    denoisers, PSNR and SSIM of the whole image, its own report files.
 
   The inputs depend on nothing else, so every method sees bit-identical inputs; ``metrics.json``
   records their SHA-256 (``inputs_sha256``) to prove it. ``limit=`` keeps the first pairs.

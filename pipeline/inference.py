@@ -40,6 +40,7 @@ LARGE_STRATEGIES = ("crop", "resize")
 BACKENDS = ("torch", "onnxruntime")
 OURS = "ours"
 METHODS = (OURS, *FILL_STAGES)  # ours, or another system's trained stage filling our mask
+COARSE_OPENING = 5  # px at the working size: the narrowest damage the whole-photo view contributes
 TILE_MARGIN = 64  # px of context a tile of the MPN keeps on each side (pipeline.large.tiled)
 
 
@@ -60,7 +61,9 @@ class InpaintSettings:
         mask_size: ``large=crop``: the long side the damage is looked for at (the MPN runs in
             overlapping tiles of ``working_size`` above it); 0 = the photo's own size.
         two_scale: above ``working_size``, the MPN also looks at the whole photo at the working
-            size and m̂ is the larger of the two views (:meth:`BlindInpainter.found_masks`).
+            size and m̂ is the larger of the two views (:meth:`BlindInpainter.found_masks`): finds
+            damage that is large at full resolution, but takes thin lines crossing a photo for the
+            borders of pasted regions (README, "Detection by kind"); off by default.
         crop_margin: ``large=crop``: px of context around each damaged region.
         backend: ``torch``, or ``onnxruntime``: the MPN's and EPN's generators run in ONNX
             Runtime on the CPU (:mod:`pipeline.onnx_backend`; the IPN stays in PyTorch).
@@ -71,7 +74,7 @@ class InpaintSettings:
     channels_last: tuple[str, ...] = ("mpn", "ipn")
     large: str = "crop"
     mask_size: Annotated[int, Field(ge=0)] = 4096
-    two_scale: bool = True
+    two_scale: bool = False
     crop_margin: Annotated[int, Field(ge=0)] = 128
     backend: str = "torch"
 
@@ -179,6 +182,14 @@ def build_inpainter(
         return BlindInpainter.from_pretrained(checkpoint or None, settings, device, **pipeline_settings)
     base = BlindInpainter.from_pretrained(mask_checkpoint or None, settings, device, **pipeline_settings)
     return base.with_fill_stage(load_fill_stage(checkpoint, method))
+
+
+def opened(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """Grey opening of ``mask`` ``(B, 1, H, W)`` by a ``size``×``size`` square (a min filter, then
+    a max filter): structures narrower than ``size`` px are removed, wider ones kept as they are."""
+    pad = size // 2
+    eroded = -F.max_pool2d(-mask, size, stride=1, padding=pad)
+    return F.max_pool2d(eroded, size, stride=1, padding=pad)
 
 
 def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
@@ -421,7 +432,9 @@ class BlindInpainter:
         twice: in overlapping tiles of that size (:func:`~pipeline.large.tiled`), where thin damage
         stays thicker than a pixel, and once over the whole photo at the working size, where damage
         that is large at this resolution (a pasted photo, thick paint) looks as it did in
-        training; m̂ is the larger of the two (the second upsampled), the rule on the whole."""
+        training. The second view keeps only what is at least :data:`COARSE_OPENING` px wide there
+        (a grey opening: thin damage, upsampled, would smear into bands the tiles draw sharply);
+        m̂ is the larger of the two (the second upsampled), the rule on the whole."""
         tile = self.settings.working_size
         mpn = self.pipeline.mpn
         predicted = tiled(lambda x: mpn(x)["predicted_mask"], corrupted, tile, min(TILE_MARGIN, tile // 4))
@@ -429,7 +442,8 @@ class BlindInpainter:
         view = working_shape(h, w, tile)
         if view != (h, w) and self.settings.two_scale:
             small = F.interpolate(corrupted, size=view, mode="bilinear", antialias=True, align_corners=False)
-            coarse = F.interpolate(mpn(small)["predicted_mask"], size=(h, w), mode="bilinear", align_corners=False)
+            coarse = opened(mpn(small)["predicted_mask"], COARSE_OPENING)
+            coarse = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
             predicted = torch.maximum(predicted, coarse)
         return {"predicted_mask": predicted, "mask": self.pipeline.mask_rule(predicted, mode)}
 

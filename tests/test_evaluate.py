@@ -620,3 +620,19 @@ def test_a_folder_of_photos_is_evaluated_with_the_default_workers(tmp_path):
             "progress=false", "method=telea", "mode=masked")  # fmt: skip
     report = _evaluate(tmp_path, "folder", base=base)
     assert len(report["pairs_csv"]) >= 4
+
+
+def test_the_denoise_protocol_scores_ours_beside_the_classical_denoisers(tmp_path):
+    from pipeline.evaluation.run import evaluate
+
+    cfg = compose_evaluate("protocol=denoise", "data.size=128", "limit=9", "progress=false", "data.num_workers=0")
+    report = evaluate(cfg, tmp_path)
+    scores = report["scores"]
+    assert list(scores) == ["clean", *list(scores)[1:]] and len(scores) == 9  # one image: clean and 8 noises
+    assert scores["clean"]["ours (denoise)"]["psnr"] == scores["clean"]["ours (blind)"]["psnr"] == 100
+    noisy = scores["gaussian σ25"]
+    assert {"input", "ours (denoise)", "ours (blind)", "nlm", "nlm (true σ)", "median 3×3", "floor"} <= set(noisy)
+    assert noisy["ours (denoise)"]["psnr"] > noisy["input"]["psnr"] + 3
+    assert (tmp_path / "metrics.json").is_file() and (tmp_path / "denoise_examples.png").is_file()
+    with pytest.raises(ConfigError, match="method=ours"):
+        evaluate(compose_evaluate("protocol=denoise", "method=telea", "mode=masked"), tmp_path)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from common.ops import compose
 from pipeline import large
-from pipeline.inference import BlindInpainter, working_shape
+from pipeline.inference import COARSE_OPENING, BlindInpainter, opened, working_shape
 
 
 @pytest.mark.parametrize(
@@ -225,16 +225,25 @@ def test_crop_strategy_refuses_a_missing_or_misfit_mask_before_touching_the_phot
 
 
 def test_above_the_working_size_the_mask_is_the_larger_of_the_tiled_and_the_whole_view():
-    """Thin damage is found in full-resolution tiles, large damage in one view of the whole photo
-    at the working size: m̂ is the larger of the two, and ``two_scale=False`` keeps the tiles alone."""
-    inpainter = BlindInpainter.from_pretrained().with_settings(working_size=64)
-    assert inpainter.settings.mask_size == 4096 and inpainter.settings.two_scale
+    """With ``two_scale``, thin damage is found in full-resolution tiles and large damage in one
+    view of the whole photo at the working size: m̂ is the larger of the two (the second opened);
+    without it (the default) the tiles alone."""
+    inpainter = BlindInpainter.from_pretrained().with_settings(working_size=64, two_scale=True)
+    assert BlindInpainter.from_pretrained().settings.mask_size == 4096
     photo, _ = _scratched()
     x = torch.from_numpy(photo.astype(np.float32) / 255).permute(2, 0, 1)[None]
     with torch.no_grad():
         both = inpainter.found_masks(x, "blind")["predicted_mask"]
         tiles = inpainter.with_settings(two_scale=False).found_masks(x, "blind")["predicted_mask"]
         small = F.interpolate(x, size=(43, 64), mode="bilinear", antialias=True, align_corners=False)
-        view = inpainter.pipeline.mpn(small)["predicted_mask"]
+        view = opened(inpainter.pipeline.mpn(small)["predicted_mask"], COARSE_OPENING)
     view = F.interpolate(view, size=(200, 300), mode="bilinear", align_corners=False)
     assert torch.equal(both, torch.maximum(tiles, view)) and not torch.equal(both, tiles)
+
+
+def test_the_opening_removes_what_is_thinner_than_its_square_and_keeps_the_rest():
+    mask = torch.zeros(1, 1, 40, 40)
+    mask[0, 0, 5:35, 10:12] = 0.9  # a 2-px line
+    mask[0, 0, 20:30, 20:30] = 1.0  # a 10-px block
+    out = opened(mask, 5)
+    assert out[0, 0, :, :15].max() == 0 and torch.equal(out[0, 0, 20:30, 20:30], mask[0, 0, 20:30, 20:30])
