@@ -89,12 +89,19 @@ def test_single_file_blind_and_denoise(smoke_run, tmp_path, mode):
     assert report["written"] == [tmp_path / "out" / "photo.png"]
 
 
-def test_denoise_keeps_the_soft_mask_and_blind_hardens_it(inpainter):
-    x = torch.rand(1, 3, 48, 48)
-    soft = inpainter.inpaint(x, mode="denoise")["mask"]
-    hard = inpainter.inpaint(x, mode="blind")["mask"]
+def test_denoise_weighs_the_floor_by_the_mpns_mask_and_blind_hardens_it(inpainter):
+    from common.denoise import denoise_batch
+
     s = inpainter.pipeline
-    assert torch.equal(soft, inpainter.masks(x)["predicted_mask"])  # denoise: the MPN's continuous m̂ as it is
+    noisy = torch.rand(1, 3, 48, 48)
+    weight = inpainter.inpaint(noisy, mode="denoise")["mask"]  # denoise: the weight of the classical floor
+    _, impulses = denoise_batch(noisy)
+    assert torch.allclose(weight, s.denoise_weight(inpainter.masks(noisy)["predicted_mask"], impulses), atol=1e-6)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 48), indexing="ij")
+    x = torch.stack([0.5 + 0.4 * torch.sin(6 * xx), 0.5 + 0.4 * torch.cos(5 * yy), xx * yy])[None]
+    x[..., 10:30, 12:16] = torch.tensor([1.0, 0.0, 1.0])[:, None, None]  # a stroke to find; the photo is not noisy
+    soft = inpainter.masks(x)["predicted_mask"]
+    hard = inpainter.inpaint(x, mode="blind")["mask"]
     kept = soft >= s.soft_floor  # blind: faint doubts below the floor are taken as intact
     assert (hard[kept] >= soft[kept]).all() and ((hard[~kept] == 0) | (hard[~kept] == 1)).all()
     confident = torch.nn.functional.max_pool2d((soft > s.hole_threshold).float(), 2 * s.dilate + 1, 1, s.dilate)
