@@ -22,6 +22,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -187,9 +188,7 @@ def build_inpainter(
 def opened(mask: torch.Tensor, size: int) -> torch.Tensor:
     """Grey opening of ``mask`` ``(B, 1, H, W)`` by a ``size``×``size`` square (a min filter, then
     a max filter): structures narrower than ``size`` px are removed, wider ones kept as they are."""
-    pad = size // 2
-    eroded = -F.max_pool2d(-mask, size, stride=1, padding=pad)
-    return F.max_pool2d(eroded, size, stride=1, padding=pad)
+    return kornia.morphology.opening(mask, mask.new_ones(size, size))
 
 
 def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:

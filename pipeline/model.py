@@ -216,9 +216,9 @@ class BlindPipeline(nn.Module):
         noisy = (floor != corrupted).flatten(1).any(1).view(-1, 1, 1, 1)
         if not (torch.jit.is_tracing() or bool(noisy.any())):
             return corrupted, corrupted_edge, None
-        weight = self.denoise_weight(self.masks(corrupted, mode="denoise")["mask"], impulses) * noisy
-        cleaned = corrupted + weight * (floor - corrupted)  # bit for bit where D changed nothing
-        return cleaned, torch.where(noisy, self.corrupted_edge(cleaned), corrupted_edge), weight
+        denoised = self.denoise(corrupted, corrupted_edge, (floor, impulses))
+        cleaned = torch.where(noisy, denoised["output"], corrupted)
+        return cleaned, torch.where(noisy, self.corrupted_edge(cleaned), corrupted_edge), denoised["mask"] * noisy
 
     def repair(
         self, corrupted: torch.Tensor, corrupted_edge: torch.Tensor, mask: torch.Tensor | None, mode: str
@@ -232,12 +232,19 @@ class BlindPipeline(nn.Module):
         outputs.update(self.ipn(corrupted, outputs["mask"], outputs["predicted_edges"], corrupted_edge))
         return outputs
 
-    def denoise(self, corrupted: torch.Tensor, corrupted_edge: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``denoise`` mode: ``(1 − m̂)·corrupted + m̂·D(corrupted)`` with the MPN's m̂ and the
-        classical denoiser D (:func:`~common.denoise.denoise_batch`); outputs as :meth:`forward`'s
-        (``coarse`` and ``refined``: D's result; the edges: ``corrupted_edge``)."""
+    def denoise(
+        self,
+        corrupted: torch.Tensor,
+        corrupted_edge: torch.Tensor,
+        denoised: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``denoise`` mode: ``(1 − w)·corrupted + w·D(corrupted)`` with the classical denoiser D
+        (:func:`~common.denoise.denoise_batch`; its result and impulses in ``denoised`` where they
+        are known already) and the weight w of the MPN's m̂ (:meth:`denoise_weight`), which is
+        the ``mask``; outputs as :meth:`forward`'s (``coarse`` and ``refined``: D's result; the
+        edges: ``corrupted_edge``)."""
         outputs = self.masks(corrupted, mode="denoise")
-        floor, impulses = denoise_batch(corrupted)
+        floor, impulses = denoise_batch(corrupted) if denoised is None else denoised
         weight = self.denoise_weight(outputs["predicted_mask"], impulses)
         output = corrupted + weight * (floor - corrupted)  # (1 − w)·y + w·D(y), exact where D(y) = y
         edges = {"predicted_edges": corrupted_edge, "edges": corrupted_edge}

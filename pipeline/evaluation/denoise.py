@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +32,6 @@ from common.metrics import psnr, ssim
 from data.noise import make_noise
 from pipeline.evaluation.metrics import PSNR_CAP
 from pipeline.evaluation.report import console
-
-log = logging.getLogger(__name__)
 
 # name -> (kind, level, colour): the settings of the table (levels as data.noise.LEVELS means them)
 NOISE_SETTINGS: dict[str, tuple[str, float, bool]] = {
@@ -59,7 +56,7 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)
 
 
-def denoise_pair(inpainter, image: torch.Tensor, noisy: torch.Tensor, sigma: float | None) -> dict[str, torch.Tensor]:
+def denoise_pair(inpainter, noisy: torch.Tensor, sigma: float | None) -> dict[str, torch.Tensor]:
     """Every method's result ``(3, H, W)`` on one ``noisy`` photo (``sigma``: the true Gaussian σ
     in 8-bit units, else None)."""
     picture = _numpy(noisy)
@@ -94,7 +91,7 @@ def evaluate_denoise(cfg: DictConfig, run_dir: Path, inpainter, images) -> dict:
             noisy = torch.from_numpy(make_noise(image.numpy(), kind, level, colour, rng)[0])
             sigma = float(level) if kind == "gaussian" else None
         digest.update(noisy.numpy().tobytes())
-        results = denoise_pair(inpainter, image, noisy, sigma)
+        results = denoise_pair(inpainter, noisy, sigma)
         for method, output in results.items():
             out, truth = output.clamp(0, 1)[None], image[None]
             value = min(float(psnr(out, truth)), PSNR_CAP)
