@@ -1,1 +1,2 @@
-"""Building blocks shared by the stages, and the environment fix for torchvision (torchvision_fix)."""
+"""Building blocks shared by the stages and the commands: errors, the command machinery, configs,
+ops, layers, losses, metrics, checkpoints."""

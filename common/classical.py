@@ -11,7 +11,7 @@ floor a learned fill starts from (:func:`classical_fill`).
 - ``pull_push``: the pull-push pyramid, S. J. Gortler et al., "The Lumigraph", SIGGRAPH 1996
   (torch: any device, differentiable).
 
-Convention (the numpy fills, every baseline of :mod:`pipeline.baselines`): ``image`` is float32
+Convention (the numpy fills, every baseline of :mod:`pipeline.methods.classical`): ``image`` is float32
 ``(H, W, 3)`` in [0, 1] whose hole pixels hold garbage; ``mask`` is ``(H, W)`` with holes where
 ``mask > 0.5``; the result is float32 ``(H, W, 3)`` in [0, 1] and equals ``image`` exactly outside
 the hole. :func:`classical_fill` runs one on torch batches.

@@ -26,11 +26,12 @@ import typing
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import Field, TypeAdapter, ValidationError
 
-from common.errors import ConfigError
+from common.errors import ConfigError, user_error
 
 __all__ = [
     "Annotated",
@@ -151,3 +152,17 @@ def check_config(cfg: DictConfig) -> None:
     except OmegaConfBaseException:  # an interpolation that fails here fails with its own message later
         plain = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
     _walk(plain, "", schema if dataclasses.is_dataclass(schema) else None)
+
+
+def instantiate(config, **kwargs):
+    """``hydra.utils.instantiate(config, **kwargs)``, but a :class:`BlindfillError` raised while
+    building comes out as itself, not wrapped in Hydra's ``InstantiationException``."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(config, **kwargs)
+    except InstantiationException as err:
+        reason = user_error(err)
+        if reason is None:
+            raise
+        raise reason from None

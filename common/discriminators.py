@@ -1,7 +1,7 @@
 """The discriminators a GAN stage can train against, chosen by name in its config
 (``stage/discriminator=<name>``): EdgeConnect's 70×70 PatchGAN (``patch``, the EPN's default,
 ``epn/model.py``), DeepFill v2's SN-PatchGAN (``sn_patch``, the IPN's, ``ipn/model.py``) and
-GLCIC's global + local context discriminator (``global_local``, GLCIC's, ``ipn/glcic.py``).
+GLCIC's global + local context discriminator (``global_local``, GLCIC's, ``pipeline/methods/glcic/model.py``).
 
 Each network registers itself where it is defined (:func:`register_discriminator`), so a stage
 can train against another stage's discriminator without importing that stage."""

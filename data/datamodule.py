@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from common.config import Annotated, Count, Field, NonNegative, NonNegativeInt, Share, checked
 from common.ops import canny, image_edges, to_gray
-from data.datasets import SPLITS, DatasetError, ImageDataset
+from data.image_dataset import SPLITS, DatasetError, ImageDataset
 from data.io import ImageReadError
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ def init_worker(worker_id: int, rank: int = 0) -> None:
 def build_datamodule(cfg) -> InpaintingDataModule:
     """The DataModule from a composed config with ``data``, ``damage`` (or ``masks`` and
     ``corruption``) and ``seed``."""
-    from common.errors import instantiate
+    from common.config import instantiate
 
     def part(name):
         return instantiate(cfg[name], _convert_="all") if cfg.get(name) is not None else None

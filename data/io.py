@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -215,3 +216,44 @@ def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
     root = Path(root)
     pattern = root.rglob("*") if recursive else root.glob("*")
     return sorted(p for p in pattern if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+
+
+# -- mask files ---------------------------------------------------------------------------------
+
+GREEN_TOLERANCE = 40 / 255  # real photos almost never hold (≤40, ≥215, ≤40)
+GREEN_GROW = 2  # JPEG's chroma subsampling smears the paint's border over ~2 px: cover it too
+
+
+def green_mask(image: np.ndarray) -> np.ndarray:
+    """Pixels painted pure green (0, 255, 0) in ``image`` ``(H, W, 3)`` (uint8, uint16 or float in
+    [0, 1]), grown by ``GREEN_GROW`` pixels -> ``(H, W)`` float32 in {0, 1}."""
+    scale = pixel_scale(image.dtype)
+    low, high = GREEN_TOLERANCE * scale, (1 - GREEN_TOLERANCE) * scale
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    painted = ((r <= low) & (g >= high) & (b <= low)).astype(np.uint8)
+    size = 2 * GREEN_GROW + 1
+    return cv2.dilate(painted, np.ones((size, size), np.uint8)).astype(np.float32)
+
+
+def read_mask(path: Path | bytes, soft: bool = False, name: str | None = None) -> np.ndarray:
+    """A mask file (or its bytes; ``name`` in messages) -> ``(H, W)`` float32 in [0, 1]: a mask with
+    transparency (opaque = hole: a hole drawn on a transparent layer), a grayscale mask (white =
+    hole), or a colour photo whose hole is painted pure green. Alpha and gray are thresholded at
+    half, or with ``soft`` kept as the hole's weight (a soft mask, as denoising uses)."""
+    image = load_array(path, name)  # first: it reports an unreadable file in one line
+    alpha = load_alpha(path)
+
+    def weights(values: np.ndarray) -> np.ndarray:
+        return values.astype(np.float32) if soft else (values > 0.5).astype(np.float32)
+
+    if alpha is not None:  # composited on white, its transparent part would all read as hole
+        return weights(alpha[0].numpy())
+    spread = image.max(axis=2).astype(np.float32) - image.min(axis=2)
+    if spread.max() >= 0.05 * pixel_scale(image.dtype):
+        painted = green_mask(image)
+        if painted.sum() == 0:
+            raise ImageReadError(
+                f"{name or path}: a colour mask must mark the hole in pure green (0, 255, 0); none found"
+            )
+        return painted
+    return weights(image[..., 0] / np.float32(pixel_scale(image.dtype)))

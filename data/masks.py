@@ -20,7 +20,7 @@ Generators:
 * :class:`LamaMasks` - LaMa's thin / medium / thick evaluation presets (Suvorov et al., WACV 2022).
 * :class:`MixedMasks` - one of several generators per sample, by probability.
 
-The fixed, bucketed test-mask set is :class:`data.test_masks.BucketedTestMasks`.
+The fixed, bucketed test-mask set is :class:`pipeline.evaluation.mask_set.BucketedTestMasks`.
 """
 
 from __future__ import annotations

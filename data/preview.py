@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from common.errors import ConfigError, command
+from common.cli import command
+from common.errors import ConfigError
 from common.images import labelled_grid, save_grid
 from common.ops import image_edges
 from data.datamodule import build_datamodule
@@ -31,7 +32,7 @@ def preview_grid(samples: list[dict[str, torch.Tensor]], edge_sigma: float = 2.0
     return labelled_grid({k: torch.stack(v) for k, v in columns.items()}, max_rows=len(samples))
 
 
-@command("preview")
+@command("preview", "pipeline", "data")
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.out).expanduser().resolve()
     root = cfg.data.dataset.get("root")

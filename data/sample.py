@@ -2,7 +2,7 @@
 
 The photos come from scikit-image, scikit-learn and two Debian wallpaper packages, all licensed
 for redistribution; ``data/photos/LICENSES.md`` lists each one's author and licence, and
-``data/curate_photos.py`` rebuilds them (RGB, long side at most 512 px). They are split by photo,
+``scripts/curate_photos.py`` rebuilds them (RGB, long side at most 512 px). They are split by photo,
 so no held-out picture is ever seen in training: the 22 train photos give fresh random multi-scale
 crops with flips and colour jitter every epoch; val (4 photos) and test (6 photos) are a fixed
 list of crops of their own photos, drawn once from a seed, without jitter.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.datasets import ColourJitter, DatasetError, ImageDataset, SquareCrop, _check_split
+from data.image_dataset import ColourJitter, DatasetError, ImageDataset, SquareCrop, check_split
 from data.io import load_image
 
 PHOTO_DIR = Path(__file__).parent / "photos"
@@ -110,7 +110,7 @@ def sample(
     colour jitter (:class:`~data.datasets.ColourJitter`) on the train crops; ``crops_per_photo``
     and ``seed`` fix the val (4 photos) and test (6 photos) crops.
     """
-    _check_split(split)
+    check_split(split)
     if split == "train":
         crop = SquareCrop(size, "random", scale=scale, flip=True, min_side=1)
         colour = ColourJitter() if jitter else None

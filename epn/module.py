@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from common.config import Positive, checked
@@ -10,7 +12,7 @@ from common.losses import AdversarialLoss, feature_matching_loss
 from common.metrics import edge_precision_recall
 from common.module import GANModule
 from common.ops import edge_hole, hard_mask, to_gray
-from epn.model import EdgeGenerator
+from epn.model import EdgeGenerator, PatchDiscriminator
 
 
 def generator_inputs(corrupted: torch.Tensor, mask: torch.Tensor, corrupted_edge: torch.Tensor) -> torch.Tensor:
@@ -47,6 +49,8 @@ class EPNModule(GANModule):
     """
 
     stage_name = "epn"
+    # the networks' config schemas by name (conf/schemas.py)
+    networks: ClassVar[dict[str, type]] = {"edge_generator": EdgeGenerator, "patch_discriminator": PatchDiscriminator}
 
     def __init__(
         self,

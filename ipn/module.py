@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from common.classical import FLOORS, classical_fill
@@ -12,7 +14,7 @@ from common.metrics import l1, psnr, ssim
 from common.module import GANModule
 from common.ops import compose, harden_hole, merge_edges
 from common.vgg import VGGFeatures, perceptual_loss, style_loss
-from ipn.model import DeepFillGenerator
+from ipn.model import DeepFillGenerator, SNPatchDiscriminator
 
 INPUT_CHANNELS = 6  # [RGB (3), ones (1), mask (1), edges (1)]
 SEE_THROUGH_CHANNELS = 3  # + the corrupted RGB as it came, hole included
@@ -79,6 +81,11 @@ class IPNModule(GANModule):
     """
 
     stage_name = "ipn"
+    # the networks' config schemas by name (conf/schemas.py)
+    networks: ClassVar[dict[str, type]] = {
+        "deepfill_generator": DeepFillGenerator,
+        "sn_patch_discriminator": SNPatchDiscriminator,
+    }
     training_only = ("discriminator", "feed", "vgg_weights")
 
     def __init__(

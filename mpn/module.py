@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -39,6 +41,8 @@ class MPNModule(StageModule):
     """
 
     stage_name = "mpn"
+    # the networks' config schemas by name (conf/schemas.py)
+    networks: ClassVar[dict[str, type]] = {"unet": UNet}
 
     def __init__(
         self,

@@ -1,14 +1,14 @@
 """The whole system: the blind pipeline (:class:`BlindPipeline`, ``pipeline.model``), training
-(``pipeline.train``, ``pipeline.joint``), inference (:class:`BlindInpainter`, ``pipeline.inpaint``),
+(``pipeline.train``, ``pipeline.training.joint``), inference (:class:`BlindInpainter`, ``pipeline.inpaint``),
 export, evaluation and benchmarks."""
 
 
 def __getattr__(name: str):
     # Lazy, so `python -m pipeline.<tool>` does not build the inference stack it may not need.
     if name in ("BlindInpainter", "InpaintResult", "InpaintSettings"):
-        from pipeline import inference
+        from pipeline.inference import inpainter
 
-        return getattr(inference, name)
+        return getattr(inpainter, name)
     if name in ("BlindPipeline", "load_pipeline"):
         from pipeline import model
 

@@ -2,8 +2,8 @@
 
 Training throughput, inference latency, FLOPs, % of the matmul peak and peak memory of each stage
 and of the blind pipeline, on this machine. What is timed, and how:
-:mod:`pipeline.benchmark_measure`; the printed lines, tables and JSON:
-:mod:`pipeline.benchmark_report`. Everything goes to ``out`` (JSON, default ``benchmark.json`` in
+:mod:`pipeline.benchmarking.measure`; the printed lines, tables and JSON:
+:mod:`pipeline.benchmarking.report`. Everything goes to ``out`` (JSON, default ``benchmark.json`` in
 the run folder ``runs/benchmark/<time>/``).
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from common.errors import command
-from pipeline.benchmark_measure import Benchmark
-from pipeline.benchmark_report import print_report
+from common.cli import command
+from pipeline.benchmarking.measure import Benchmark
+from pipeline.benchmarking.report import print_report
 
 
 def output_path(cfg: DictConfig) -> Path:
@@ -26,7 +26,7 @@ def output_path(cfg: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir) / "benchmark.json"
 
 
-@command("benchmark")
+@command("benchmark", "pipeline", "data", "stages", "inference")
 def main(cfg: DictConfig) -> None:
     out = output_path(cfg)
     print_report(Benchmark(cfg, out).run(), out)

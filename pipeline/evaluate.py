@@ -16,8 +16,8 @@ Usage::
     once **clean** (mask 0, corrupted = image). Report rows: each kind, each hole-ratio bucket of
     the true hole, ``all damaged``, ``clean``.
   - ``protocol=buckets``: every test image × ``masks_per_bucket`` masks of each bucket of the
-    fixed test-mask set (:class:`data.test_masks.BucketedTestMasks`: ``mask_set=DIR`` as written
-    by ``python -m data.test_masks``, else generated at ``data.size`` from ``seed``), corrupted by
+    fixed test-mask set (:class:`pipeline.evaluation.mask_set.BucketedTestMasks`: ``mask_set=DIR`` as written
+    by ``python -m pipeline.evaluation.mask_set``, else generated at ``data.size`` from ``seed``), corrupted by
     ``corruption`` with a generator seeded by ``(seed, image, mask)``. Report rows: each bucket, ``all``.
 
   - ``protocol=denoise`` (:mod:`pipeline.evaluation.denoise`): every test image clean and with
@@ -27,13 +27,13 @@ Usage::
   The inputs depend on nothing else, so every method sees bit-identical inputs; ``metrics.json``
   records their SHA-256 (``inputs_sha256``) to prove it. ``limit=`` keeps the first pairs.
 - **Methods** (:mod:`pipeline.evaluation.methods`): ``ours`` (``checkpoint=``, null: the shipped model,
-  :class:`~pipeline.inference.BlindInpainter`) or a baseline of :mod:`pipeline.baselines`.
+  :class:`~pipeline.inference.inpainter.BlindInpainter`) or a baseline of :mod:`pipeline.methods.classical`.
   ``mode=blind``: ours finds the mask with its MPN; a baseline fills the mask that the model of
   ``mask_checkpoint=`` finds (its MPN, then its mask rule), so ``method=telea mode=blind
   mask_checkpoint=M`` and ``checkpoint=M`` differ only in the filling. ``mode=masked``: ours gets
   the true (soft) mask; a baseline, which only takes hard holes, gets the true mask hardened by
   :meth:`BlindPipeline.mask_rule <pipeline.model.BlindPipeline.mask_rule>`.
-- **Baselines beside it** (``baselines: [telea]``, any of :mod:`pipeline.baselines`; ``[]`` for
+- **Baselines beside it** (``baselines: [telea]``, any of :mod:`pipeline.methods.classical`; ``[]`` for
   none), in the same pass on the same pairs: each on the method's own final mask (``telea (own
   mask)``; blind mode only) and on the true mask hardened by the mask rule (``telea (true mask)``).
 - **Mask rule**: the model's stored settings, each overridden by ``pipeline.hole_threshold=``,
@@ -54,7 +54,7 @@ Usage::
   weights given by path (``lpips_weights=``, ``fid_weights=``): nothing is downloaded.
 - **Buckets**: by the hole ratio of the *true* mask (``mask > 0.5``), which the damage may
   change (soft borders, text that replaces the hole): ``1-10%`` ... ``50-60%`` (the mask set's
-  buckets; :data:`data.test_masks.DEFAULT_BUCKETS` for ``protocol=damage``), plus ``<1%`` /
+  buckets; :data:`pipeline.evaluation.mask_set.DEFAULT_BUCKETS` for ``protocol=damage``), plus ``<1%`` /
   ``>=60%`` rows when pairs fall outside them.
 - **Output** (:mod:`pipeline.evaluation.report`) in the run folder (``runs/evaluate/<time>/``,
   ``hydra.run.dir=`` to choose): a table on the terminal (per report row, one line per method),
@@ -73,13 +73,13 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from common.errors import command
+from common.cli import command
 from pipeline.evaluation.run import evaluate
 
 __all__ = ["evaluate", "main"]
 
 
-@command("evaluate")
+@command("evaluate", "inference", "data")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
 

@@ -2,7 +2,7 @@
 
 Writes the blind pipeline (:class:`~pipeline.model.BlindPipeline`) for inference as safetensors:
 the three generators' weights, their configuration and the pipeline's settings (no pickle:
-loading it can't run code), which :class:`~pipeline.inference.BlindInpainter`, ``pipeline.inpaint``
+loading it can't run code), which :class:`~pipeline.inference.inpainter.BlindInpainter`, ``pipeline.inpaint``
 and ``pipeline.evaluate`` accept. ``checkpoint`` is a joint checkpoint, a training run folder or
 a model file; or give three stage checkpoints as ``mpn=... epn=... ipn=...``.
 
@@ -15,7 +15,7 @@ on a fresh input of another size and batch and refuses to write one that differs
 
 ``onnx=true`` also writes the MPN's and the EPN's generators as ONNX graphs beside ``out``
 (``<out>.mpn.onnx``, ``<out>.epn.onnx``), which ``backend=onnxruntime`` uses
-(:mod:`pipeline.onnx_backend`; without them it exports in memory at start-up).
+(:mod:`pipeline.inference.onnx`; without them it exports in memory at start-up).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from lightning.pytorch.core.module import _jit_is_scripting
 from omegaconf import DictConfig
 
 from common.checkpoint import load_module
-from common.errors import CheckpointError, ConfigError, command
+from common.cli import command
+from common.errors import CheckpointError, ConfigError
+from pipeline.inference.onnx import EXPORTED, graph_path, write_graphs
 from pipeline.model import STAGES, BlindPipeline, TracingOutputs, given_settings, load_pipeline, save_pipeline
-from pipeline.onnx_backend import EXPORTED, graph_path, write_graphs
 
 log = logging.getLogger("pipeline.export")
 
@@ -118,7 +119,7 @@ def export(cfg: DictConfig) -> dict[str, Path]:
     return written
 
 
-@command("export")
+@command("export", "inference")
 def main(cfg: DictConfig) -> None:
     export(cfg)
 

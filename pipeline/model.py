@@ -7,13 +7,13 @@
                                                        ─► output = (1 − m)·corrupted + m·refined
 
 The IPN's place may be taken by another system's trained inpainting stage that needs no edges
-(:data:`FILL_STAGES`: the partial-convolution U-Net, GLCIC, the parallel CNN + attention network,
-DCGAN latent search, the CIFAR-scale GAN; ``uses_edges = False``): it fills ``(corrupted, m)`` and the EPN is not run
-(:meth:`~pipeline.inference.BlindInpainter.with_fill_stage`).
+(:func:`pipeline.methods.fill_stages`: the partial-convolution U-Net, GLCIC, the parallel CNN +
+attention network, DCGAN latent search, the CIFAR-scale GAN; ``uses_edges = False``): it fills
+``(corrupted, m)`` and the EPN is not run (:meth:`~pipeline.inference.inpainter.BlindInpainter.with_fill_stage`).
 
-Training (:class:`~pipeline.joint.JointModule`, and each stage through :class:`StageFeed`),
+Training (:class:`~pipeline.training.joint.JointModule`, and each stage through :class:`StageFeed`),
 selection, evaluation (``pipeline.evaluate``), export (``pipeline.export``) and inference
-(:class:`~pipeline.inference.BlindInpainter`) all run this module, so what is trained and selected
+(:class:`~pipeline.inference.inpainter.BlindInpainter`) all run this module, so what is trained and selected
 is what a user runs. The Canny edges of the corrupted image (``corrupted_edge``, as the batch
 key of the data contract) are an input: Canny runs in OpenCV on the CPU, outside the traced graph;
 :meth:`BlindPipeline.corrupted_edge` computes them.
@@ -23,7 +23,7 @@ The mask rule (``mode``):
 - ``blind``: m̂ above ``hole_threshold`` becomes a full hole (1), grown by ``dilate`` pixels so no
   rim of the damage blends back in; elsewhere the soft m̂ stays where it reaches ``soft_floor``:
   ``m = max(m̂·[m̂ ≥ f], grow(m̂ > t, d))``. A false "damage" call costs more than a miss, so the
-  threshold is chosen on validation photos, intact ones included (:mod:`pipeline.selection`), and
+  threshold is chosen on validation photos, intact ones included (:mod:`pipeline.training.selection`), and
   stored in the model file; the floor keeps the MPN's faint doubts from blending into intact pixels;
 - ``denoise``: the fill is the classical denoiser's (:func:`common.denoise.classical_denoise`: a
   switching median for impulses, non-local means at the estimated noise level), blended in by the
@@ -63,12 +63,9 @@ from common.denoise import denoise_batch
 from common.errors import CheckpointError, ConfigError
 from common.ops import canny, grow, hard_mask, to_gray
 from epn.module import EPNModule
-from ipn.cifar_gan_module import CifarGANModule
-from ipn.dcgan_module import DCGANModule
-from ipn.glcic_module import GLCICModule
 from ipn.module import IPNModule
-from ipn.pconv_module import PConvModule
 from mpn.module import MPNModule
+from pipeline.methods import fill_stages
 
 MODES = ("blind", "denoise", "masked")
 STAGES = {"mpn": MPNModule, "epn": EPNModule, "ipn": IPNModule}
@@ -81,16 +78,6 @@ SETTINGS = (
     "blind_denoise",
     "denoiser_error",
 )
-# Other systems' trained stages that fill the hole in the IPN's place, by method name
-# (pipeline.inpaint / pipeline.evaluate method=<name> checkpoint=<the stage's run>).
-# stage=glcic trains either completion network (stage/generator=): each is its own method.
-FILL_STAGES = {
-    "pconv": PConvModule,
-    "glcic": GLCICModule,
-    "parallel_attention": GLCICModule,
-    "latent_search": DCGANModule,
-    "cifar_gan": CifarGANModule,
-}
 
 
 class BlindPipeline(nn.Module):
@@ -225,7 +212,7 @@ class BlindPipeline(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """The mask (:meth:`masks`), then the EPN and the IPN (or a fill stage): see :meth:`forward`."""
         outputs = self.masks(corrupted, mask, mode)
-        if not getattr(self.ipn, "uses_edges", True):  # a fill stage of FILL_STAGES: no edge guide
+        if not getattr(self.ipn, "uses_edges", True):  # another system's fill stage: no edge guide
             filled = self.ipn(corrupted, outputs["mask"])
             return {**outputs, "predicted_edges": corrupted_edge, "edges": corrupted_edge, **filled}
         outputs.update(self.epn(corrupted, outputs["mask"], corrupted_edge))
@@ -405,11 +392,11 @@ def model_path(path=None) -> Path:
 
 
 def load_fill_stage(path, method: str) -> nn.Module:
-    """The trained stage of ``method`` (:data:`FILL_STAGES`) from its ``.ckpt``, ``.safetensors``
+    """The trained stage of ``method`` (:func:`~pipeline.methods.fill_stages`) from its ``.ckpt``, ``.safetensors``
     or run folder, frozen for inference. A stage that trains several systems (``system``: GLCIC's
     stage, with GLCIC's network or the parallel-attention one) must hold ``method``'s."""
     path = model_path(path)
-    module = load_module(path, FILL_STAGES[method])
+    module = load_module(path, fill_stages()[method])
     system = getattr(module, "system", method)
     if system != method:
         raise CheckpointError(f"{path} holds the {system} network, not {method}'s: use method={system}")

@@ -1,9 +1,9 @@
 """``python -m pipeline.serve [checkpoint=MODEL] [method=ours] [host=127.0.0.1] [port=8000]``
 
-Starts the web page and HTTP API of :mod:`pipeline.server` with uvicorn and prints its address.
+Starts the web page and HTTP API of :mod:`pipeline.web.server` with uvicorn and prints its address.
 Without ``checkpoint=`` the model that ships with the package repairs; ``method=<another system>
 checkpoint=RUN`` puts that system's trained stage in the IPN's place, as ``pipeline.inpaint`` does
-(:func:`~pipeline.inference.build_inpainter`). It answers only on
+(:func:`~pipeline.inference.inpainter.build_inpainter`). It answers only on
 ``host`` (loopback by default) and only to requests naming a loopback address or one of
 ``allowed_hosts`` (needed, with ``host=0.0.0.0``, to be reached from other machines). A model that
 fails to load does not stop the server: the page and ``/api/health`` say why.
@@ -17,10 +17,18 @@ import socket
 
 from omegaconf import DictConfig
 
-from common.errors import ConfigError, command
-from pipeline.inference import OURS, BlindInpainter, InpaintSettings, build_inpainter, check_method, resolve_device
+from common.cli import command
+from common.errors import ConfigError
+from pipeline.inference.inpainter import (
+    OURS,
+    BlindInpainter,
+    InpaintSettings,
+    build_inpainter,
+    check_method,
+    resolve_device,
+)
 from pipeline.model import SHIPPED_MODEL
-from pipeline.server import LOCAL_HOSTS, ServerLimits, create_app
+from pipeline.web.server import LOCAL_HOSTS, ServerLimits, create_app
 
 log = logging.getLogger("pipeline.serve")
 
@@ -82,7 +90,7 @@ def serve_app(cfg: DictConfig):
     return create_app(load, model_name=name, limits=limits), limits
 
 
-@command("serve")
+@command("serve", "inference")
 def main(cfg: DictConfig) -> None:
     import uvicorn
 

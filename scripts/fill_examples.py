@@ -3,7 +3,7 @@ kind of damage, and flat colours with a 40×40 hole; columns *corrupted / hole g
 ours (masked) / ours (blind) / truth*, each 256². Masked mode gives ours and Telea the same hole
 (:meth:`~pipeline.model.BlindPipeline.masked_hole`). Prints the flat colours' fill means::
 
-    .venv/bin/python -m data.curate_photos --debs /tmp/debs/x --outside /tmp/outside
+    .venv/bin/python scripts/curate_photos.py --debs /tmp/debs/x --outside /tmp/outside
     .venv/bin/python scripts/fill_examples.py /tmp/outside/test --out docs/fill-examples.jpg
 """
 
@@ -20,7 +20,7 @@ from PIL import Image
 from common.classical import classical_fill
 from data.damage import Damage
 from data.io import load_image
-from pipeline.inference import BlindInpainter, InpaintSettings
+from pipeline.inference.inpainter import BlindInpainter, InpaintSettings
 
 SIZE = 256
 CASES = (  # (photo, damage kind, seed)

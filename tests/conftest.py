@@ -14,6 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CUDA_STANDIN = os.environ.get("BLINDFILL_CUDA_STANDIN", "")
 
 
+def pytest_configure(config):
+    """Every schema of conf/ registered, as the tests compose any command's config in-process (a
+    command registers only the parts it names: the tests that run commands check that)."""
+    from conf.schemas import register
+
+    register()
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
@@ -87,7 +95,7 @@ def compose_chain(run_dir, *overrides):
 def smoke_run(tmp_path_factory):
     """One tiny chain run (``experiment=all debug=smoke``: mpn → epn → ipn → joint), shared by the tests of
     joint training, inference and export: ``{"dir", "mpn", "epn", "ipn", "joint", "model"}``."""
-    from pipeline.train import train_chain
+    from pipeline.training.chain import train_chain
 
     run_dir = tmp_path_factory.mktemp("smoke_all")
     checkpoints = train_chain(compose_chain(run_dir, "chain.demo_rows=2"), run_dir)

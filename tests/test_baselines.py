@@ -7,9 +7,9 @@ import pytest
 import torch
 from skimage import data
 
-from pipeline.baselines import BASELINES, get_baseline, inpaint_batch
-from pipeline.baselines.exemplar import exemplar
-from pipeline.baselines.patchmatch import nnf, patchmatch
+from pipeline.methods.classical import BASELINES, get_baseline, inpaint_batch
+from pipeline.methods.classical.exemplar import exemplar
+from pipeline.methods.classical.patchmatch import nnf, patchmatch
 
 NAMES = ["telea", "navier_stokes", "biharmonic", "telea_pull_push", "exemplar", "patchmatch"]
 

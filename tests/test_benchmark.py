@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from common.errors import ConfigError
-from pipeline.benchmark_measure import PARTS, STAGES, PeakMemory, Timing, _names, chosen_device, count_flops
+from pipeline.benchmarking.measure import PARTS, STAGES, PeakMemory, Timing, _names, chosen_device, count_flops
 from tests.conftest import run_module
 
 # Tiny everything; one thread, so the test stays fast while another process shares the CPU. On the

@@ -18,8 +18,8 @@ from PIL import Image
 
 from data.damage import Damage
 from data.io import load_image, to_pixels
-from pipeline.inference import BlindInpainter
-from pipeline.server import create_app
+from pipeline.inference.inpainter import BlindInpainter
+from pipeline.web.server import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

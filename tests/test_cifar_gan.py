@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from data.datasets import CIFAR10_RECORD, DatasetError, cifar10
-from ipn.cifar_gan import CifarGANGenerator, SharedTrunkDiscriminator
-from ipn.cifar_gan_module import CifarGANModule, hole_mse
+from data.datasets import CIFAR10_RECORD, cifar10
+from data.image_dataset import DatasetError
+from pipeline.methods.cifar_gan.model import CifarGANGenerator, SharedTrunkDiscriminator
+from pipeline.methods.cifar_gan.module import CifarGANModule, hole_mse
 from pipeline.model import StageFeed
 
 
@@ -137,7 +138,7 @@ def test_without_cifar10_the_bundled_photos_stand_in(caplog):
 
 
 def test_a_smoke_run_trains_and_scores_mse(tmp_path):
-    from pipeline.train import train
+    from pipeline.training.stage import train
     from tests.conftest import compose_config
 
     cfg = compose_config(

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from data.datamodule import build_datamodule
-from data.datasets import DatasetError
+from data.image_dataset import DatasetError
 from tests.conftest import ROOT, run_module
 
 GROUPS = {
@@ -74,7 +74,7 @@ def test_every_corruption_option_instantiates(name):
 
 @pytest.mark.parametrize("name", GROUPS["trainer"])
 def test_every_trainer_option_is_valid_trainer_arguments(name):
-    from pipeline.train import trainer_arguments
+    from pipeline.training.stage import trainer_arguments
 
     cfg = _compose(f"trainer={name}", "trainer.accelerator=cpu", "trainer.devices=1")
     arguments = trainer_arguments(cfg)  # without our own settings (matmul precision, channels-last)
@@ -87,7 +87,7 @@ def test_every_trainer_option_is_valid_trainer_arguments(name):
 def test_bf16_where_fast_picks_the_precision_by_the_hardware(fast, monkeypatch):
     """trainer.precision=bf16-where-fast: bf16-mixed on a CPU with oneDNN's bf16 kernels (AMX or
     AVX-512 BF16), 32-true elsewhere, where bf16 convolutions are many times slower."""
-    import pipeline.train as train_module
+    import pipeline.training.stage as train_module
 
     monkeypatch.setattr(train_module, "fast_bf16", lambda accelerator: fast)
     cfg = _compose("trainer=cpu", "trainer.precision=bf16-where-fast")
@@ -102,7 +102,7 @@ def test_the_curve_callbacks_take_timed_snapshots(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from common.callbacks import TimedSnapshots
-    from pipeline.train import build_callbacks
+    from pipeline.training.stage import build_callbacks
 
     cfg = _compose("callbacks=curve", "stage=ipn")
     snapshots = [c for c in build_callbacks(cfg, tmp_path) if isinstance(c, TimedSnapshots)]
@@ -151,7 +151,7 @@ def test_every_logger_option_instantiates_offline(name, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", GROUPS["callbacks"])
 @pytest.mark.parametrize("stage", ["mpn", "ipn"])
 def test_every_callbacks_option_instantiates_for_the_stages_metric(name, stage, tmp_path):
-    from pipeline.train import build_callbacks
+    from pipeline.training.stage import build_callbacks
 
     cfg = _compose(f"stage={stage}", f"callbacks={name}")
     callbacks = build_callbacks(cfg, tmp_path)

@@ -42,7 +42,7 @@ def exact_float32():
 
 
 def _batch(size: int = 64, batch: int = 2) -> dict[str, torch.Tensor]:
-    from pipeline.benchmark_measure import synthetic_batch
+    from pipeline.benchmarking.measure import synthetic_batch
 
     return synthetic_batch(batch, size, torch.device("cpu"))
 

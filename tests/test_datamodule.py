@@ -5,7 +5,8 @@ import torch
 
 from data.corruption import Corruptor
 from data.datamodule import InpaintingDataModule, InpaintingSamples
-from data.datasets import DatasetError, image_folder
+from data.datasets import image_folder
+from data.image_dataset import DatasetError
 from data.masks import FreeFormMasks
 from data.sample import sample
 from tests.conftest import write_photo

@@ -3,7 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from data.datasets import DatasetError, SquareCrop, celeba, image_folder, paris_streetview, places2, read_flist
+from data.datasets import celeba, image_folder, paris_streetview, places2, read_flist
+from data.image_dataset import DatasetError, SquareCrop
 from data.io import ImageReadError
 from data.sample import SPLIT_PHOTOS, sample
 from tests.conftest import write_photo

@@ -1,4 +1,4 @@
-"""ipn/dcgan.py and stage=dcgan: the 64² DCGAN (pinned counts), Yeh et al.'s latent search (importance
+"""pipeline/methods/dcgan/ (stage=dcgan): the 64² DCGAN (pinned counts), Yeh et al.'s latent search (importance
 weights, the search recovering a generated image's hole, the mirror term) and the stage filling holes
 at any size in the pipeline's IPN place."""
 
@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipn.dcgan import DCGANDiscriminator, DCGANGenerator, importance_weights, init_dcgan, latent_search
+from pipeline.methods.dcgan.model import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    importance_weights,
+    init_dcgan,
+    latent_search,
+)
 
 
 def count(module: torch.nn.Module) -> int:
@@ -93,7 +99,7 @@ def test_the_mirror_term_pulls_the_hole_towards_the_mirrored_image():
 
 
 def tiny_stage(**kwargs):
-    from ipn.dcgan_module import DCGANModule
+    from pipeline.methods.dcgan.module import DCGANModule
     from pipeline.model import StageFeed
 
     return DCGANModule(

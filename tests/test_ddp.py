@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from common.checkpoint import load_weights, read_model_file
-from pipeline.train import build_module, stage_datamodule
+from pipeline.training.stage import build_module, stage_datamodule
 from tests.conftest import compose_train, run_module
 
 STAGES = ("mpn", "epn", "ipn", "pconv", "glcic", "parallel_attention", "dcgan", "cifar_gan", "joint")

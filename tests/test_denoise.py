@@ -105,7 +105,7 @@ def test_blind_mode_denoises_a_noisy_photo_first_and_a_clean_one_not(shipped):
 
 
 def test_denoise_mode_above_the_working_size_runs_at_full_resolution():
-    from pipeline.inference import BlindInpainter
+    from pipeline.inference.inpainter import BlindInpainter
 
     inpainter = BlindInpainter.from_pretrained().with_settings(working_size=64)
     clean = np.round(_photo(160) * 255).astype(np.uint8)

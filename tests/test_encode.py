@@ -1,4 +1,4 @@
-"""pipeline.encode: the result's file (PNG or JPEG, EXIF and ICC kept), and the inpaint CLI's
+"""pipeline.inference.encode: the result's file (PNG or JPEG, EXIF and ICC kept), and the inpaint CLI's
 format, quality and keep_metadata options."""
 
 import io
@@ -12,7 +12,7 @@ from PIL import Image, ImageCms
 from common.config import check_config
 from common.errors import ConfigError
 from data.io import ImageMetadata, load_array, read_metadata
-from pipeline.encode import OutputFormat, encode_image
+from pipeline.inference.encode import OutputFormat, encode_image
 from pipeline.inpaint import inpaint_cli
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

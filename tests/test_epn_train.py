@@ -9,7 +9,7 @@ from common.errors import CheckpointError, ConfigError
 from epn.module import EPNModule
 from mpn.module import MPNModule
 from pipeline.model import StageFeed
-from pipeline.train import build_module, train
+from pipeline.training.stage import build_module, train
 from tests.conftest import compose_train, run_module
 
 

@@ -13,7 +13,7 @@ from conftest import run_module
 from common.errors import ConfigError
 from data.damage import DAMAGE_KINDS
 from data.masks import hole_ratio
-from data.test_masks import BucketedTestMasks
+from pipeline.evaluation.mask_set import BucketedTestMasks
 from pipeline.evaluation.methods import Method, build_baselines, check_config
 from pipeline.evaluation.metrics import PSNR_CAP, inception_features, lpips_metric, summarize
 from pipeline.evaluation.pairs import assign_bucket, build_test_pairs, plan_damage_pairs, plan_pairs
@@ -522,7 +522,7 @@ def test_predictions_missing_misfit_or_for_other_pairs_are_one_line_errors(expor
 def stage_runs(tmp_path_factory):
     """stage=pconv, stage=glcic and stage=glcic with the parallel-attention network trained for a
     few smoke steps: ``{method: run folder}``."""
-    from pipeline.train import train
+    from pipeline.training.stage import train
     from tests.conftest import compose_train
 
     runs = {}
@@ -588,7 +588,7 @@ def test_small_systems_are_scored_at_their_native_size(smoke_run, damage_run, tm
     """method=latent_search (a DCGAN run), method=cifar_gan: the pairs are resized to the native
     size for it and the baselines beside it, and its row says so; the inputs are the same pairs as
     every method's."""
-    from pipeline.train import train
+    from pipeline.training.stage import train
     from tests.conftest import compose_train
 
     folder = tmp_path / stage

@@ -1,4 +1,4 @@
-"""What every other system's stage (pipeline.model.FILL_STAGES) shares: as in the papers, a pixel
+"""What every other system's stage (pipeline.methods.fill_stages) shares: as in the papers, a pixel
 is missing or known; a mostly destroyed one (m > 0.5) is repainted whole, not blended back in."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from common.ops import harden_hole
-from ipn.cifar_gan_module import CifarGANModule
-from ipn.dcgan_module import DCGANModule
-from ipn.glcic_module import GLCICModule
-from ipn.pconv_module import PConvModule
+from pipeline.methods.cifar_gan.module import CifarGANModule
+from pipeline.methods.dcgan.module import DCGANModule
+from pipeline.methods.glcic.module import GLCICModule
+from pipeline.methods.pconv.module import PConvModule
 from pipeline.model import StageFeed
 
 TINY = {

@@ -1,4 +1,4 @@
-"""ipn/glcic.py and stage=glcic: GLCIC's completion network and global + local discriminator
+"""pipeline/methods/glcic/model.py and stage=glcic: GLCIC's completion network and global + local discriminator
 (pinned counts, shapes, the local patch on the hole), its three training phases, and the
 discriminator as a choice of the IPN stage."""
 
@@ -10,7 +10,7 @@ import inspect
 import pytest
 import torch
 
-from ipn.glcic import GLCICCompletionNet, GlobalLocalDiscriminator, crop_windows, hole_windows
+from pipeline.methods.glcic.model import GLCICCompletionNet, GlobalLocalDiscriminator, crop_windows, hole_windows
 
 
 def count(module: torch.nn.Module) -> int:
@@ -86,7 +86,7 @@ def test_the_discriminator_looks_at_the_hole_locally():
 
 
 def tiny_module(**kwargs):
-    from ipn.glcic_module import GLCICModule
+    from pipeline.methods.glcic.module import GLCICModule
     from pipeline.model import StageFeed
 
     return GLCICModule(
@@ -114,7 +114,7 @@ def test_the_hole_is_filled_with_the_mean_colour_and_only_the_hole_changes():
 
 
 def test_the_loss_is_mse_in_the_hole_plus_the_paper_weight_of_the_adversarial_term():
-    from ipn.glcic_module import GLCICModule
+    from pipeline.methods.glcic.module import GLCICModule
 
     torch.manual_seed(0)
     module = tiny_module(completion_steps=0, discriminator_steps=0).train()
@@ -137,7 +137,7 @@ def test_the_three_phases_train_what_the_paper_says(tmp_path):
     completion network untouched), then both; the phase clock survives a checkpoint."""
     from hydra.utils import instantiate
 
-    from pipeline.train import train
+    from pipeline.training.stage import train
     from tests.conftest import compose_train
 
     cfg = compose_train(
@@ -177,7 +177,7 @@ def test_each_phase_steps_the_networks_the_paper_says():
 
 
 def test_the_ipn_trains_against_the_global_local_discriminator(tmp_path):
-    from pipeline.train import build_module, train
+    from pipeline.training.stage import build_module, train
     from tests.conftest import compose_train
 
     cfg = compose_train(tmp_path, "ipn", "stage/discriminator=global_local", f"hydra.run.dir={tmp_path}")

@@ -300,7 +300,7 @@ def test_the_readme_per_step_override_is_accepted(tmp_path):
         "+chain.trainer.epn.limit_val_batches=2",
         "chain.trainer.ipn.precision=bf16-mixed",
     )
-    from pipeline.train import step_config
+    from pipeline.training.chain import step_config
 
     assert step_config(cfg, "ipn", {}, tmp_path).trainer.max_epochs == 1
     assert step_config(cfg, "ipn", {}, tmp_path).trainer.precision == "bf16-mixed"  # precision per stage
@@ -527,7 +527,7 @@ def test_output_problems_are_one_line_before_any_work(arena, problem):
 
 @pytest.mark.slow
 def test_a_50_megapixel_photo_is_repaired_within_2_gb(tmp_path):
-    """Full-resolution work runs in row strips of the photo's own pixels (pipeline/large.py)."""
+    """Full-resolution work runs in row strips of the photo's own pixels (pipeline/inference/large.py)."""
     import cv2
 
     width, height = 8660, 5774  # 50.0 Mpx

@@ -17,10 +17,11 @@ from PIL import Image
 from common.checkpoint import read_model_file
 from common.config import check_config
 from common.errors import CheckpointError, ConfigError
+from data.io import green_mask, read_mask
 from pipeline import BlindInpainter
 from pipeline.export import export_torchscript
-from pipeline.inference import InpaintSettings, working_shape
-from pipeline.inpaint import green_mask, inpaint_cli, read_mask
+from pipeline.inference.inpainter import InpaintSettings, working_shape
+from pipeline.inpaint import inpaint_cli
 from pipeline.model import TracingOutputs, load_pipeline, save_pipeline
 
 
@@ -369,7 +370,7 @@ def test_the_shipped_model_repairs_without_a_checkpoint(tmp_path):
     """No checkpoint=: the model installed with the package (pipeline/weights/), a safetensors
     pipeline file of at most 40 MB whose mask rule was chosen on validation photos."""
     from common.checkpoint import read_model_file
-    from pipeline.inference import BlindInpainter
+    from pipeline.inference.inpainter import BlindInpainter
     from pipeline.model import SHIPPED_MODEL
 
     assert SHIPPED_MODEL.is_file() and SHIPPED_MODEL.stat().st_size <= 40 * 2**20
@@ -400,7 +401,7 @@ def test_the_shipped_model_fills_a_flat_colour_with_its_surroundings_colour(colo
     """A 40×40 hole (noise in it) in a flat 256² photo, given as the mask: the fill's mean colour
     is within 0.03 of the surrounding ring's, per channel. A generator that has not learned every
     colour direction fills green with tan."""
-    from pipeline.inference import BlindInpainter
+    from pipeline.inference.inpainter import BlindInpainter
 
     size, hole = 256, slice(108, 148)
     mask = torch.zeros(1, 1, size, size)
@@ -459,7 +460,7 @@ def test_a_fifo_as_input_is_refused_instead_of_waiting_forever(smoke_run, tmp_pa
 def test_a_mask_with_transparency_uses_its_alpha(smoke_run, tmp_path):
     """A hole drawn on a transparent layer: opaque = hole (composited on white, the transparent
     background would otherwise make the whole photo a hole)."""
-    from pipeline.inpaint import read_mask
+    from data.io import read_mask
 
     layer = np.zeros((40, 48, 4), np.uint8)
     layer[10:20, 5:25] = (255, 0, 0, 255)  # a red stroke, opaque
@@ -508,7 +509,7 @@ def test_folders_decode_and_write_beside_the_networks_and_a_write_error_still_en
     the report is the same, and a failed write (a full disk) still stops the command."""
     import threading
 
-    import pipeline.inpaint as module
+    import pipeline.inference.batch as module
 
     threads = {"load": set(), "write": set()}
     real_load, real_write = module.load_job, module._write_results
@@ -541,7 +542,7 @@ def test_folders_decode_and_write_beside_the_networks_and_a_write_error_still_en
 
 @pytest.fixture(scope="module")
 def glcic_run(tmp_path_factory):
-    from pipeline.train import train
+    from pipeline.training.stage import train
     from tests.conftest import compose_train
 
     folder = tmp_path_factory.mktemp("glcic")

@@ -10,7 +10,7 @@ from common.errors import CheckpointError
 from common.ops import compose, edge_hole
 from ipn.module import IPNModule, generator_inputs
 from pipeline.model import StageFeed
-from pipeline.train import build_module, train
+from pipeline.training.stage import build_module, train
 from tests.conftest import compose_train, run_module
 from tests.test_checkpoint import Exploit
 

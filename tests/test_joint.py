@@ -1,4 +1,4 @@
-"""Joint fine-tuning (pipeline.joint, stage=joint) and the whole chain (experiment=all)."""
+"""Joint fine-tuning (pipeline.training.joint, stage=joint) and the whole chain (experiment=all)."""
 
 import copy
 
@@ -9,8 +9,10 @@ from conftest import compose_chain, compose_train, run_module
 
 from common.checkpoint import read_model_file
 from common.errors import CheckpointError, ConfigError
-from pipeline.joint import JointModule
-from pipeline.train import build_datamodule, train, train_chain
+from data.datamodule import build_datamodule
+from pipeline.training.chain import train_chain
+from pipeline.training.joint import JointModule
+from pipeline.training.stage import train
 
 
 def _joint(smoke_run, **kwargs) -> JointModule:

@@ -1,4 +1,4 @@
-"""Large photos in row strips (pipeline/large.py) give what whole-image float tensors gave."""
+"""Large photos in row strips (pipeline/inference/large.py) give what whole-image float tensors gave."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from common.ops import compose
-from pipeline import large
-from pipeline.inference import COARSE_OPENING, BlindInpainter, opened, working_shape
+from pipeline.inference import large
+from pipeline.inference.inpainter import COARSE_OPENING, BlindInpainter, opened, working_shape
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from data.masks import (
     RectMasks,
     hole_ratio,
 )
-from data.test_masks import BucketedTestMasks
+from pipeline.evaluation.mask_set import BucketedTestMasks
 
 SIZES = [(256, 256), (32, 48), (48, 32), (97, 200)]
 

@@ -13,7 +13,7 @@ from data.datamodule import InpaintingSamples
 from data.masks import FreeFormMasks
 from data.sample import sample
 from mpn.module import MPNModule
-from pipeline.train import train
+from pipeline.training.stage import train
 from tests.conftest import compose_train, run_module
 from tests.test_checkpoint import Exploit
 
@@ -110,7 +110,7 @@ def test_bf16_on_a_cpu_without_fast_kernels_is_warned_about(caplog, monkeypatch)
 
     from omegaconf import OmegaConf
 
-    from pipeline.train import warn_if_slow_precision
+    from pipeline.training.stage import warn_if_slow_precision
 
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     with caplog.at_level(logging.WARNING):

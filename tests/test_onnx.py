@@ -1,4 +1,4 @@
-"""backend=onnxruntime (pipeline/onnx_backend.py): the ONNX graphs give the PyTorch generators'
+"""backend=onnxruntime (pipeline/inference/onnx.py): the ONNX graphs give the PyTorch generators'
 results at any size, the shipped graphs are the shipped weights', and a graph made from other
 weights is never used."""
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from common.errors import ConfigError
-from pipeline import onnx_backend
-from pipeline.inference import BlindInpainter, InpaintSettings
+from pipeline.inference import onnx as onnx_backend
+from pipeline.inference.inpainter import BlindInpainter, InpaintSettings
 from pipeline.model import SHIPPED_MODEL, load_pipeline
 
 pytest.importorskip("onnxruntime")

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from ipn.glcic import GlobalLocalDiscriminator
 from ipn.layers import ContextualAttention
-from ipn.parallel_attention import ParallelAttentionNet
+from pipeline.methods.glcic.model import GlobalLocalDiscriminator
+from pipeline.methods.glcic.parallel_attention import ParallelAttentionNet
 from tests.conftest import compose_config
 
 
@@ -82,7 +82,7 @@ def test_the_attention_matches_against_the_inputs_mask(monkeypatch):
 
 
 def test_the_experiment_is_the_papers_setup():
-    from pipeline.train import build_module
+    from pipeline.training.stage import build_module
 
     cfg = compose_config("train", "experiment=parallel_attention")
     assert cfg.stage.name == "glcic" and cfg.data.size == 128 and cfg.trainer.max_epochs == 60
@@ -95,7 +95,7 @@ def test_the_experiment_is_the_papers_setup():
 
 
 def test_an_unknown_completion_network_is_refused():
-    from ipn.glcic_module import build_completion_net
+    from pipeline.methods.glcic.module import build_completion_net
 
     with pytest.raises(ValueError, match="unknown completion network 'unet'"):
         build_completion_net({"name": "unet"})

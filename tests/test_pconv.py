@@ -1,4 +1,4 @@
-"""ipn/pconv.py: the partial convolution against its definition, and the partial-convolution U-Net's
+"""pipeline/methods/pconv/model.py: the partial convolution against its definition, and the partial-convolution U-Net's
 layout (pinned parameter counts), shapes, hole-blindness and the frozen-encoder-BN phase."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ipn.pconv import PartialConv2d, PConvUNet
+from pipeline.methods.pconv.model import PartialConv2d, PConvUNet
 
 
 def trainable(module: torch.nn.Module) -> int:
@@ -130,7 +130,7 @@ def test_bad_arguments_are_refused():
 
 
 def test_loss_terms_and_weights():
-    from ipn.pconv import PCONV_LOSS_WEIGHTS, pconv_loss
+    from pipeline.methods.pconv.model import PCONV_LOSS_WEIGHTS, pconv_loss
 
     torch.manual_seed(0)
     target = torch.rand(2, 3, 16, 16)
@@ -166,7 +166,7 @@ def test_loss_with_vgg16_pools_from_a_weights_file(tmp_path):
 
     from common.errors import CheckpointError
     from common.vgg import VGG16Pools
-    from ipn.pconv import pconv_loss
+    from pipeline.methods.pconv.model import pconv_loss
 
     path = tmp_path / "vgg16-features.pth"
     torch.manual_seed(0)
@@ -191,7 +191,7 @@ def test_loss_with_vgg16_pools_from_a_weights_file(tmp_path):
 
 
 def tiny_module(**generator):
-    from ipn.pconv_module import PConvModule
+    from pipeline.methods.pconv.module import PConvModule
     from pipeline.model import StageFeed
 
     return PConvModule(generator={"width_mult": 1 / 16, **generator}, feed=StageFeed())

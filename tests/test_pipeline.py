@@ -10,9 +10,9 @@ import torch
 
 from common.errors import ConfigError
 from pipeline.export import export_torchscript
-from pipeline.inference import BlindInpainter, InpaintSettings
-from pipeline.joint import JointModule
+from pipeline.inference.inpainter import BlindInpainter, InpaintSettings
 from pipeline.model import BlindPipeline, load_pipeline, save_pipeline
+from pipeline.training.joint import JointModule
 from tests.conftest import ROOT
 
 STAGE_CHECKPOINTS = ("mpn", "epn", "ipn")

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from data.corruption import Corruptor, transform_donor
-from data.datasets import ColourJitter
+from data.image_dataset import ColourJitter
 from data.sample import PHOTO_DIR, SPLIT_PHOTOS, load_photo, sample
 
 SIZE = 48
@@ -102,7 +102,7 @@ def test_image_fill_pastes_the_transformed_donor():
 def test_jittered_training_crops_spread_colour_over_green_magenta_too():
     """The bundled training photos hold 1.7 % of their colour variance on the green–magenta axis;
     the jittered crops (whole-circle hue, channel permutations) at least 5 %."""
-    from data.datasets import colour_spread
+    from data.image_dataset import colour_spread
 
     photos = colour_spread([load_photo(name)[:, ::4, ::4] for name in SPLIT_PHOTOS["train"]])
     assert abs(sum(photos.values()) - 1) < 1e-9 and photos["green-magenta"] < 0.03

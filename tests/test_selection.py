@@ -1,5 +1,5 @@
 """Doing no harm: intact samples, a calibrated mask loss, the soft floor, and choosing the hole
-threshold and the shipped pipeline on what a user gets (pipeline/selection.py)."""
+threshold and the shipped pipeline on what a user gets (pipeline/training/selection.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from torch import nn
 from common.losses import mask_bce_loss, normalised_bce
 from data.damage import DamageMix
 from data.datamodule import InpaintingSamples
-from data.datasets import DatasetError
+from data.image_dataset import DatasetError
 from ipn.module import IPNModule
 from mpn.module import detection_metrics
 from pipeline.model import BlindPipeline
-from pipeline.selection import PSNR_CAP, BlindScores, calibrate_mask_rule, mask_calibration
+from pipeline.training.selection import PSNR_CAP, BlindScores, calibrate_mask_rule, mask_calibration
 
 
 class RedChannelMPN(nn.Module):
@@ -196,7 +196,7 @@ def test_the_floor_pipeline_fills_with_the_ipns_classical_floor():
     from epn.module import EPNModule
     from ipn.module import IPNModule
     from pipeline.model import BlindPipeline
-    from pipeline.selection import floor_pipeline
+    from pipeline.training.selection import floor_pipeline
 
     torch.manual_seed(0)
     epn = EPNModule(generator={"base_channels": 4, "residual_blocks": 1}, discriminator={"base_channels": 4})

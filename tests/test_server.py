@@ -1,4 +1,4 @@
-"""The HTTP API of the web page (pipeline.server, pipeline.serve): what it answers, what it refuses,
+"""The HTTP API of the web page (pipeline.web.server, pipeline.serve): what it answers, what it refuses,
 its queue, and that it gives the command line's file for the same photo."""
 
 import asyncio
@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageCms
 
 from common.errors import CheckpointError
-from pipeline.encode import OutputFormat
-from pipeline.inference import BlindInpainter, InpaintSettings
-from pipeline.inpaint import plan_jobs, run
-from pipeline.server import ServerLimits, create_app
+from pipeline.inference.batch import plan_jobs, run
+from pipeline.inference.encode import OutputFormat
+from pipeline.inference.inpainter import BlindInpainter, InpaintSettings
+from pipeline.web.server import ServerLimits, create_app
 
 BASE = "http://127.0.0.1:8000"
 

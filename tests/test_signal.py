@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from epn.model import EdgeGenerator
-from ipn.cifar_gan import CifarGANGenerator
-from ipn.dcgan import LATENT, DCGANGenerator
-from ipn.glcic import GLCICCompletionNet
 from ipn.layers import GatedConv2d
 from ipn.model import DeepFillGenerator
-from ipn.parallel_attention import ParallelAttentionNet
-from ipn.pconv import PConvUNet
 from mpn.model import UNet
+from pipeline.methods.cifar_gan.model import CifarGANGenerator
+from pipeline.methods.dcgan.model import LATENT, DCGANGenerator
+from pipeline.methods.glcic.model import GLCICCompletionNet
+from pipeline.methods.glcic.parallel_attention import ParallelAttentionNet
+from pipeline.methods.pconv.model import PConvUNet
 
 # The outputs that carry a layer's signal: its nonlinearity, its normalisation, or a gated conv.
 _LAYER_OUTPUTS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.BatchNorm2d, nn.InstanceNorm2d, GatedConv2d)

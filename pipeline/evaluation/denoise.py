@@ -3,7 +3,7 @@
 Every test image × every noise setting of :data:`NOISE_SETTINGS` (fixed kinds and strengths of
 :mod:`data.noise`, the noise drawn from ``numpy.random.default_rng([seed, image, setting])``),
 plus every image clean. Each pair is repaired by the model in ``denoise`` and in ``blind`` mode
-(:class:`~pipeline.inference.BlindInpainter`, the path users run) and by the classical denoisers
+(:class:`~pipeline.inference.inpainter.BlindInpainter`, the path users run) and by the classical denoisers
 on the same input: non-local means at the noise level it estimates (what a user of OpenCV gets
 without knowing the noise), non-local means at the true σ (Gaussian noise only: an upper
 reference no blind method has), the 3×3 median, and the floor the model starts from

@@ -11,19 +11,20 @@ from omegaconf import DictConfig
 
 from common.errors import ConfigError
 from data.damage import DAMAGE_KINDS
-from pipeline.baselines import BASELINES, inpaint_batch
 from pipeline.evaluation.external import Predictions
 from pipeline.evaluation.metrics import LPIPS_BACKBONES
 from pipeline.evaluation.pairs import PROTOCOLS
-from pipeline.inference import OURS, BlindInpainter, InpaintSettings, build_inpainter, check_stage_checkpoint
-from pipeline.model import FILL_STAGES, BlindPipeline, given_settings
+from pipeline.inference.inpainter import OURS, BlindInpainter, InpaintSettings, build_inpainter, check_stage_checkpoint
+from pipeline.methods import fill_stages
+from pipeline.methods.classical import BASELINES, inpaint_batch
+from pipeline.model import BlindPipeline, given_settings
 
 PREDICTIONS = "predictions"  # another tool's outputs, read from a folder (pipeline/evaluation/external.py)
 MODES = ("blind", "masked")
-# The other systems' trained inpainting stages (pipeline.model.FILL_STAGES): method=<name>
+# The other systems' trained inpainting stages (pipeline.methods.fill_stages): method=<name>
 # checkpoint=<its training run or .ckpt> fills the given mask (masked) or the mask of
 # mask_checkpoint='s MPN (blind), in the pipeline in the IPN's place.
-STAGE_METHODS = tuple(FILL_STAGES)
+STAGE_METHODS = tuple(fill_stages())
 
 
 @dataclass

@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 from common.errors import ConfigError
 from data.damage import DAMAGE_KINDS, Damage
 from data.datamodule import build_datamodule
-from data.datasets import ImageDataset
+from data.image_dataset import ImageDataset
 from data.masks import hole_ratio, resize_nearest
-from data.test_masks import DEFAULT_BUCKETS, BucketedTestMasks
+from pipeline.evaluation.mask_set import DEFAULT_BUCKETS, BucketedTestMasks
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class DamagePairs(EvaluationPairs):
     (``k`` the kind's index in :data:`~data.damage.DAMAGE_KINDS`, so choosing fewer kinds does not
     change the others' draws; the donor is drawn first); kind None is the clean image (mask 0,
     corrupted = image). Rows: each kind, each hole-ratio bucket of the true hole
-    (:data:`~data.test_masks.DEFAULT_BUCKETS`' labels), ``all damaged``, ``clean``."""
+    (:data:`~pipeline.evaluation.mask_set.DEFAULT_BUCKETS`' labels), ``all damaged``, ``clean``."""
 
     def __init__(self, images, kinds, pairs, seed=0, donor_fill=True, settings=None, buckets=DEFAULT_BUCKETS):
         super().__init__(images, pairs, seed, donor_fill, settings)

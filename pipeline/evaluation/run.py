@@ -21,7 +21,7 @@ from pipeline.evaluation.methods import PREDICTIONS, build_baselines, build_meth
 from pipeline.evaluation.metrics import PSNR_CAP, PerceptualMetrics, pair_metrics, summarize
 from pipeline.evaluation.pairs import EvaluationPairs, build_test_pairs, test_images
 from pipeline.evaluation.report import ExtremeCases, console, print_table, write_report
-from pipeline.inference import resolve_device
+from pipeline.inference.inpainter import resolve_device
 from pipeline.model import BlindPipeline, given_settings
 
 log = logging.getLogger("pipeline.evaluate")

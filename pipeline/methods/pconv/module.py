@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from common.config import Positive, checked
@@ -9,13 +11,15 @@ from common.module import StageModule
 from common.ops import compose, harden_hole
 from common.vgg import VGG16Pools
 from ipn.module import fill_metrics
-from ipn.pconv import PCONV_LOSS_WEIGHTS, PConvUNet, pconv_loss
+from pipeline.methods import register_fill_stage
+from pipeline.methods.pconv.model import PCONV_LOSS_WEIGHTS, PConvUNet, pconv_loss
 
 
+@register_fill_stage("pconv")
 @checked
 class PConvModule(StageModule):
-    """Liu et al.'s partial-convolution U-Net (:class:`~ipn.pconv.PConvUNet`) filling the hole of
-    the corrupted image, trained with their loss (:func:`~ipn.pconv.pconv_loss`).
+    """Liu et al.'s partial-convolution U-Net (:class:`~pipeline.methods.pconv.model.PConvUNet`) filling the hole of
+    the corrupted image, trained with their loss (:func:`~pipeline.methods.pconv.model.pconv_loss`).
 
     The mask comes from the feed, as for the IPN: the true mask (masked inpainting), or a trained
     MPN's m̂ (``feed.mpn_checkpoint``: blind), after the mask rule. As in the paper, a pixel is
@@ -32,8 +36,10 @@ class PConvModule(StageModule):
     """
 
     stage_name = "pconv"
+    # the networks' config schemas by name (conf/schemas.py)
+    networks: ClassVar[dict[str, type]] = {"pconv_unet": PConvUNet}
     training_only = ("feed", "vgg_weights")
-    uses_edges = False  # fills (corrupted, mask) in the blind pipeline's IPN place (pipeline.model.FILL_STAGES)
+    uses_edges = False  # fills (corrupted, mask) in the blind pipeline's IPN place (pipeline.methods.fill_stages)
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ the machine can do:
   sum, reported as ``G+D``.
 - **inference** latency at batch 1 of each generator at each of ``sizes``, and of the full blind
   pipeline at each of ``pipeline_batches`` (images/s = batch / latency;
-  :class:`pipeline.inference.BlindInpainter`: MPN → Canny → EPN → IPN; it processes
+  :class:`pipeline.inference.inpainter.BlindInpainter`: MPN → Canny → EPN → IPN; it processes
   sides above its ``working_size`` at that size and pastes the upsampled fill back).
 - **data**: samples/s of the training DataLoader alone (``data`` group, at ``train.size``² and
   ``train.batch_size``, its workers, each stage's needs: edges, intact share), over ``data_batches``
@@ -26,7 +26,7 @@ the machine can do:
   ``data.edge_device=accelerator`` the Canny edges are not in it (they run on the device).
 - **photos** (the shipped model, fp32, as users run it): ``photos.megapixels`` photos (a bundled
   photo upscaled to 3:2, a caption and scratches drawn over ~2 % of it) repaired blind in their own
-  pixels (:meth:`~pipeline.inference.BlindInpainter.inpaint_array`, no decoding or encoding) with
+  pixels (:meth:`~pipeline.inference.inpainter.BlindInpainter.inpaint_array`, no decoding or encoding) with
   each ``photos.strategies`` (``large=crop`` / ``resize``): time and peak memory; ``pipeline.inpaint``
   over ``photos.folder`` bundled photos (decode, repair, PNG encode and write): img/s; and each
   classical baseline's fill at ``photos.baseline_size``² with the caption's true mask, next to the
@@ -80,7 +80,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common.errors import ConfigError
 from common.ops import canny, to_gray
 from data.io import to_float
-from pipeline.benchmark_report import (
+from pipeline.benchmarking.report import (
     console,
     print_data,
     print_machine,
@@ -90,7 +90,7 @@ from pipeline.benchmark_report import (
     warn,
     write_json,
 )
-from pipeline.inference import LARGE_STRATEGIES, BlindInpainter, InpaintSettings, resolve_device
+from pipeline.inference.inpainter import LARGE_STRATEGIES, BlindInpainter, InpaintSettings, resolve_device
 from pipeline.model import BlindPipeline
 
 STAGES = ("mpn", "epn", "ipn")
@@ -652,7 +652,7 @@ class Benchmark:
             print_peak(label, entry)
 
     def measure_data(self, name: str) -> None:
-        from pipeline.train import stage_datamodule
+        from pipeline.training.stage import stage_datamodule
 
         cfg = self.cfg.copy()
         with open_dict(cfg):
@@ -872,7 +872,7 @@ class Benchmark:
 
         from data.io import image_size
         from data.sample import PHOTO_DIR
-        from pipeline.inpaint import plan_jobs, run
+        from pipeline.inference.batch import plan_jobs, run
 
         with tempfile.TemporaryDirectory() as folder:
             source = Path(folder) / "in"
@@ -892,7 +892,7 @@ class Benchmark:
 
     def measure_baselines(self, inpainter: BlindInpainter, photo: np.ndarray, side: int, names: list[str]) -> None:
         """Each classical baseline and the pipeline (masked: the same hole) on one photo at ``side``²."""
-        from pipeline.baselines import get_baseline
+        from pipeline.methods.classical import get_baseline
 
         small = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA)
         image, hole = damaged_photo(small, side * side / 1e6)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from common.classical import biharmonic, navier_stokes, telea, telea_pull_push
-from pipeline.baselines.exemplar import exemplar
-from pipeline.baselines.patchmatch import nnf, patchmatch
+from pipeline.methods.classical.exemplar import exemplar
+from pipeline.methods.classical.patchmatch import nnf, patchmatch
 
 BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "telea": telea,

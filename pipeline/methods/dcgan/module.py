@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from common.blend import blend_fill
@@ -9,22 +11,24 @@ from common.config import Count, Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
 from common.ops import compose, from_native, harden_hole, to_native
-from ipn.dcgan import SIZE, DCGANDiscriminator, DCGANGenerator, init_dcgan, latent_search
 from ipn.module import fill_metrics
+from pipeline.methods import register_fill_stage
+from pipeline.methods.dcgan.model import SIZE, DCGANDiscriminator, DCGANGenerator, init_dcgan, latent_search
 
 
+@register_fill_stage("latent_search")
 @checked
 class DCGANModule(GANModule):
-    """A DCGAN (:class:`~ipn.dcgan.DCGANGenerator` vs :class:`~ipn.dcgan.DCGANDiscriminator`) trained
-    on the data's images resized to 64², and the latent-search inpainting it serves
-    (:func:`~ipn.dcgan.latent_search`).
+    """A DCGAN (:class:`~pipeline.methods.dcgan.model.DCGANGenerator` vs
+    :class:`~pipeline.methods.dcgan.model.DCGANDiscriminator`) trained on the data's images resized
+    to 64², and the latent-search inpainting it serves (:func:`~pipeline.methods.dcgan.model.latent_search`).
 
     Training: the DCGAN paper's, z uniform in [−1, 1]^100, BCE (``nsgan``), Adam 2e-4 with β1 0.5,
     weights N(0, 0.02). Validation fills each image's hole (the feed's mask) by a latent search
     of ``val_search_steps`` iterations and scores it as every inpainting stage is
     (:func:`~ipn.module.fill_metrics`, at 64²), so the checkpoint kept is the one that inpaints best.
 
-    Inference (``forward``, in the blind pipeline's IPN place: :data:`pipeline.model.FILL_STAGES`,
+    Inference (``forward``, in the blind pipeline's IPN place: :func:`pipeline.methods.fill_stages`,
     ``method=latent_search``): the image and its hole are resized to 64², the search runs for
     ``search_steps`` (Yeh et al.'s 1500) with the prior at ``prior_weight`` (their λ = 0.003) and the
     symmetry term at ``mirror_weight`` (0: off), and G(z*) is resized back and Poisson-blended into
@@ -32,6 +36,8 @@ class DCGANModule(GANModule):
     """
 
     stage_name = "dcgan"
+    # the networks' config schemas by name (conf/schemas.py)
+    networks: ClassVar[dict[str, type]] = {"dcgan_generator": DCGANGenerator, "dcgan_discriminator": DCGANDiscriminator}
     training_only = ("feed",)
     uses_edges = False  # fills (corrupted, mask) in the blind pipeline's IPN place
     native_size = SIZE
@@ -64,7 +70,7 @@ class DCGANModule(GANModule):
         init_dcgan(self)
 
     def search(self, corrupted: torch.Tensor, mask: torch.Tensor, steps: int, blend: bool) -> dict:
-        """:func:`~ipn.dcgan.latent_search` at 64² with this stage's settings."""
+        """:func:`~pipeline.methods.dcgan.model.latent_search` at 64² with this stage's settings."""
         hp = self.hparams
         return latent_search(
             self.generator, self.discriminator, corrupted, mask, steps=steps, prior_weight=hp.prior_weight,

@@ -1,6 +1,6 @@
 """Photos above the working size, in bounded memory.
 
-Two strategies (:class:`~pipeline.inference.InpaintSettings` ``large``), as IOPaint names them:
+Two strategies (:class:`~pipeline.inference.inpainter.InpaintSettings` ``large``), as IOPaint names them:
 
 - ``crop``: the damage is found on the photo at ``mask_size`` (the MPN :func:`tiled` over it with
   overlap above the working size); the EPN and the IPN then run only on crops around the damaged

@@ -3,6 +3,8 @@ a choice (``stage/generator=glcic|parallel_attention``), as its discriminator is
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -12,9 +14,10 @@ from common.discriminators import build_discriminator, discriminate
 from common.losses import AdversarialLoss
 from common.module import GANModule
 from common.ops import compose, harden_hole
-from ipn.glcic import GLCICCompletionNet
 from ipn.module import fill_metrics
-from ipn.parallel_attention import ParallelAttentionNet
+from pipeline.methods import register_fill_stage
+from pipeline.methods.glcic.model import GLCICCompletionNet, GlobalLocalDiscriminator
+from pipeline.methods.glcic.parallel_attention import ParallelAttentionNet
 
 PHASES = ("completion", "discriminator", "joint")
 BLENDS = (None, "poisson")
@@ -33,9 +36,10 @@ def build_completion_net(config: dict | None) -> torch.nn.Module:
     return COMPLETION_NETS[name](**config)
 
 
+@register_fill_stage("glcic", "parallel_attention")
 @checked
 class GLCICModule(GANModule):
-    """Iizuka et al.'s completion network (:class:`~ipn.glcic.GLCICCompletionNet`; or another of
+    """Iizuka et al.'s completion network (:class:`~pipeline.methods.glcic.model.GLCICCompletionNet`; or another of
     :data:`COMPLETION_NETS`: ``stage/generator=parallel_attention``) against their global + local
     discriminator (or another: ``stage/discriminator=sn_patch``).
 
@@ -55,8 +59,15 @@ class GLCICModule(GANModule):
     """
 
     stage_name = "glcic"
+    # the networks' config schemas by name (conf/schemas.py)
+    generator_choices: ClassVar[dict[str, type]] = COMPLETION_NETS  # stage/generator=<name>
+    networks: ClassVar[dict[str, type]] = {
+        "glcic_completion": GLCICCompletionNet,
+        "parallel_attention": ParallelAttentionNet,
+        "global_local_discriminator": GlobalLocalDiscriminator,
+    }
     training_only = ("discriminator", "feed")
-    uses_edges = False  # fills (corrupted, mask) in the blind pipeline's IPN place (pipeline.model.FILL_STAGES)
+    uses_edges = False  # fills (corrupted, mask) in the blind pipeline's IPN place (pipeline.methods.fill_stages)
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """Encoding a repaired photo: PNG or JPEG, its EXIF and ICC profile kept, written atomically.
 
 One function makes the file's bytes (:func:`encode_image`), so ``pipeline.inpaint`` and the web
-page (:mod:`pipeline.server`) give the same file for the same photo and the same choices.
+page (:mod:`pipeline.web.server`) give the same file for the same photo and the same choices.
 
 - PNG keeps the pixels' depth (8 or 16 bits); OpenCV encodes it, and the profile (``iCCP``) and
   EXIF (``eXIf``) chunks are inserted after the header.

@@ -1,15 +1,15 @@
 """The web page and HTTP API: upload a photo, see the damage found, correct it, repair, download.
 
 :func:`create_app` builds the FastAPI application that ``python -m pipeline.serve`` runs with
-uvicorn. The page is static (``pipeline/web``: HTML, CSS and one JavaScript module, no build);
+uvicorn. The page is static (``pipeline/web/static``: HTML, CSS and one JavaScript module, no build);
 the API it calls is usable on its own (README, "Web page and HTTP API")::
 
     GET  /api/health    model, device, limits, queue
     POST /api/mask      image [mode=blind|denoise] [format=png|json]  -> the damage found
     POST /api/inpaint   image [mask] [mode] [soft] [format=png|jpeg] [quality] [keep_metadata]
 
-The repair is the command line's (:meth:`~pipeline.inference.BlindInpainter.inpaint_array`, one
-photo at a time, in its own pixels) and its file the same bytes (:func:`pipeline.encode.encode_image`).
+The repair is the command line's (:meth:`~pipeline.inference.inpainter.BlindInpainter.inpaint_array`, one
+photo at a time, in its own pixels) and its file the same bytes (:func:`pipeline.inference.encode.encode_image`).
 
 Safety: only the Host names of ``allowed_hosts`` are answered (no DNS rebinding) and a request
 from another site's page (its ``Origin`` or ``Sec-Fetch-Site``) is refused; uploads are limited
@@ -44,15 +44,14 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import BlindfillError
-from data.io import ImageReadError, image_size, load_array, read_metadata, to_pixels
-from pipeline.encode import PNG, OutputFormat, encode_image
-from pipeline.inference import BlindInpainter, working_shape
-from pipeline.inpaint import read_mask
+from data.io import ImageReadError, image_size, load_array, read_mask, read_metadata, to_pixels
+from pipeline.inference.encode import PNG, OutputFormat, encode_image
+from pipeline.inference.inpainter import BlindInpainter, working_shape
 from pipeline.model import MODES
 
-log = logging.getLogger("pipeline.server")
+log = logging.getLogger("pipeline.web.server")
 
-WEB = Path(__file__).parent / "web"
+WEB = Path(__file__).parent / "static"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -262,7 +261,7 @@ PREVIEW = OutputFormat("jpeg", 90, keep_metadata=False)
 
 
 def data_url(pixels: np.ndarray, output_format: OutputFormat = PNG) -> str:
-    """``pixels`` (see :func:`pipeline.encode.as_pixels`) encoded as a ``data:`` URL."""
+    """``pixels`` (see :func:`pipeline.inference.encode.as_pixels`) encoded as a ``data:`` URL."""
     encoded = base64.b64encode(encode_image(pixels, output_format)).decode()
     return f"data:{output_format.media_type};base64,{encoded}"
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from common.config import Positive, checked
 from common.losses import AdversarialLoss
 from common.module import GANModule
 from common.ops import compose, from_native, harden_hole, to_native
-from ipn.cifar_gan import SIZE, CifarGANGenerator, SharedTrunkDiscriminator
 from ipn.module import fill_metrics
+from pipeline.methods import register_fill_stage
+from pipeline.methods.cifar_gan.model import SIZE, CifarGANGenerator, SharedTrunkDiscriminator
 
 
 def hole_mse(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -19,10 +22,11 @@ def hole_mse(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return ((output - target).square() * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+@register_fill_stage("cifar_gan")
 @checked
 class CifarGANModule(GANModule):
     """The encoder–decoder generator with dropout against the shared-trunk global + local
-    discriminator (:mod:`ipn.cifar_gan`), at 32².
+    discriminator (:mod:`pipeline.methods.cifar_gan.model`), at 32².
 
     Images and holes are area-resized to 32² (CIFAR-10 is already). The generator sees the image
     with its hole zeroed and the mask. Losses, the paper's "L2 for G and D views" with the Keras
@@ -37,7 +41,12 @@ class CifarGANModule(GANModule):
     """
 
     stage_name = "cifar_gan"
-    uses_edges = False  # fills (corrupted, mask) in the blind pipeline's IPN place (pipeline.model.FILL_STAGES)
+    # the networks' config schemas by name (conf/schemas.py)
+    networks: ClassVar[dict[str, type]] = {
+        "cifar_gan_generator": CifarGANGenerator,
+        "shared_trunk_discriminator": SharedTrunkDiscriminator,
+    }
+    uses_edges = False  # fills (corrupted, mask) in the blind pipeline's IPN place (pipeline.methods.fill_stages)
     native_size = SIZE
 
     def __init__(

@@ -21,7 +21,7 @@ from common.metrics import edge_precision_recall, l1, mask_iou, mask_mae, psnr, 
 from common.module import GANModule
 from common.ops import hard_mask
 from pipeline.model import STAGES, BlindPipeline
-from pipeline.selection import HARM_BOUND, BlindScores
+from pipeline.training.selection import HARM_BOUND, BlindScores
 
 
 @checked
@@ -38,7 +38,7 @@ class JointModule(GANModule):
     discriminators always train.
 
     Validation runs the blind pipeline as a user gets it on held-out photos, intact ones included
-    (the stage config's ``clean_share``): ``val/selection`` (:class:`~pipeline.selection.BlindScores`:
+    (the stage config's ``clean_share``): ``val/selection`` (:class:`~pipeline.training.selection.BlindScores`:
     hole PSNR, minus a steep penalty when more than ``harm_bound`` of an intact photo is repainted)
     picks the checkpoint.
     """

@@ -14,14 +14,14 @@ and the script stops on any mismatch. Fetch and unpack the packages first::
 
 then, from the repository root::
 
-    .venv/bin/python -m data.curate_photos --debs /tmp/debs/x
+    .venv/bin/python scripts/curate_photos.py --debs /tmp/debs/x
 
 Some image sets are deliberately not used, so that they stay unseen for independent evaluation:
 Debian's mate-backgrounds, matplotlib's sample data, PyWavelets' and mahotas' images.
 ``--outside DIR`` writes the first of them, mate-backgrounds' nature photos (``apt-get download
 mate-backgrounds`` and unpack it as above), to ``DIR/test/`` for evaluation only::
 
-    .venv/bin/python -m data.curate_photos --debs /tmp/debs/x --outside /tmp/outside
+    .venv/bin/python scripts/curate_photos.py --debs /tmp/debs/x --outside /tmp/outside
     .venv/bin/python -m pipeline.evaluate data=folder data.dataset.root=/tmp/outside data.size=256 mode=masked
 """
 
@@ -265,7 +265,7 @@ def licences_markdown(photos: list[Photo]) -> str:
             "These photos are not covered by the project's Apache-2.0 licence: each stays under its own",
             "licence, listed below. Every file is a **modified** version of its original: converted to RGB,",
             f"resized so that its long side is at most {LONG_SIDE} px (Pillow LANCZOS, aspect kept) and",
-            f"re-encoded as JPEG quality {QUALITY} without metadata, by `data/curate_photos.py`, which also",
+            f"re-encoded as JPEG quality {QUALITY} without metadata, by `scripts/curate_photos.py`, which also",
             "rebuilds this file. The unmodified originals are in the packages named in the Source column.",
             "",
             'Plasma wallpapers: their `metadata.json` states `LGPLv3` (read as LGPL-3.0-only, no "or later"',

@@ -3,7 +3,7 @@
 input reading, resizing, batching and the Canny edges of the input.
 
 Any size and aspect: each network pads its input to the multiple it needs (MPN 16, EPN 4, IPN 8)
-and crops back. For photos whose long side exceeds ``working_size`` (:mod:`pipeline.large`):
+and crops back. For photos whose long side exceeds ``working_size`` (:mod:`pipeline.inference.large`):
 
 - ``large="crop"`` (default): the damage is found on the photo at ``mask_size`` (the MPN tiled with
   overlap where that exceeds the working size), then the EPN and IPN repair crops around each
@@ -33,16 +33,16 @@ from common.denoise import classical_denoise
 from common.errors import ConfigError
 from common.images import to_pil
 from data.io import to_float, to_pixels
-from pipeline import large
-from pipeline.large import Upsampled, any_pool, damage_boxes, downscale, paste_back, resize_matrix, tiled
-from pipeline.model import FILL_STAGES, MODES, STAGES, BlindPipeline, load_fill_stage, load_pipeline, model_path
+from pipeline.inference import large
+from pipeline.inference.large import Upsampled, any_pool, damage_boxes, downscale, paste_back, resize_matrix, tiled
+from pipeline.methods import fill_stages
+from pipeline.model import MODES, STAGES, BlindPipeline, load_fill_stage, load_pipeline, model_path
 
 LARGE_STRATEGIES = ("crop", "resize")
 BACKENDS = ("torch", "onnxruntime")
 OURS = "ours"
-METHODS = (OURS, *FILL_STAGES)  # ours, or another system's trained stage filling our mask
 COARSE_OPENING = 5  # px at the working size: the narrowest damage the whole-photo view contributes
-TILE_MARGIN = 64  # px of context a tile of the MPN keeps on each side (pipeline.large.tiled)
+TILE_MARGIN = 64  # px of context a tile of the MPN keeps on each side (pipeline.inference.large.tiled)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class InpaintSettings:
             borders of pasted regions (README, "Detection by kind"); off by default.
         crop_margin: ``large=crop``: px of context around each damaged region.
         backend: ``torch``, or ``onnxruntime``: the MPN's and EPN's generators run in ONNX
-            Runtime on the CPU (:mod:`pipeline.onnx_backend`; the IPN stays in PyTorch).
+            Runtime on the CPU (:mod:`pipeline.inference.onnx`; the IPN stays in PyTorch).
     """
 
     mode: str = "blind"
@@ -150,16 +150,22 @@ def _check_backend_device(backend: str, device: torch.device) -> None:
 
 
 def check_stage_checkpoint(method: str, checkpoint) -> None:
-    """Another system's method (:data:`~pipeline.model.FILL_STAGES`) needs its trained stage."""
-    if method in FILL_STAGES and not checkpoint:
-        stage = FILL_STAGES[method].stage_name
+    """Another system's method (:func:`~pipeline.methods.fill_stages`) needs its trained stage."""
+    stages = fill_stages()
+    if method in stages and not checkpoint:
+        stage = stages[method].stage_name
         raise ConfigError(f"method={method} needs checkpoint=, a trained stage={stage} run folder or checkpoint")
+
+
+def methods() -> tuple[str, ...]:
+    """``ours``, or another system's trained stage filling our mask (:func:`~pipeline.methods.fill_stages`)."""
+    return (OURS, *fill_stages())
 
 
 def check_method(method: str, checkpoint=None, mask_checkpoint=None) -> None:
     """The choices :func:`build_inpainter` takes, checked before anything loads (one-line errors)."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if method not in methods():
+        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(methods())}")
     if method == OURS and mask_checkpoint:
         raise ConfigError("mask_checkpoint= names the model that finds the mask for another system's method; "
                           "method=ours finds it with its own MPN")  # fmt: skip
@@ -174,7 +180,7 @@ def build_inpainter(
     device="cpu",
     **pipeline_settings,
 ) -> BlindInpainter:
-    """The inpainter of ``method`` (:data:`METHODS`), as ``pipeline.inpaint`` and ``pipeline.evaluate``
+    """The inpainter of ``method`` (:func:`methods`), as ``pipeline.inpaint`` and ``pipeline.evaluate``
     build it: ``ours``, the model of ``checkpoint`` (None: the shipped one); another system's
     method, its trained stage in ``checkpoint`` filling the mask that the model of
     ``mask_checkpoint`` (None: the shipped one) finds, or that is given (masked mode)."""
@@ -240,10 +246,10 @@ class BlindInpainter:
         self._settings = value
 
     def _build_onnx_pipeline(self) -> BlindPipeline:
-        """The pipeline with the generators of :data:`~pipeline.onnx_backend.EXPORTED` in ONNX
+        """The pipeline with the generators of :data:`~pipeline.inference.onnx.EXPORTED` in ONNX
         Runtime: copies of those stage modules whose ``generator`` is an
-        :class:`~pipeline.onnx_backend.OnnxGenerator`; the other stages shared."""
-        from pipeline.onnx_backend import EXPORTED, onnx_generators
+        :class:`~pipeline.inference.onnx.OnnxGenerator`; the other stages shared."""
+        from pipeline.inference.onnx import EXPORTED, onnx_generators
 
         source = self.torch_pipeline
         missing = [name for name in EXPORTED if getattr(source, name) is None]
@@ -280,7 +286,7 @@ class BlindInpainter:
 
     def with_fill_stage(self, stage: torch.nn.Module) -> BlindInpainter:
         """An inpainter that finds the mask as this one does (its MPN and mask rule) and fills it
-        with ``stage``, another system's trained inpainting stage (:data:`~pipeline.model.FILL_STAGES`,
+        with ``stage``, another system's trained inpainting stage (:func:`~pipeline.methods.fill_stages`,
         e.g. from :func:`~pipeline.model.load_fill_stage`), in place of the EPN and the IPN."""
         source = self.torch_pipeline
         pipeline = BlindPipeline(mpn=source.mpn, ipn=stage.to(self.device).eval(), **source.settings())
@@ -385,7 +391,7 @@ class BlindInpainter:
         (``image``'s dtype; ``image`` itself, overwritten, with ``in_place``) and with
         ``intermediates`` the ``mask`` and ``edges`` ``(H, W)`` in the same scale, else None.
 
-        Above ``working_size`` the full-resolution work runs in row strips (:mod:`pipeline.large`):
+        Above ``working_size`` the full-resolution work runs in row strips (:mod:`pipeline.inference.large`):
         memory is the photo, its result and the networks at working size, whatever the photo's
         size."""
         mode = mode or self.settings.mode
@@ -428,7 +434,7 @@ class BlindInpainter:
     def found_masks(self, corrupted: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
         """The MPN's ``predicted_mask`` and the ``mask`` of the rule (``mode`` blind or denoise) for
         one photo ``(1, 3, h, w)``, ``(1, 1, h, w)`` each. Above the working size the MPN looks
-        twice: in overlapping tiles of that size (:func:`~pipeline.large.tiled`), where thin damage
+        twice: in overlapping tiles of that size (:func:`~pipeline.inference.large.tiled`), where thin damage
         stays thicker than a pixel, and once over the whole photo at the working size, where damage
         that is large at this resolution (a pasted photo, thick paint) looks as it did in
         training. The second view keeps only what is at least :data:`COARSE_OPENING` px wide there

@@ -111,7 +111,7 @@ class BlindScores:
 
 @torch.no_grad()
 def score_pipeline(inpainter, batches: Iterable[dict], harm_bound: float = HARM_BOUND) -> dict[str, float]:
-    """:class:`BlindScores` of a :class:`~pipeline.inference.BlindInpainter` on ``batches`` (dicts
+    """:class:`BlindScores` of a :class:`~pipeline.inference.inpainter.BlindInpainter` on ``batches`` (dicts
     with ``image``, ``corrupted``, ``mask``): in blind mode, and in masked mode given the hole a
     user would draw around the true damage."""
     scores = BlindScores(harm_bound)

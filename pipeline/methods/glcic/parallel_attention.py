@@ -1,14 +1,14 @@
 """The "first approach" of the user's paper "Image Inpainting using Deep Learning Models": a
 completion network with a dilated-convolution branch and a contextual-attention branch in
 parallel, trained against GLCIC's global + local discriminators with one layer fewer each (5 global
-layers at 128², 4 local on a 56² patch: :class:`ipn.glcic.GlobalLocalDiscriminator`).
+layers at 128², 4 local on a 56² patch: :class:`pipeline.methods.glcic.model.GlobalLocalDiscriminator`).
 
 The paper gives the layer sequence — 6 convolutions (5×5 first, 3×3 rest), then in parallel 4
 dilated 3×3 convolutions and a contextual-attention branch followed by two 3×3 convolutions, the two
 embeddings concatenated before the decoder's 2 convolutions 3×3, 4×4 ↑2 deconvolution, 3×3
 convolution, 4×4 ↑2 deconvolution and two 3×3 convolutions — but not the widths, strides, rates or
 norms. Those follow GLCIC's completion network, which has exactly this sequence without the
-attention branch (:data:`ipn.glcic.COMPLETION_LAYOUT`: widths 64–256, stride-2 2nd and 4th
+attention branch (:data:`pipeline.methods.glcic.model.COMPLETION_LAYOUT`: widths 64–256, stride-2 2nd and 4th
 convolutions, rates 2/4/8/16, batch norm + ReLU, sigmoid out), and the attention is DeepFill v1's
 (Yu et al. 2018, the paper's "contextual attention": 3×3 patches, matched at half resolution,
 scores fused; :class:`ipn.layers.ContextualAttention`). The concatenation doubles the first
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from common.layers import pad_to_multiple, scaled_width
-from ipn.glcic import COMPLETION_LAYOUT, ConvBNReLU
 from ipn.layers import ContextualAttention
+from pipeline.methods.glcic.model import COMPLETION_LAYOUT, ConvBNReLU
 
 ENCODER, DILATED, FUSION, DECODER = (
     COMPLETION_LAYOUT[:6],

@@ -1,6 +1,6 @@
 """The benchmark's output: a progress line per measurement, rich tables at the end, and the JSON.
 
-Everything here reads the result rows :class:`pipeline.benchmark_measure.Benchmark` builds; none of
+Everything here reads the result rows :class:`pipeline.benchmarking.measure.Benchmark` builds; none of
 it measures anything.
 """
 

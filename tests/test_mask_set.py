@@ -1,4 +1,4 @@
-"""Tests of data/test_masks.py: the bucketed test-mask set (buckets, border band, purity, save /
+"""Tests of pipeline/evaluation/mask_set.py: the bucketed test-mask set (buckets, border band, purity, save /
 load) and its command line."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from test_masks import assert_valid, bbox, rng
 
 from data.masks import MaskSourceError, hole_ratio
-from data.test_masks import BucketedTestMasks, main
+from pipeline.evaluation.mask_set import BucketedTestMasks, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,7 +146,7 @@ def test_cli(tmp_path, capsys):
 
 def run_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "data.test_masks", *args],
+        [sys.executable, "-m", "pipeline.evaluation.mask_set", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -6,7 +6,7 @@ Masks follow the convention of :mod:`data.masks`: ``(H, W)`` float32, 1 = hole.
 
 Command line, to write the default test-mask set::
 
-    python -m data.test_masks --out DIR [--size 256] [--per-bucket 100] [--seed 0] [--overwrite]
+    python -m pipeline.evaluation.mask_set --out DIR [--size 256] [--per-bucket 100] [--seed 0] [--overwrite]
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from common.errors import ConfigError, cli
+from common.cli import cli
+from common.errors import ConfigError
 from data.masks import (
     FreeFormMasks,
     MaskGenerator,
@@ -292,7 +293,7 @@ class BucketedTestMasks:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m data.test_masks",
+        prog="python -m pipeline.evaluation.mask_set",
         description="Write the bucketed test-mask set (PNG, 255 = hole, plus manifest.json).",
     )
     parser.add_argument("--out", required=True, help="output folder")
