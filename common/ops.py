@@ -14,6 +14,8 @@ README's benchmark) and kornia on accelerators, where the data never leaves the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import kornia
 import numpy as np
@@ -165,3 +167,28 @@ def merge_edges(predicted_edges: torch.Tensor, corrupted_edge: torch.Tensor, mas
     margin (:func:`edge_hole`), ``corrupted_edge`` (Canny of the corrupted image) elsewhere; all
     ``(B, 1, H, W)``. Gradients flow into ``predicted_edges`` (joint training)."""
     return compose(corrupted_edge, predicted_edges, edge_hole(mask))
+
+
+def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, margin: int) -> torch.Tensor:
+    """``fn`` (a fully convolutional map ``(1, C, h, w) -> (1, K, h, w)``) over ``x`` in tiles of at
+    most ``tile`` px that overlap by ``2·margin``: each tile's output is kept only in its centre
+    (its ``margin`` px next to another tile are dropped), so every output pixel has at least
+    ``margin`` px of context on each side where the image has them (U-Net's overlap-tile)."""
+    if tile <= 2 * margin:
+        raise ValueError(f"a tile of {tile} px leaves nothing inside a margin of {margin} px")
+    height, width = x.shape[-2:]
+    if max(height, width) <= tile:
+        return fn(x)
+    step = tile - 2 * margin
+    out = None
+    for y0 in range(0, height, step):
+        y1 = min(height, y0 + step)
+        ty0, ty1 = max(0, y0 - margin), min(height, y1 + margin)
+        for x0 in range(0, width, step):
+            x1 = min(width, x0 + step)
+            tx0, tx1 = max(0, x0 - margin), min(width, x1 + margin)
+            piece = fn(x[..., ty0:ty1, tx0:tx1])
+            if out is None:
+                out = piece.new_empty(*piece.shape[:2], height, width)
+            out[..., y0:y1, x0:x1] = piece[..., y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
+    return out

@@ -61,7 +61,7 @@ from common.checkpoint import (
 from common.config import Share, checked
 from common.denoise import denoise_batch
 from common.errors import CheckpointError, ConfigError
-from common.ops import canny, grow, hard_mask, to_gray
+from common.ops import canny, grow, hard_mask, tiled, to_gray
 from epn.module import EPNModule
 from ipn.module import IPNModule
 from mpn.module import MPNModule
@@ -160,6 +160,15 @@ class BlindPipeline(nn.Module):
         where a hole is given, as a user hands a mask file to any tool: this pipeline's blind rule
         applied to it, ``> 0.5``. Masked-mode evaluation gives it to every method alike."""
         return (self.mask_rule(mask.detach(), "blind") > 0.5).to(mask.dtype)
+
+    def predict_mask(self, corrupted: torch.Tensor, tile: int | None = None, margin: int = 0) -> torch.Tensor:
+        """The MPN's m̂ ``(B, 1, H, W)`` for ``corrupted`` ``(B, 3, H, W)``; with ``tile``, the MPN
+        runs in overlapping tiles of at most that size with ``margin`` px of context
+        (:func:`common.ops.tiled`), so on a photo larger than it was trained at thin damage stays
+        thicker than a pixel."""
+        if tile is None:
+            return self.mpn(corrupted)["predicted_mask"]
+        return tiled(lambda x: self.mpn(x)["predicted_mask"], corrupted, tile, margin)
 
     def masks(self, corrupted: torch.Tensor, mask: torch.Tensor | None = None, mode: str = "blind") -> dict:
         """``mask`` (the one the later stages use); in blind and denoise modes also the MPN's

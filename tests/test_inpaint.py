@@ -20,7 +20,8 @@ from common.errors import CheckpointError, ConfigError
 from data.io import green_mask, read_mask
 from pipeline import BlindInpainter
 from pipeline.export import export_torchscript
-from pipeline.inference.inpainter import InpaintSettings, working_shape
+from pipeline.inference.inpainter import InpaintSettings
+from pipeline.inference.large import working_shape
 from pipeline.inpaint import inpaint_cli
 from pipeline.model import TracingOutputs, load_pipeline, save_pipeline
 

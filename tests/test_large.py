@@ -5,9 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.ops import compose
+from common.ops import compose, tiled
 from pipeline.inference import large
-from pipeline.inference.inpainter import COARSE_OPENING, BlindInpainter, opened, working_shape
+from pipeline.inference.inpainter import COARSE_OPENING, BlindInpainter, opened
+from pipeline.inference.large import working_shape
 
 
 @pytest.mark.parametrize(
@@ -86,10 +87,10 @@ def test_tiled_is_the_whole_image_map_where_the_margin_covers_the_receptive_fiel
     net = torch.nn.Sequential(*[torch.nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1) for i in range(3)])  # radius 3
     x = torch.rand(1, 3, 70, 101)
     with torch.no_grad():
-        assert torch.allclose(large.tiled(net, x, tile=24, margin=4), net(x), atol=1e-6)
-        assert torch.equal(large.tiled(net, x[..., :20, :20], tile=24, margin=4), net(x[..., :20, :20]))
+        assert torch.allclose(tiled(net, x, tile=24, margin=4), net(x), atol=1e-6)
+        assert torch.equal(tiled(net, x[..., :20, :20], tile=24, margin=4), net(x[..., :20, :20]))
     with pytest.raises(ValueError):
-        large.tiled(net, x, tile=8, margin=4)
+        tiled(net, x, tile=8, margin=4)
 
 
 def test_damage_boxes_grow_by_the_margin_clip_to_the_photo_and_never_overlap():

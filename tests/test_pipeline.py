@@ -4,7 +4,9 @@ module, its mask rule and its training switch, and the package structure that ke
 import ast
 import inspect
 import re
+import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,18 +145,87 @@ def test_imports_point_one_way(package):
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
+def _stage_calls(path):
+    """Calls of a stage outside its owner: ``x.mpn(...)``, or a name bound to ``x.mpn`` (or
+    ``getattr(x, "mpn")``) and then called."""
+    tree = ast.parse(path.read_text())
+    stages = {"mpn", "epn", "ipn"}
+
+    def is_stage(node):
+        if isinstance(node, ast.Attribute):
+            return node.attr in stages
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in stages
+        )
+
+    aliases = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and is_stage(node.value)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (
+            is_stage(node.func) or (isinstance(node.func, ast.Name) and node.func.id in aliases)
+        ):
+            yield node.lineno
+
+
 def test_the_stage_chain_is_connected_in_one_file():
-    """Only pipeline/model.py calls one stage with another's outputs; the shared base class knows
-    no stage by name."""
-    calls = re.compile(r"\.(mpn|epn|ipn)\(")
+    """Only pipeline/model.py calls a stage (the MPN, EPN or IPN), directly or through a name bound
+    to one; the shared base class knows no stage by name."""
     users = sorted(
         str(p.relative_to(ROOT))
         for package in ("common", "data", "mpn", "epn", "ipn", "pipeline")
         for p in (ROOT / package).rglob("*.py")
-        if calls.search(p.read_text())
+        if any(_stage_calls(p))
     )
     assert users == ["pipeline/model.py"]
     assert not re.search(r"\b(mpn|epn|ipn|MPN|EPN|IPN)\b", (ROOT / "common" / "module.py").read_text())
+
+
+def test_the_alias_hole_is_closed(tmp_path):
+    """The check above sees a stage called through a local name, as ``found_masks`` once did."""
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text("def f(inpainter, x):\n    mpn = inpainter.pipeline.mpn\n    return mpn(x)\n")
+    assert list(_stage_calls(sneaky)) == [3]
+
+
+@pytest.mark.parametrize(
+    "mode, size, large",
+    [("blind", 48, "crop"), ("masked", 48, "crop"), ("denoise", 48, "crop"), ("blind", 80, "crop"),
+     ("masked", 80, "crop"), ("blind", 80, "resize"), ("denoise", 80, "crop")],
+)  # fmt: skip
+def test_the_stages_run_only_inside_the_blind_pipeline(mode, size, large):
+    """At run time too: every call of the MPN, EPN and IPN comes from a method of BlindPipeline,
+    whichever strategy the inpainter picks (whole photo, crops, resized, full-resolution denoise)."""
+    inpainter = BlindInpainter.from_pretrained(settings=InpaintSettings(working_size=32, large=large, channels_last=()))
+    pipeline = inpainter.pipeline
+    callers = []
+
+    def record(*_):
+        frame = sys._getframe(1)
+        while frame is not None and not isinstance(frame.f_locals.get("self"), BlindPipeline):
+            frame = frame.f_back
+        callers.append(frame is not None)
+
+    handles = [stage.register_forward_hook(record) for stage in (pipeline.mpn, pipeline.epn, pipeline.ipn)]
+    try:
+        image = (_corrupted(batch=1, size=size, seed=3)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        noisy = np.clip(image + np.random.default_rng(0).normal(0, 25, image.shape), 0, 255).astype(np.uint8)
+        hole = np.zeros(image.shape[:2], np.float32)
+        hole[10:20, 8:30] = 1
+        inpainter.inpaint_array(noisy if mode != "masked" else image, hole if mode == "masked" else None, mode)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert callers and all(callers)
 
 
 def test_every_stage_has_the_same_shape():

@@ -30,7 +30,7 @@ from data.io import (
     to_float,
 )
 from pipeline.inference.encode import PNG, OutputFormat, write_image
-from pipeline.inference.inpainter import BlindInpainter, working_shape
+from pipeline.inference.inpainter import BlindInpainter
 
 log = logging.getLogger("pipeline.inpaint")
 
@@ -125,14 +125,15 @@ def check_output(output: Path, targets: list[Path]) -> None:
             )
 
 
-def batches(jobs: list[Job], batch_size: int, working_size: int) -> Iterator[list[Job]]:
-    """Same-size images together (sizes read from the headers, nothing decoded); images above the
-    working size, and unreadable headers, come alone."""
+def batches(jobs: list[Job], batch_size: int, inpainter: BlindInpainter, mode: str) -> Iterator[list[Job]]:
+    """Same-size images the inpainter repairs whole (:meth:`~pipeline.inference.inpainter.BlindInpainter.strategy`)
+    together, sizes read from the headers (nothing decoded); larger images, and unreadable
+    headers, come alone."""
     by_size: dict = {}
     for job in jobs:
         size = image_size(job.source)
-        large = size is None or working_shape(size[1], size[0], working_size) != (size[1], size[0])
-        by_size.setdefault(("alone", job.source) if large else size, []).append(job)
+        alone = size is None or inpainter.strategy(size[1], size[0], mode) != "whole"
+        by_size.setdefault(("alone", job.source) if alone else size, []).append(job)
     for group in by_size.values():
         for start in range(0, len(group), batch_size):
             yield group[start : start + batch_size]
@@ -198,7 +199,7 @@ def run(
         else:
             todo.append(job)
     bar = tqdm(total=len(todo), unit="img", desc=f"inpaint ({mode})", disable=not progress)
-    groups = list(batches(todo, batch_size, inpainter.settings.working_size))
+    groups = list(batches(todo, batch_size, inpainter, mode))
     writing: Future | None = None
 
     def written(future: Future | None) -> None:

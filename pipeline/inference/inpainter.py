@@ -29,12 +29,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from common.config import Annotated, Field, check_values
-from common.denoise import classical_denoise
 from common.errors import ConfigError
 from common.images import to_pil
 from data.io import to_float, to_pixels
 from pipeline.inference import large
-from pipeline.inference.large import Upsampled, any_pool, damage_boxes, downscale, paste_back, resize_matrix, tiled
+from pipeline.inference.large import resize_matrix, working_shape
 from pipeline.methods import fill_stages
 from pipeline.model import MODES, STAGES, BlindPipeline, load_fill_stage, load_pipeline, model_path
 
@@ -42,7 +41,7 @@ LARGE_STRATEGIES = ("crop", "resize")
 BACKENDS = ("torch", "onnxruntime")
 OURS = "ours"
 COARSE_OPENING = 5  # px at the working size: the narrowest damage the whole-photo view contributes
-TILE_MARGIN = 64  # px of context a tile of the MPN keeps on each side (pipeline.inference.large.tiled)
+TILE_MARGIN = 64  # px of context a tile of the MPN keeps on each side (common.ops.tiled)
 
 
 @dataclass(frozen=True)
@@ -197,15 +196,6 @@ def opened(mask: torch.Tensor, size: int) -> torch.Tensor:
     return kornia.morphology.opening(mask, mask.new_ones(size, size))
 
 
-def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
-    """The ``(h, w)`` an image is processed at: unchanged up to ``working_size``, else the long
-    side scaled down to it (aspect kept)."""
-    scale = working_size / max(height, width)
-    if scale >= 1:
-        return height, width
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 class BlindInpainter:
     """The blind pipeline for inference: I/O, resizing and batching around
     :class:`~pipeline.model.BlindPipeline`. ``inpaint`` works on same-size batches of tensors,
@@ -344,26 +334,34 @@ class BlindInpainter:
             outputs[key] = outputs[key].index_copy(0, index, repaired[key].to(outputs[key].dtype))
         return outputs
 
+    def strategy(self, height: int, width: int, mode: str) -> str:
+        """How a photo of ``(height, width)`` is repaired in ``mode``: the one place this is decided.
+
+        - ``whole``: within ``working_size``, the pipeline runs on the photo itself (batches of
+          same-size photos together, :meth:`inpaint`);
+        - above it, one photo at a time in its own pixels (:mod:`pipeline.inference.large`):
+          ``denoise`` (denoise mode at full resolution, :func:`~pipeline.inference.large.denoise_full`),
+          else the ``large`` setting: ``crop`` (:func:`~pipeline.inference.large.repair_in_crops`)
+          or ``resize`` (:func:`~pipeline.inference.large.repair_resized`)."""
+        if working_shape(height, width, self.settings.working_size) == (height, width):
+            return "whole"
+        return "denoise" if mode == "denoise" else self.settings.large
+
     @torch.inference_mode()
     def inpaint(
         self, corrupted: torch.Tensor, mask: torch.Tensor | None = None, mode: str | None = None
     ) -> dict[str, torch.Tensor]:
         """Repair a batch ``corrupted`` ``(B, 3, H, W)`` in [0, 1]. ``mask`` ``(B, 1, H, W)``
         (1 = hole) is needed for ``mode="masked"`` and ignored otherwise. Returns ``output``
-        ``(B, 3, H, W)``, ``mask`` and ``edges`` ``(B, 1, H, W)`` at the input's resolution."""
-        mode = mode or self.settings.mode
-        if mode not in MODES:
-            raise ConfigError(f"unknown mode {mode!r}; expected one of {MODES}")
+        ``(B, 3, H, W)``, ``mask`` and ``edges`` ``(B, 1, H, W)`` at the input's resolution.
+        Photos above the working size go through :meth:`inpaint_array` one by one."""
+        mode = self._mode(mode)
         if corrupted.dim() != 4 or corrupted.shape[1] != 3:
             raise ValueError(f"corrupted must be (B, 3, H, W), got {tuple(corrupted.shape)}")
         full = corrupted.to(self.device, torch.float32)
         full_mask = None if mask is None or mode != "masked" else mask.to(self.device, torch.float32)
-        h, w = full.shape[-2:]
-        small_hw = working_shape(h, w, self.settings.working_size)
-        if small_hw == (h, w):
-            outputs = self.run_pipeline(full, full_mask, mode)
-            return {"output": outputs["output"].clamp(0, 1), "mask": outputs["mask"], "edges": outputs["edges"]}
-
+        if self.strategy(*full.shape[-2:], mode) == "whole":
+            return self._whole(full, full_mask, mode)
         results = [
             self.inpaint_array(
                 image.permute(1, 2, 0).cpu().numpy(), None if full_mask is None else full_mask[i, 0].cpu().numpy(), mode
@@ -394,34 +392,37 @@ class BlindInpainter:
         Above ``working_size`` the full-resolution work runs in row strips (:mod:`pipeline.inference.large`):
         memory is the photo, its result and the networks at working size, whatever the photo's
         size."""
+        mode = self._mode(mode)
+        strategy = self.strategy(*image.shape[:2], mode)
+        if strategy == "denoise":
+            return large.denoise_full(self, image, in_place, intermediates)
+        if strategy == "crop":
+            return large.repair_in_crops(self, image, mask, mode, in_place, intermediates)
+        if strategy == "resize":
+            return large.repair_resized(self, image, mask, mode, in_place, intermediates)
+        x = torch.from_numpy(to_float(image)).permute(2, 0, 1)[None].to(self.device)
+        m = None if mask is None or mode != "masked" else torch.from_numpy(np.asarray(mask, np.float32))[None, None]
+        result = self._whole(x, None if m is None else m.to(self.device), mode)
+        out = {}
+        for key in ("output", "mask", "edges"):
+            values = result[key][0].permute(1, 2, 0).cpu().numpy()
+            values = values if key == "output" else values[..., 0]  # (H, W, 3) and (H, W)
+            out[key] = to_pixels(values, image.dtype)
+        if in_place and image.flags.writeable:
+            image[...] = out["output"]
+            out["output"] = image
+        return out if intermediates else {**out, "mask": None, "edges": None}
+
+    def _mode(self, mode: str | None) -> str:
         mode = mode or self.settings.mode
-        height, width = image.shape[:2]
-        size = working_shape(height, width, self.settings.working_size)
-        if size == (height, width):
-            x = torch.from_numpy(to_float(image)).permute(2, 0, 1)[None]
-            m = None if mask is None or mode != "masked" else torch.from_numpy(np.asarray(mask, np.float32))[None, None]
-            result = self.inpaint(x, m, mode)
-            out = {}
-            for key in ("output", "mask", "edges"):
-                values = result[key][0].permute(1, 2, 0).cpu().numpy()
-                values = values if key == "output" else values[..., 0]  # (H, W, 3) and (H, W)
-                out[key] = to_pixels(values, image.dtype)
-            if in_place and image.flags.writeable:
-                image[...] = out["output"]
-                out["output"] = image
-            return out if intermediates else {**out, "mask": None, "edges": None}
-        if mode == "denoise":
-            return self._denoise_full(image, in_place, intermediates)
-        if self.settings.large == "crop":
-            return self._repair_in_crops(image, mask, mode, in_place, intermediates)
-        small = downscale(image, size).to(self.device)
-        hole = None if mask is None or mode != "masked" else np.asarray(mask)
-        small_mask = None if hole is None else any_pool(hole, size).to(self.device)
-        outputs = self.run_pipeline(small, small_mask, mode)
-        if not intermediates and not outputs["damaged"].any():  # nothing to paste back
-            output = image if in_place and image.flags.writeable else image.copy()
-            return {"output": output, "mask": None, "edges": None}
-        return paste_back(image, outputs, hole, in_place, intermediates)
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode {mode!r}; expected one of {MODES}")
+        return mode
+
+    def _whole(self, corrupted: torch.Tensor, mask: torch.Tensor | None, mode: str) -> dict[str, torch.Tensor]:
+        """The ``whole`` strategy on a batch ``(B, 3, H, W)`` on the device: ``output``, ``mask``, ``edges``."""
+        outputs = self.run_pipeline(corrupted, mask, mode)
+        return {"output": outputs["output"].clamp(0, 1), "mask": outputs["mask"], "edges": outputs["edges"]}
 
     def mask_shape(self, height: int, width: int) -> tuple[int, int]:
         """The ``(h, w)`` the damage in a photo of ``(height, width)`` is looked for at: the
@@ -434,127 +435,23 @@ class BlindInpainter:
     def found_masks(self, corrupted: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
         """The MPN's ``predicted_mask`` and the ``mask`` of the rule (``mode`` blind or denoise) for
         one photo ``(1, 3, h, w)``, ``(1, 1, h, w)`` each. Above the working size the MPN looks
-        twice: in overlapping tiles of that size (:func:`~pipeline.inference.large.tiled`), where thin damage
-        stays thicker than a pixel, and once over the whole photo at the working size, where damage
-        that is large at this resolution (a pasted photo, thick paint) looks as it did in
-        training. The second view keeps only what is at least :data:`COARSE_OPENING` px wide there
-        (a grey opening: thin damage, upsampled, would smear into bands the tiles draw sharply);
-        m̂ is the larger of the two (the second upsampled), the rule on the whole."""
+        in overlapping tiles of that size (:meth:`~pipeline.model.BlindPipeline.predict_mask`),
+        where thin damage stays thicker than a pixel; with ``two_scale`` also once over the whole
+        photo at the working size, where damage that is large at this resolution (a pasted photo,
+        thick paint) looks as it did in training. That second view keeps only what is at least
+        :data:`COARSE_OPENING` px wide there (a grey opening: thin damage, upsampled, would smear
+        into bands the tiles draw sharply); m̂ is the larger of the two (the second upsampled),
+        the rule on the whole."""
         tile = self.settings.working_size
-        mpn = self.pipeline.mpn
-        predicted = tiled(lambda x: mpn(x)["predicted_mask"], corrupted, tile, min(TILE_MARGIN, tile // 4))
+        predicted = self.pipeline.predict_mask(corrupted, tile, min(TILE_MARGIN, tile // 4))
         h, w = corrupted.shape[-2:]
         view = working_shape(h, w, tile)
         if view != (h, w) and self.settings.two_scale:
             small = F.interpolate(corrupted, size=view, mode="bilinear", antialias=True, align_corners=False)
-            coarse = opened(mpn(small)["predicted_mask"], COARSE_OPENING)
+            coarse = opened(self.pipeline.predict_mask(small), COARSE_OPENING)
             coarse = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
             predicted = torch.maximum(predicted, coarse)
         return {"predicted_mask": predicted, "mask": self.pipeline.mask_rule(predicted, mode)}
-
-    def _grid(self, image: np.ndarray) -> torch.Tensor:
-        """The photo ``(H, W, 3)`` at :meth:`mask_shape`, ``(1, 3, h, w)`` float32 on the device."""
-        height, width = image.shape[:2]
-        shape = self.mask_shape(height, width)
-        if shape == (height, width):
-            return torch.from_numpy(to_float(image)).permute(2, 0, 1)[None].to(self.device)
-        return downscale(image, shape).to(self.device)
-
-    def _repair_in_crops(
-        self, image: np.ndarray, mask: np.ndarray | None, mode: str, in_place: bool, intermediates: bool
-    ) -> dict[str, np.ndarray | None]:
-        """``large=crop`` for one photo above the working size (see :meth:`inpaint_array`)."""
-        height, width = image.shape[:2]
-        if mode == "masked" and (mask is None or np.shape(mask) != (height, width)):
-            given = "no mask" if mask is None else f"a mask of {np.shape(mask)}"
-            raise ConfigError(f"mode=masked needs a mask of the photo's size {(height, width)}, got {given}")
-        working = self.settings.working_size
-        output = image if in_place and image.flags.writeable else image.copy()
-        small = self._grid(image)
-        if mode == "masked":
-            hole = np.asarray(mask)
-            found = any_pool(hole, small.shape[-2:])[0, 0].numpy() > 0
-
-            def region(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-                return np.clip(hole[y0:y1, x0:x1].astype(np.float32), 0, 1)
-
-            def resampled(box, size) -> torch.Tensor:
-                return any_pool(hole[box[0] : box[1], box[2] : box[3]], size)
-        else:
-            upsampled = Upsampled(self.found_masks(small, mode)["mask"][0, 0], (height, width))
-            found = upsampled.small.numpy() > 0
-            region, resampled = upsampled.region, upsampled.resampled
-        crop_edges = []
-        for box in damage_boxes(found, (height, width), self.settings.crop_margin):
-            y0, y1, x0, x1 = box
-            crop = output[y0:y1, x0:x1]  # still the original: crops do not overlap
-            if max(y1 - y0, x1 - x0) <= working:  # at full resolution; only the hole is written
-                m = region(*box)
-                x = torch.from_numpy(to_float(crop)).permute(2, 0, 1)[None].to(self.device)
-                repaired = self.run_pipeline(x, torch.from_numpy(m)[None, None].to(self.device), "masked")
-                pixels = to_pixels(repaired["output"][0].permute(1, 2, 0).float().cpu().numpy(), image.dtype)
-                inside = m > 0
-                crop[inside] = pixels[inside]
-                edges = repaired["edges"][0, 0].float().cpu().numpy() if intermediates else None
-            else:  # larger than the working size: repaired there, the fill pasted back
-                size = working_shape(y1 - y0, x1 - x0, working)
-                x, m = downscale(crop, size).to(self.device), resampled(box, size).to(self.device)
-                repaired = self.run_pipeline(x, m, "masked")
-                rows = lambda r0, r1, box=box: region(box[0] + r0, box[0] + r1, box[2], box[3])  # noqa: E731
-                pasted = paste_back(crop, repaired, rows, in_place=True, intermediates=intermediates)
-                edges = to_float(pasted["edges"]) if intermediates else None
-            if intermediates:
-                crop_edges.append((box, edges))
-        if not intermediates:
-            return {"output": output, "mask": None, "edges": None}
-        full_mask, full_edges = self._full_maps(image, small, region, crop_edges)
-        return {"output": output, "mask": full_mask, "edges": full_edges}
-
-    def _denoise_full(self, image: np.ndarray, in_place: bool, intermediates: bool) -> dict[str, np.ndarray | None]:
-        """``denoise`` mode for one photo above the working size, at full resolution: the MPN's m̂
-        found at :meth:`mask_shape` (:meth:`found_masks`) and upsampled, the classical denoiser on
-        the whole photo, ``(1 − w)·y + w·D(y)`` in strips of rows (w:
-        :meth:`~pipeline.model.BlindPipeline.denoise_weight`). A photo the denoiser finds
-        clean comes back as it is. The edges reported are the photo's Canny edges, as the
-        working-size path reports them."""
-        height, width = image.shape[:2]
-        photo = to_float(image)
-        denoised, impulses = classical_denoise(photo, impulses=True)
-        output = image if in_place and image.flags.writeable else image.copy()
-        full_mask = np.zeros((height, width), image.dtype) if intermediates else None
-        if not np.array_equal(denoised, photo):
-            upsampled = Upsampled(self.found_masks(self._grid(image), "denoise")["mask"][0, 0], (height, width))
-            for r0 in range(0, height, large.STRIP_ROWS):
-                r1 = min(height, r0 + large.STRIP_ROWS)
-                predicted = torch.from_numpy(upsampled.region(r0, r1, 0, width))
-                weight = self.pipeline.denoise_weight(predicted, torch.from_numpy(impulses[r0:r1]))
-                m = weight.numpy()[..., None]
-                output[r0:r1] = to_pixels(photo[r0:r1] + m * (denoised[r0:r1] - photo[r0:r1]), image.dtype)
-                if intermediates:
-                    full_mask[r0:r1] = to_pixels(m[..., 0], image.dtype)
-        if not intermediates:
-            return {"output": output, "mask": None, "edges": None}
-        edges = self.pipeline.corrupted_edge(torch.from_numpy(photo).permute(2, 0, 1)[None])[0, 0].numpy()
-        return {"output": output, "mask": full_mask, "edges": to_pixels(edges, image.dtype)}
-
-    def _full_maps(self, image, small, region, crop_edges) -> tuple[np.ndarray, np.ndarray]:
-        """``large=crop``'s intermediates at full resolution, in ``image``'s dtype and scale: the
-        mask repaired, and the edges (each crop's guide; elsewhere the Canny edges of the photo at
-        :meth:`mask_shape`, nearest-upsampled)."""
-        height, width = image.shape[:2]
-        h, w = small.shape[-2:]
-        coarse = self.pipeline.corrupted_edge(small)[0, 0].cpu()
-        rows, columns = resize_matrix(h, height, "nearest"), resize_matrix(w, width, "nearest")
-        coarse = coarse @ columns.T
-        full_mask = np.empty((height, width), image.dtype)
-        full_edges = np.empty((height, width), image.dtype)
-        for r0 in range(0, height, large.STRIP_ROWS):
-            r1 = min(height, r0 + large.STRIP_ROWS)
-            full_mask[r0:r1] = to_pixels(region(r0, r1, 0, width), image.dtype)
-            full_edges[r0:r1] = to_pixels((rows[r0:r1] @ coarse).numpy(), image.dtype)
-        for (y0, y1, x0, x1), edges in crop_edges:
-            full_edges[y0:y1, x0:x1] = to_pixels(edges, image.dtype)
-        return full_mask, full_edges
 
     @torch.inference_mode()
     def mask_array(
@@ -567,7 +464,7 @@ class BlindInpainter:
         repair resizes them."""
         height, width = image.shape[:2]
         h, w = size or (height, width)
-        small = self._grid(image)
+        small = large.mask_grid(self, image)
         small_hw = tuple(small.shape[-2:])
         masks = self.found_masks(small, mode)
         rows, columns = resize_matrix(small_hw[0], h, "bilinear"), resize_matrix(small_hw[1], w, "bilinear")

@@ -27,17 +27,32 @@ result (or the photo itself, ``in_place``), one strip's floats and the networks 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.denoise import classical_denoise
+from common.errors import ConfigError
 from common.ops import compose
 from data.io import to_float, to_pixels
 
+if TYPE_CHECKING:
+    from pipeline.inference.inpainter import BlindInpainter
+
 STRIP_ROWS = 256
 _CHUNK = 256  # one-hot rows resampled at once when building a matrix
+
+
+def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
+    """The ``(h, w)`` an image is processed at: unchanged up to ``working_size``, else the long
+    side scaled down to it (aspect kept)."""
+    scale = working_size / max(height, width)
+    if scale >= 1:
+        return height, width
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def resize_matrix(n_in: int, n_out: int, mode: str, antialias: bool = False) -> torch.Tensor:
@@ -133,31 +148,6 @@ def paste_back(
 Box = tuple[int, int, int, int]  # rows y0:y1, columns x0:x1
 
 
-def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, margin: int) -> torch.Tensor:
-    """``fn`` (a fully convolutional map ``(1, C, h, w) -> (1, K, h, w)``) over ``x`` in tiles of at
-    most ``tile`` px that overlap by ``2·margin``: each tile's output is kept only in its centre
-    (its ``margin`` px next to another tile are dropped), so every output pixel has at least
-    ``margin`` px of context on each side where the image has them (U-Net's overlap-tile)."""
-    if tile <= 2 * margin:
-        raise ValueError(f"a tile of {tile} px leaves nothing inside a margin of {margin} px")
-    height, width = x.shape[-2:]
-    if max(height, width) <= tile:
-        return fn(x)
-    step = tile - 2 * margin
-    out = None
-    for y0 in range(0, height, step):
-        y1 = min(height, y0 + step)
-        ty0, ty1 = max(0, y0 - margin), min(height, y1 + margin)
-        for x0 in range(0, width, step):
-            x1 = min(width, x0 + step)
-            tx0, tx1 = max(0, x0 - margin), min(width, x1 + margin)
-            piece = fn(x[..., ty0:ty1, tx0:tx1])
-            if out is None:
-                out = piece.new_empty(*piece.shape[:2], height, width)
-            out[..., y0:y1, x0:x1] = piece[..., y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
-    return out
-
-
 def damage_boxes(found: np.ndarray, full: tuple[int, int], margin: int) -> list[Box]:
     """The crops to repair: ``found`` ``(h, w)`` bool (where the mask is nonzero, on a grid laid
     over the photo of size ``full`` ``(H, W)``) -> boxes ``(y0, y1, x0, x1)`` in full-resolution
@@ -217,3 +207,144 @@ class Upsampled:
         down_columns = resize_matrix(x1 - x0, size[1], "bilinear", antialias=True)
         rows, columns = down_rows @ self.rows[y0:y1], down_columns @ self.columns[x0:x1]
         return (rows @ self.small @ columns.T)[None, None]
+
+
+# -- the strategies above the working size (BlindInpainter.strategy chooses) -----------------------
+
+
+def mask_grid(inpainter: BlindInpainter, image: np.ndarray) -> torch.Tensor:
+    """The photo ``(H, W, 3)`` at :meth:`mask_shape`, ``(1, 3, h, w)`` float32 on the device."""
+    height, width = image.shape[:2]
+    shape = inpainter.mask_shape(height, width)
+    if shape == (height, width):
+        return torch.from_numpy(to_float(image)).permute(2, 0, 1)[None].to(inpainter.device)
+    return downscale(image, shape).to(inpainter.device)
+
+
+def repair_in_crops(
+    inpainter: BlindInpainter,
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    mode: str,
+    in_place: bool,
+    intermediates: bool,
+) -> dict[str, np.ndarray | None]:
+    """``large=crop`` for one photo above the working size (see :meth:`inpaint_array`)."""
+    height, width = image.shape[:2]
+    if mode == "masked" and (mask is None or np.shape(mask) != (height, width)):
+        given = "no mask" if mask is None else f"a mask of {np.shape(mask)}"
+        raise ConfigError(f"mode=masked needs a mask of the photo's size {(height, width)}, got {given}")
+    working = inpainter.settings.working_size
+    output = image if in_place and image.flags.writeable else image.copy()
+    small = mask_grid(inpainter, image)
+    if mode == "masked":
+        hole = np.asarray(mask)
+        found = any_pool(hole, small.shape[-2:])[0, 0].numpy() > 0
+
+        def region(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+            return np.clip(hole[y0:y1, x0:x1].astype(np.float32), 0, 1)
+
+        def resampled(box, size) -> torch.Tensor:
+            return any_pool(hole[box[0] : box[1], box[2] : box[3]], size)
+    else:
+        upsampled = Upsampled(inpainter.found_masks(small, mode)["mask"][0, 0], (height, width))
+        found = upsampled.small.numpy() > 0
+        region, resampled = upsampled.region, upsampled.resampled
+    crop_edges = []
+    for box in damage_boxes(found, (height, width), inpainter.settings.crop_margin):
+        y0, y1, x0, x1 = box
+        crop = output[y0:y1, x0:x1]  # still the original: crops do not overlap
+        if max(y1 - y0, x1 - x0) <= working:  # at full resolution; only the hole is written
+            m = region(*box)
+            x = torch.from_numpy(to_float(crop)).permute(2, 0, 1)[None].to(inpainter.device)
+            repaired = inpainter.run_pipeline(x, torch.from_numpy(m)[None, None].to(inpainter.device), "masked")
+            pixels = to_pixels(repaired["output"][0].permute(1, 2, 0).float().cpu().numpy(), image.dtype)
+            inside = m > 0
+            crop[inside] = pixels[inside]
+            edges = repaired["edges"][0, 0].float().cpu().numpy() if intermediates else None
+        else:  # larger than the working size: repaired there, the fill pasted back
+            size = working_shape(y1 - y0, x1 - x0, working)
+            x, m = downscale(crop, size).to(inpainter.device), resampled(box, size).to(inpainter.device)
+            repaired = inpainter.run_pipeline(x, m, "masked")
+            rows = lambda r0, r1, box=box: region(box[0] + r0, box[0] + r1, box[2], box[3])  # noqa: E731
+            pasted = paste_back(crop, repaired, rows, in_place=True, intermediates=intermediates)
+            edges = to_float(pasted["edges"]) if intermediates else None
+        if intermediates:
+            crop_edges.append((box, edges))
+    if not intermediates:
+        return {"output": output, "mask": None, "edges": None}
+    full_mask, full_edges = _full_maps(inpainter, image, small, region, crop_edges)
+    return {"output": output, "mask": full_mask, "edges": full_edges}
+
+
+def repair_resized(
+    inpainter: BlindInpainter,
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    mode: str,
+    in_place: bool,
+    intermediates: bool,
+) -> dict[str, np.ndarray | None]:
+    """``large=resize`` for one photo above the working size: the whole photo repaired at the
+    working size, and only the fill pasted back (:func:`paste_back`)."""
+    size = working_shape(*image.shape[:2], inpainter.settings.working_size)
+    small = downscale(image, size).to(inpainter.device)
+    hole = None if mask is None or mode != "masked" else np.asarray(mask)
+    small_mask = None if hole is None else any_pool(hole, size).to(inpainter.device)
+    outputs = inpainter.run_pipeline(small, small_mask, mode)
+    if not intermediates and not outputs["damaged"].any():  # nothing to paste back
+        output = image if in_place and image.flags.writeable else image.copy()
+        return {"output": output, "mask": None, "edges": None}
+    return paste_back(image, outputs, hole, in_place, intermediates)
+
+
+def denoise_full(
+    inpainter: BlindInpainter, image: np.ndarray, in_place: bool, intermediates: bool
+) -> dict[str, np.ndarray | None]:
+    """``denoise`` mode for one photo above the working size, at full resolution: the MPN's m̂
+    found at :meth:`mask_shape` (:meth:`found_masks`) and upsampled, the classical denoiser on
+    the whole photo, ``(1 − w)·y + w·D(y)`` in strips of rows (w:
+    :meth:`~pipeline.model.BlindPipeline.denoise_weight`). A photo the denoiser finds
+    clean comes back as it is. The edges reported are the photo's Canny edges, as the
+    working-size path reports them."""
+    height, width = image.shape[:2]
+    photo = to_float(image)
+    denoised, impulses = classical_denoise(photo, impulses=True)
+    output = image if in_place and image.flags.writeable else image.copy()
+    full_mask = np.zeros((height, width), image.dtype) if intermediates else None
+    if not np.array_equal(denoised, photo):
+        upsampled = Upsampled(
+            inpainter.found_masks(mask_grid(inpainter, image), "denoise")["mask"][0, 0], (height, width)
+        )
+        for r0 in range(0, height, STRIP_ROWS):
+            r1 = min(height, r0 + STRIP_ROWS)
+            predicted = torch.from_numpy(upsampled.region(r0, r1, 0, width))
+            weight = inpainter.pipeline.denoise_weight(predicted, torch.from_numpy(impulses[r0:r1]))
+            m = weight.numpy()[..., None]
+            output[r0:r1] = to_pixels(photo[r0:r1] + m * (denoised[r0:r1] - photo[r0:r1]), image.dtype)
+            if intermediates:
+                full_mask[r0:r1] = to_pixels(m[..., 0], image.dtype)
+    if not intermediates:
+        return {"output": output, "mask": None, "edges": None}
+    edges = inpainter.pipeline.corrupted_edge(torch.from_numpy(photo).permute(2, 0, 1)[None])[0, 0].numpy()
+    return {"output": output, "mask": full_mask, "edges": to_pixels(edges, image.dtype)}
+
+
+def _full_maps(inpainter: BlindInpainter, image, small, region, crop_edges) -> tuple[np.ndarray, np.ndarray]:
+    """``large=crop``'s intermediates at full resolution, in ``image``'s dtype and scale: the
+    mask repaired, and the edges (each crop's guide; elsewhere the Canny edges of the photo at
+    :meth:`mask_shape`, nearest-upsampled)."""
+    height, width = image.shape[:2]
+    h, w = small.shape[-2:]
+    coarse = inpainter.pipeline.corrupted_edge(small)[0, 0].cpu()
+    rows, columns = resize_matrix(h, height, "nearest"), resize_matrix(w, width, "nearest")
+    coarse = coarse @ columns.T
+    full_mask = np.empty((height, width), image.dtype)
+    full_edges = np.empty((height, width), image.dtype)
+    for r0 in range(0, height, STRIP_ROWS):
+        r1 = min(height, r0 + STRIP_ROWS)
+        full_mask[r0:r1] = to_pixels(region(r0, r1, 0, width), image.dtype)
+        full_edges[r0:r1] = to_pixels((rows[r0:r1] @ coarse).numpy(), image.dtype)
+    for (y0, y1, x0, x1), edges in crop_edges:
+        full_edges[y0:y1, x0:x1] = to_pixels(edges, image.dtype)
+    return full_mask, full_edges

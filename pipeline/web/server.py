@@ -46,7 +46,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from common.errors import BlindfillError
 from data.io import ImageReadError, image_size, load_array, read_mask, read_metadata, to_pixels
 from pipeline.inference.encode import PNG, OutputFormat, encode_image
-from pipeline.inference.inpainter import BlindInpainter, working_shape
+from pipeline.inference.inpainter import BlindInpainter
+from pipeline.inference.large import working_shape
 from pipeline.model import MODES
 
 log = logging.getLogger("pipeline.web.server")
