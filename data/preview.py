@@ -34,6 +34,8 @@ def preview_grid(samples: list[dict[str, torch.Tensor]], edge_sigma: float = 2.0
 
 @command("preview", "pipeline", "data")
 def main(cfg: DictConfig) -> None:
+    if int(cfg.n) < 1:
+        raise ConfigError(f"n= is the number of samples to show, at least 1; got {cfg.n}")
     out = Path(cfg.out).expanduser().resolve()
     root = cfg.data.dataset.get("root")
     root = Path(str(root)).expanduser().resolve() if root else None
@@ -42,6 +44,8 @@ def main(cfg: DictConfig) -> None:
     datamodule = build_datamodule(cfg)
     samples = datamodule.split(cfg.split)
     count = min(int(cfg.n), len(samples))
+    if count == 0:
+        raise ConfigError(f"the {cfg.split} split holds no images")
     torch.manual_seed(cfg.seed)
     batch = [samples[i] for i in range(count)]
     out.mkdir(parents=True, exist_ok=True)

@@ -21,12 +21,14 @@ from omegaconf import DictConfig
 from common.cli import command
 from common.errors import ConfigError
 from pipeline.training.chain import train_chain
-from pipeline.training.stage import check_launch, train
+from pipeline.training.stage import check_launch, check_used, train
 
 
 @command("train", "pipeline", "data", "stages")
 def main(cfg: DictConfig) -> None:
     check_launch()
+    hydra = HydraConfig.get()
+    check_used(cfg, list(hydra.overrides.task), dict(hydra.runtime.choices))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.get("chain"):
         train_chain(cfg, run_dir)

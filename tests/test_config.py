@@ -262,6 +262,34 @@ def test_bad_config_is_a_clear_error_not_a_traceback(override, message, tmp_path
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("n", ["-1", "0"])
+def test_preview_refuses_a_count_below_one_in_one_line(n, tmp_path):
+    proc = run_module("data.preview", f"out={tmp_path / 'p'}", f"n={n}", "data.size=32", "data.num_workers=0")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: n= is the number of samples to show, at least 1; got {n}"
+
+
+@pytest.mark.parametrize(
+    "overrides, unused",
+    [
+        (("masks=irregular", "masks.root=/nonexistent"), "masks=irregular"),
+        (("corruption=denoise",), "corruption=denoise"),
+    ],
+)
+def test_a_group_the_run_does_not_use_is_refused_in_one_line(overrides, unused, tmp_path):
+    """``damage=mix`` (the default) draws the masks and the corruption itself: overriding either
+    would train happily on something else than asked, so it is refused, naming what overrides it;
+    with ``~damage`` the same overrides are used."""
+    quiet = (f"hydra.run.dir={tmp_path / 'run'}", "debug=smoke", "trainer.enable_progress_bar=false")
+    proc = run_module("pipeline.train", "stage=mpn", *overrides, *quiet)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {unused} is not used: damage=mix draws the masks and corruption itself; add ~damage to use "
+        f"{unused.split('=')[0]}"
+    )
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_preview_never_writes_into_the_data_root(photo_folder):
     proc = run_module(
         "data.preview", "data=folder", f"data.dataset.root={photo_folder}", f"out={photo_folder / 'x'}", "data.size=32"

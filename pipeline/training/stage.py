@@ -117,6 +117,24 @@ def check_launch() -> None:
         )
 
 
+# Groups that a set group makes unused: damage draws masks and corruption together.
+OVERRIDDEN_BY = {"masks": "damage", "corruption": "damage"}
+
+
+def check_used(cfg: DictConfig, overrides: list[str], choices: dict) -> None:
+    """Refuse a command-line override of a group or key that the composed run will not use (e.g.
+    ``masks=irregular`` while ``damage=mix`` draws the masks), naming what overrides it;
+    ``choices``: the composed groups' choices (Hydra's ``runtime.choices``)."""
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("@", 1)[0]
+        owner = OVERRIDDEN_BY.get(key)
+        if owner and cfg.get(owner) is not None and not override.startswith("~"):
+            raise ConfigError(
+                f"{override} is not used: {owner}={choices.get(owner)} draws the "
+                f"{' and '.join(k for k, v in OVERRIDDEN_BY.items() if v == owner)} itself; add ~{owner} to use {key}"
+            )
+
+
 def build_module(stage: DictConfig, resumed: ModelFile | None = None) -> L.LightningModule:
     """The stage's LightningModule from its config. A joint module starts from the three stage
     checkpoints, or, when resuming, from the stage configurations its checkpoint stores
