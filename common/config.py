@@ -1,6 +1,6 @@
 """Every configurable value checked in one place, before a command does any work.
 
-Types come from the structured configs (``conf/__init__.py``: OmegaConf refuses ``batch_size=abc``
+Types come from the structured configs (``conf/schemas.py``: OmegaConf refuses ``batch_size=abc``
 by type when the override is merged). Ranges are written once, next to the defaults, on the
 constructor or command field they constrain, as pydantic constraints::
 

@@ -161,17 +161,28 @@ def test_every_callbacks_option_instantiates_for_the_stages_metric(name, stage, 
         assert any(type(c).__name__ == "EMAWeightAveraging" for c in callbacks)
 
 
-def test_defaults_are_written_once(tmp_path):
-    """A group option's YAML states only what differs from the code's defaults (the schemas in
-    conf/__init__.py carry those): no value in it equals the schema's."""
+def _shown(group: str, key: str) -> bool:
+    """Whether ``key`` of a ``group`` option is one the YAML shows as the code has it: a stage's
+    module arguments and network widths (learning rates, loss weights, widths: the values users
+    tune most), not its feed (what a stage is fed differs by stage)."""
+    return group == "stage" and key.startswith("module.") and not key.startswith("module.feed.")
+
+
+def test_defaults_are_written_once_and_shown_values_are_the_codes(tmp_path):
+    """A group option's YAML states what differs from the code's defaults (the schemas of
+    conf/schemas.py carry those), and shows the values users tune most (:func:`_shown`), which must
+    be exactly the code's defaults: a value written in both places cannot drift apart."""
     from omegaconf import OmegaConf
 
-    repeated = []
+    repeated, drifted, shown = [], [], 0
     for group in ("data", "masks", "corruption", "stage"):
         for name in GROUPS[group]:
             raw = OmegaConf.load(ROOT / "conf" / group / f"{name}.yaml")
             schema = OmegaConf.create()
             for entry in raw.get("defaults", []):
+                if OmegaConf.is_dict(entry):  # {"/schema/module@module": "ipn"}: schema/module/ipn at module
+                    ((where, choice),) = entry.items()
+                    entry = f"{where.split('@')[0]}/{choice}@{where.split('@')[1]}" if "@" in where else where
                 if isinstance(entry, str) and entry.startswith("/schema/") and "@" in entry:
                     path, package = entry[1:].split("@")
                     node = _compose_schema(path)
@@ -182,16 +193,22 @@ def test_defaults_are_written_once(tmp_path):
                 if key.startswith("defaults") or str(mine).startswith("${"):
                     continue
                 theirs = OmegaConf.select(schema, key, default="<absent>", throw_on_resolution_failure=False)
-                if mine == theirs:
+                if isinstance(theirs, (list, tuple)) or OmegaConf.is_list(theirs):
+                    theirs = list(theirs)
+                if _shown(group, key) and key.count(".") <= 2 and theirs != "<absent>":
+                    shown += 1
+                    if mine != theirs:
+                        drifted.append(f"{group}/{name}: {key}={mine}, the code's {theirs}")
+                elif mine == theirs:
                     repeated.append(f"{group}/{name}: {key}={mine}")
     assert not repeated, repeated
+    assert not drifted, drifted
+    assert shown >= 20  # the three stages' rates, loss weights and widths at least
 
 
 def _compose_schema(path):
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
-
-    import conf  # noqa: F401 (registers the schemas)
 
     node = ConfigStore.instance().load(f"{path}.yaml").node
     return OmegaConf.create(OmegaConf.to_container(node))
