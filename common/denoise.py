@@ -42,7 +42,17 @@ def estimate_noise(image) -> float:
     Noise Variance Estimation", CVIU 64(2), 1996 — the mean absolute response of the Laplacian
     difference mask, which cancels smooth signal — per channel (a grey conversion would average
     colour noise down by a third), over the flatter half of the photo (gradient of the smoothed
-    channel below its median), since edges and texture are signal, not noise."""
+    channel below its median), since edges and texture are signal, not noise.
+
+    ``image``: float in [0, 1], as every function here takes it.
+
+    >>> rng = np.random.default_rng(0)
+    >>> flat = np.full((128, 128, 3), 0.5)
+    >>> round(estimate_noise(flat + rng.normal(0, 10 / 255, flat.shape)))  # σ 10 in 8-bit units
+    10
+    >>> estimate_noise(flat)
+    0.0
+    """
     pixels = _pixels(image).astype(np.float64)
     if min(pixels.shape[:2]) < 3:
         return 0.0

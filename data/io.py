@@ -239,7 +239,20 @@ def read_mask(path: Path | bytes, soft: bool = False, name: str | None = None) -
     """A mask file (or its bytes; ``name`` in messages) -> ``(H, W)`` float32 in [0, 1]: a mask with
     transparency (opaque = hole: a hole drawn on a transparent layer), a grayscale mask (white =
     hole), or a colour photo whose hole is painted pure green. Alpha and gray are thresholded at
-    half, or with ``soft`` kept as the hole's weight (a soft mask, as denoising uses)."""
+    half, or with ``soft`` kept as the hole's weight (a soft mask, as denoising uses).
+
+    >>> import io
+    >>> from PIL import Image
+    >>> drawn = np.zeros((4, 6), np.uint8)
+    >>> drawn[1:3, 2:5] = 255                       # white = hole
+    >>> buffer = io.BytesIO()
+    >>> Image.fromarray(drawn).save(buffer, "PNG")
+    >>> read_mask(buffer.getvalue(), name="mask.png")
+    array([[0., 0., 0., 0., 0., 0.],
+           [0., 0., 1., 1., 1., 0.],
+           [0., 0., 1., 1., 1., 0.],
+           [0., 0., 0., 0., 0., 0.]], dtype=float32)
+    """
     image = load_array(path, name)  # first: it reports an unreadable file in one line
     alpha = load_alpha(path)
 

@@ -146,7 +146,12 @@ class BlindPipeline(nn.Module):
         return canny(to_gray(corrupted), sigma=self.edge_sigma)
 
     def mask_rule(self, predicted: torch.Tensor, mode: str = "blind") -> torch.Tensor:
-        """The mask the EPN, the IPN and the composite use, from a predicted (or true) mask ``(B, 1, H, W)``."""
+        """The mask the EPN, the IPN and the composite use, from a predicted (or true) mask ``(B, 1, H, W)``.
+
+        >>> rule = BlindPipeline(hole_threshold=0.5, dilate=1, soft_floor=0.1)
+        >>> rule.mask_rule(torch.tensor([[[[0.05, 0.3, 0.0, 0.0, 0.9]]]]))  # below the floor, soft, a hole grown by 1
+        tensor([[[[0.0000, 0.3000, 0.0000, 1.0000, 1.0000]]]])
+        """
         if mode == "denoise":
             return predicted
         kept = predicted * (predicted >= self.soft_floor).to(predicted.dtype)

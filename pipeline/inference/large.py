@@ -48,7 +48,11 @@ _CHUNK = 256  # one-hot rows resampled at once when building a matrix
 
 def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
     """The ``(h, w)`` an image is processed at: unchanged up to ``working_size``, else the long
-    side scaled down to it (aspect kept)."""
+    side scaled down to it (aspect kept).
+
+    >>> working_shape(300, 400, 512), working_shape(3000, 4000, 512)
+    ((300, 400), (384, 512))
+    """
     scale = working_size / max(height, width)
     if scale >= 1:
         return height, width

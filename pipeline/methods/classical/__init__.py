@@ -41,7 +41,16 @@ __all__ = [
 
 
 def get_baseline(name: str) -> Callable[..., np.ndarray]:
-    """The ``fill(image, mask)`` function registered as ``name``."""
+    """The ``fill(image, mask)`` function registered as ``name``.
+
+    >>> image = np.full((32, 32, 3), 0.5, np.float32)
+    >>> hole = np.zeros((32, 32), np.float32)
+    >>> hole[10:20, 10:20] = 1
+    >>> image[hole > 0] = 0  # what was there is lost
+    >>> filled = get_baseline("telea")(image, hole)
+    >>> round(float(filled[15, 15, 0]), 2), float(filled[0, 0, 0])  # filled from around it; the rest kept
+    (0.5, 0.5)
+    """
     try:
         return BASELINES[name]
     except KeyError:
