@@ -4,6 +4,7 @@ module, its mask rule and its training switch, and the package structure that ke
 import ast
 import inspect
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -189,6 +190,19 @@ def test_no_import_circles():
 
     circles = sorted(name for name in graph if reaches(name, name, set()))
     assert not circles, f"modules on an import circle: {circles}"
+
+
+def test_inpaint_imports_only_what_it_runs():
+    """``pipeline.inpaint`` with its schemas (``conf.schemas.register("inference")``) loads no
+    training, evaluation, benchmarking or other system's code, and no training data."""
+    code = (
+        "import sys; from conf.schemas import register; register('inference'); import pipeline.inpaint; "
+        "print(sorted(m for m in sys.modules if m.startswith(('pipeline.training', 'pipeline.methods.', "
+        "'pipeline.evaluation', 'pipeline.benchmarking', 'data.datamodule', 'data.damage', 'data.datasets'))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 COMMANDS = ("train", "inpaint", "evaluate", "export", "serve", "benchmark", "benchmark_peers")
