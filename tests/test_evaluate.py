@@ -220,8 +220,8 @@ def test_aggregation_is_the_mean_of_per_pair_scores_and_pooled_edges():
     [
         (
             ["method=deepfill"],
-            "error: unknown method 'deepfill'; expected one of ours, pconv, glcic, parallel_attention, "
-            "latent_search, cifar_gan, telea",
+            "error: unknown method 'deepfill'; expected one of ours, cifar_gan, glcic, latent_search, "
+            "parallel_attention, pconv, telea",
         ),
         (["checkpoint=/no/such/model.safetensors"], "error: model file /no/such/model.safetensors does not exist"),
         (["method=telea", "mode=blind"], "error: method=telea mode=blind needs mask_checkpoint=MODEL"),
