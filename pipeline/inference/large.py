@@ -217,7 +217,9 @@ class Upsampled:
 
 
 def mask_grid(inpainter: BlindInpainter, image: np.ndarray) -> torch.Tensor:
-    """The photo ``(H, W, 3)`` at :meth:`mask_shape`, ``(1, 3, h, w)`` float32 on the device."""
+    """The photo ``(H, W, 3)`` at the size its damage is looked for at
+    (:meth:`~pipeline.inference.inpainter.BlindInpainter.mask_shape`), ``(1, 3, h, w)`` float32 on
+    the inpainter's device."""
     height, width = image.shape[:2]
     shape = inpainter.mask_shape(height, width)
     if shape == (height, width):
@@ -233,7 +235,12 @@ def repair_in_crops(
     in_place: bool,
     intermediates: bool,
 ) -> dict[str, np.ndarray | None]:
-    """``large=crop`` for one photo above the working size (see :meth:`inpaint_array`)."""
+    """``large=crop`` for one photo above the working size: the damage found on the photo at
+    ``mask_size`` (:meth:`~pipeline.inference.inpainter.BlindInpainter.found_masks`; in masked
+    mode the given hole), then the EPN and IPN on crops around each damaged region
+    (:func:`damage_boxes`), at full resolution where a crop fits the working size (else resized,
+    the fill pasted back); only the hole is written. Returns as
+    :meth:`~pipeline.inference.inpainter.BlindInpainter.inpaint_array`."""
     height, width = image.shape[:2]
     if mode == "masked" and (mask is None or np.shape(mask) != (height, width)):
         given = "no mask" if mask is None else f"a mask of {np.shape(mask)}"
@@ -306,10 +313,10 @@ def denoise_full(
     inpainter: BlindInpainter, image: np.ndarray, in_place: bool, intermediates: bool
 ) -> dict[str, np.ndarray | None]:
     """``denoise`` mode for one photo above the working size, at full resolution: the MPN's m̂
-    found at :meth:`mask_shape` (:meth:`found_masks`) and upsampled, the classical denoiser on
-    the whole photo, ``(1 − w)·y + w·D(y)`` in strips of rows (w:
-    :meth:`~pipeline.model.BlindPipeline.denoise_weight`). A photo the denoiser finds
-    clean comes back as it is. The edges reported are the photo's Canny edges, as the
+    found at the mask size (:meth:`~pipeline.inference.inpainter.BlindInpainter.found_masks`) and
+    upsampled, the classical denoiser on the whole photo, ``(1 − w)·y + w·D(y)`` in strips of rows
+    (w: :meth:`~pipeline.model.BlindPipeline.denoise_weight`). A photo the denoiser finds clean
+    comes back as it is. The edges reported are the photo's Canny edges, as the
     working-size path reports them."""
     height, width = image.shape[:2]
     photo = to_float(image)
@@ -337,7 +344,7 @@ def denoise_full(
 def _full_maps(inpainter: BlindInpainter, image, small, region, crop_edges) -> tuple[np.ndarray, np.ndarray]:
     """``large=crop``'s intermediates at full resolution, in ``image``'s dtype and scale: the
     mask repaired, and the edges (each crop's guide; elsewhere the Canny edges of the photo at
-    :meth:`mask_shape`, nearest-upsampled)."""
+    the mask size, nearest-upsampled)."""
     height, width = image.shape[:2]
     h, w = small.shape[-2:]
     coarse = inpainter.pipeline.corrupted_edge(small)[0, 0].cpu()
