@@ -15,11 +15,30 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from common.errors import BlindfillError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+def _readable_extensions() -> tuple[str, ...]:
+    """Every file extension Pillow reads (its registered formats with a real reader, not its stubs),
+    HEIC/HEIF included through pillow-heif: no list of our own to fall behind."""
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except ImportError:  # an install without it reads everything else
+        pass
+    Image.init()
+
+    def reads(fmt: str) -> bool:
+        factory = Image.OPEN[fmt][0]
+        return not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
+
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and reads(fmt)))
+
+
+IMAGE_EXTENSIONS = _readable_extensions()
 
 # Pillow's own decompression-bomb guard stays on; this is its limit, stated here so the
 # message can say it.

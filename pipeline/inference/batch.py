@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +37,13 @@ log = logging.getLogger("pipeline.inpaint")
 
 @dataclass
 class Job:
-    """One image to repair: its file, its mask file (or None) and where its results go."""
+    """One image to repair: its file, its mask file (or None), where its results go, and in what
+    format (None: the run's)."""
 
     source: Path
     mask: Path | None
     target: Path
+    format: OutputFormat | None = None
 
 
 def _find_mask(mask_root: Path, relative: Path) -> Path | None:
@@ -56,9 +58,12 @@ def _find_mask(mask_root: Path, relative: Path) -> Path | None:
     return None
 
 
-def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str, suffix: str = ".png") -> list[Job]:
-    """The images under ``input_path`` with their masks and result paths (``<stem><suffix>``);
-    refuses an output folder that is the input folder or inside it."""
+def plan_jobs(
+    input_path: Path, output: Path, mask: Path | None, mode: str, suffix: str | Callable[[Path], str] = ".png"
+) -> list[Job]:
+    """The images under ``input_path`` with their masks and result paths (``<stem><suffix>``;
+    ``suffix`` may be a function of the image's path); refuses an output folder that is the input
+    folder or inside it."""
     if not input_path.exists():
         raise ConfigError(f"input {input_path} does not exist")
     if not (input_path.is_file() or input_path.is_dir()):  # a FIFO or a device would block the reader forever
@@ -90,9 +95,10 @@ def plan_jobs(input_path: Path, output: Path, mask: Path | None, mode: str, suff
     jobs, targets = [], {}
     for source in files:
         relative = source.relative_to(input_root)
-        target = output / relative.parent / f"{relative.stem}{suffix}"
+        ending = suffix(source) if callable(suffix) else suffix
+        target = output / relative.parent / f"{relative.stem}{ending}"
         if target in targets:  # photo.jpg and photo.png: keep both
-            target = output / relative.parent / f"{relative.stem}_{source.suffix.lstrip('.').lower()}{suffix}"
+            target = output / relative.parent / f"{relative.stem}_{source.suffix.lstrip('.').lower()}{ending}"
         targets[target] = source
         mask_file = None
         if mode == "masked" and mask is not None:
@@ -154,6 +160,7 @@ def load_job(job: Job, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _write_results(job: Job, result: dict, save_intermediates: bool, sixteen_bit: bool, output_format) -> None:
+    output_format = job.format or output_format
     metadata = read_metadata(job.source) if output_format.keep_metadata else None
     write_image(result["output"], job.target, output_format, metadata, sixteen_bit)
     if save_intermediates:  # masks and edges are data: always PNG, at the photo's depth
@@ -182,8 +189,11 @@ def run(
     overwrite: bool = False,
     progress: bool = True,
     output_format: OutputFormat = PNG,
-) -> dict[str, list[Path]]:
-    """Repair ``jobs``; returns the files ``written``, ``skipped`` (output exists) and ``failed``.
+    shares: bool = False,
+) -> dict:
+    """Repair ``jobs``; returns the files ``written``, ``skipped`` (output exists) and ``failed``
+    (with each failure's message in ``reasons``, by source), and with ``shares`` the share of each
+    written photo that was repaired (``repaired``, by target: 0 where no damage was found).
     Photos above the working size go one at a time through
     :meth:`~pipeline.inference.inpainter.BlindInpainter.inpaint_array`, in their own pixels (bounded memory).
 
@@ -191,7 +201,7 @@ def run(
     current one is repaired, another encodes and writes the previous results (on a 9-megapixel
     JPEG they are nearly half of the work). At most three groups are held at once: the one
     written, the one repaired and the one read ahead."""
-    report: dict[str, list[Path]] = {"written": [], "skipped": [], "failed": []}
+    report: dict = {"written": [], "skipped": [], "failed": [], "reasons": {}, "repaired": {}}
     todo = []
     for job in jobs:
         if job.target.exists() and not overwrite:
@@ -221,13 +231,17 @@ def run(
             for job, err in failed:
                 log.warning("skipped: %s", err)
                 report["failed"].append(job.source)
+                report["reasons"][job.source] = str(err)
                 bar.update(1)
             if not loaded:
                 continue
             if len(loaded) == 1:
                 job, image, mask = loaded[0]
                 del loaded  # the photo's only reference is ``image``, repaired in place
-                result = inpainter.inpaint_array(image, mask, mode, in_place=True, intermediates=save_intermediates)
+                keep = save_intermediates or shares
+                result = inpainter.inpaint_array(image, mask, mode, in_place=True, intermediates=keep)
+                if shares:
+                    report["repaired"][job.target] = float((result["mask"] > 0).mean())
                 results = [(job, result, False)]
                 del image, result
             else:
@@ -238,6 +252,9 @@ def run(
                     (job, {key: result[key][i] for key in ("output", "mask", "edges")}, image.dtype == np.uint16)
                     for i, (job, image, _) in enumerate(loaded)
                 ]
+                if shares:
+                    for i, (job, _, _) in enumerate(loaded):
+                        report["repaired"][job.target] = float((result["mask"][i] > 0).float().mean())
                 del images, masks, result, loaded
             written(writing)  # the previous group's files, before this one's are queued
             writing = writer.submit(write, results)

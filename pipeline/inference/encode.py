@@ -1,4 +1,4 @@
-"""Encoding a repaired photo: PNG or JPEG, its EXIF and ICC profile kept, written atomically.
+"""Encoding a repaired photo: PNG, JPEG, WebP or AVIF, its EXIF and ICC profile kept, written atomically.
 
 One function makes the file's bytes (:func:`encode_image`), so ``pipeline.inpaint`` and the web
 page (:mod:`pipeline.web.server`) give the same file for the same photo and the same choices.
@@ -7,6 +7,10 @@ page (:mod:`pipeline.web.server`) give the same file for the same photo and the 
   EXIF (``eXIf``) chunks are inserted after the header.
 - JPEG is 8-bit (a 16-bit result is rounded to 8 bits), written by Pillow at ``quality`` with
   4:4:4 chroma at quality ≥ 90 (the fill's fine colour is what a user looks at) and 4:2:0 below.
+- WebP and AVIF are 8-bit too, written by Pillow at ``quality`` (WebP at 100: lossless).
+
+:func:`same_format` is the format a result keeps by default: the input's own where it is one of
+these, else PNG (lossless).
 """
 
 from __future__ import annotations
@@ -27,15 +31,34 @@ from PIL import Image
 from common.errors import ConfigError
 from data.io import ImageMetadata, to_pixels
 
-FORMATS = ("png", "jpeg")
-SUFFIXES = {"png": ".png", "jpeg": ".jpg"}
-MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+FORMATS = ("png", "jpeg", "webp", "avif")
+SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif"}
+# An input's suffix -> the format its result keeps (same_format); others give PNG.
+KEPT = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".jpe": "jpeg",
+    ".jfif": "jpeg",
+    ".webp": "webp",
+    ".avif": "avif",
+}
+
+
+def same_format(source: Path) -> str:
+    """The format of a result that keeps its input's: ``source``'s own (:data:`KEPT`), else png.
+
+    >>> same_format(Path("IMG 1 (copy).JPG")), same_format(Path("scan.tif"))
+    ('jpeg', 'png')
+    """
+    return KEPT.get(source.suffix.lower(), "png")
 
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """How a result is written: ``format`` png | jpeg, JPEG ``quality`` 1–100, and whether the
-    input's EXIF and ICC profile are kept (``keep_metadata``)."""
+    """How a result is written: ``format`` png | jpeg | webp | avif, the lossy formats' ``quality``
+    1–100, and whether the input's EXIF and ICC profile are kept (``keep_metadata``)."""
 
     format: str = "png"
     quality: int = 95
@@ -101,13 +124,17 @@ def encode_image(pixels, output_format: OutputFormat = PNG, metadata: ImageMetad
         return _png_with_metadata(encoded.tobytes(), metadata)
     if arr.dtype == np.uint16:
         arr = (arr.astype(np.float32) / 257.0).round().astype(np.uint8)
-    options = {"quality": output_format.quality, "subsampling": 0 if output_format.quality >= 90 else 2}
+    options = {"quality": output_format.quality}
+    if output_format.format == "jpeg":
+        options["subsampling"] = 0 if output_format.quality >= 90 else 2
+    if output_format.format == "webp" and output_format.quality == 100:
+        options["lossless"] = True
     if metadata.exif:
         options["exif"] = metadata.exif
     if metadata.icc:
         options["icc_profile"] = metadata.icc
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, "JPEG", **options)
+    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, output_format.format.upper(), **options)
     return buffer.getvalue()
 
 

@@ -1,0 +1,114 @@
+"""``blindfill``, the console command (pipeline/console.py), driven as users run it: the installed
+script in a subprocess, on files with the names people's photos have."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT
+
+SCRIPT = Path(sys.executable).parent / "blindfill"
+pytestmark = pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is installed by pip install -e .")
+
+
+def blindfill(*args, cwd):
+    return subprocess.run([str(SCRIPT), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _damaged(size=(96, 128)) -> np.ndarray:
+    photo = cv2.resize(cv2.imread(str(ROOT / "data" / "photos" / "skimage_rocket.jpg")), size[::-1])
+    cv2.putText(photo, "2026", (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 3)
+    return photo[..., ::-1].copy()  # RGB
+
+
+@pytest.fixture(scope="module")
+def odd_inputs(tmp_path_factory):
+    """Photos named as people's photos are (spaces, brackets, a comma, an accent), in PNG, JPEG,
+    WebP, HEIC and AVIF, and a folder holding one more and an unreadable file."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    root = tmp_path_factory.mktemp("inputs")
+    photo = Image.fromarray(_damaged())
+    files = {"IMG 1 (copy).png": "PNG", "a,b.jpg": "JPEG", "été.webp": "WEBP", "iphone.heic": "HEIF", "x.avif": "AVIF"}
+    for name, fmt in files.items():
+        photo.save(root / name, fmt)
+    (root / "album").mkdir()
+    photo.save(root / "album" / "inner [1].png")
+    (root / "album" / "broken.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def test_repair_takes_plain_paths_and_keeps_each_photos_format(odd_inputs, tmp_path):
+    names = ["IMG 1 (copy).png", "a,b.jpg", "été.webp", "iphone.heic", "x.avif", "album"]
+    proc = blindfill("repair", *names, "-o", tmp_path / "out", cwd=odd_inputs)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 8  # a line per photo (the unreadable one too) and the summary last
+    assert lines[-1] == "6 repaired, 0 without damage found, 0 kept (already there), 1 skipped (unreadable)"
+    assert any(line.startswith("album/broken.jpg: skipped:") for line in lines)
+    expected = {  # HEIC is read, not written: its result is a PNG
+        "IMG 1 (copy).png": "PNG", "a,b.jpg": "JPEG", "été.webp": "WEBP", "iphone.png": "PNG",
+        "x.avif": "AVIF", "album/inner [1].png": "PNG",
+    }  # fmt: skip
+    for name, fmt in expected.items():
+        assert Image.open(tmp_path / "out" / name).format == fmt, name
+    assert sorted(p.name for p in odd_inputs.iterdir()) == sorted(["album", *names[:-1]])  # inputs untouched
+
+
+def test_one_photo_to_a_file_name_and_a_json_report(odd_inputs, tmp_path):
+    target = tmp_path / "fixed photo.jpg"
+    proc = blindfill("repair", "IMG 1 (copy).png", "-o", target, "--json", cwd=odd_inputs)
+    assert proc.returncode == 0, proc.stderr
+    assert target.is_file() and Image.open(target).format == "JPEG"
+    report = json.loads(proc.stdout)
+    (photo,) = report["photos"]
+    assert photo["status"] == "repaired" and 0 < photo["repaired_share"] < 0.5 and photo["output"] == str(target)
+    assert report["summary"] == {"repaired": 1, "clean": 0, "kept": 0, "skipped": 0}
+    again = blindfill("repair", "IMG 1 (copy).png", "-o", target, cwd=odd_inputs)  # exists: kept, not replaced
+    assert again.returncode == 0 and "kept" in again.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["repair", "no such.png"], 1, "error: input no such.png does not exist"),
+        (["repair", "album/broken.jpg"], 1, None),  # nothing could be read
+        (["repair", "a,b.jpg", "x.avif", "-o", "one.jpg"], 1, "error: -o one.jpg is a file name: give exactly one"),
+        (["repair", "a,b.jpg", "--quality", "0"], 1, "error: --quality must be in 1..100, got 0"),
+        (["repair", "--mode", "paint", "a,b.jpg"], 2, "invalid choice: 'paint'"),
+        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_exit_codes_are_the_documented_ones(odd_inputs, tmp_path, args, status, message):
+    output = [] if "-o" in args else ["-o", tmp_path / "o"]
+    proc = blindfill(*args, *output, cwd=odd_inputs)
+    assert proc.returncode == status, proc.stderr
+    assert "Traceback" not in proc.stderr
+    if message:
+        assert message in proc.stderr
+
+
+def test_help_lists_the_commands_and_the_exit_codes(tmp_path):
+    proc = blindfill("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for word in ("repair", "serve", "evaluate", "export", "benchmark", "train", "exit status"):
+        assert word in proc.stdout
+    assert "Hydra" not in proc.stdout
+
+
+def test_a_users_own_modules_named_like_ours_do_not_shadow_them(tmp_path):
+    """The script's folder leads sys.path, not the current one: a ``data.py`` and ``common.py`` of
+    the user's own beside the photo change nothing."""
+    for name in ("data.py", "common.py", "pipeline.py"):
+        (tmp_path / name).write_text("raise RuntimeError('the user module was imported')\n")
+    Image.fromarray(_damaged()).save(tmp_path / "photo.png")
+    proc = blindfill("repair", "photo.png", "-o", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "photo.png").is_file()
