@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from common.errors import BlindfillError
-from data.io import IMAGE_EXTENSIONS, list_images
+from data.io import list_images
 
 __all__ = [
     "LAMA_PRESETS",
@@ -278,7 +278,7 @@ def _list_mask_files(root: Path) -> list[str]:
     files = [str(p) for p in list_images(root)]
     if not files:
         raise MaskSourceError(
-            f"mask folder {str(root)!r} contains no mask images (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
+            f"mask folder {str(root)!r} contains no mask images (looked recursively for the formats Pillow reads)"
         )
     return files
 

@@ -88,7 +88,7 @@ def plan_jobs(
     if input_path.is_dir():
         files = list_images(input_path)
         if not files:
-            raise ConfigError(f"input folder {input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise ConfigError(f"input folder {input_path} holds no images (no file of a format Pillow reads)")
     else:
         files = [input_path]
 
