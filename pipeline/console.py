@@ -117,7 +117,7 @@ def plan(args) -> list:
     with an image suffix that one file."""
     from common.errors import ConfigError
     from data.io import IMAGE_EXTENSIONS
-    from pipeline.inference.batch import Job, check_output, plan_jobs
+    from pipeline.inference.batch import Job, check_output, find_mask, mask_beside, plan_jobs
     from pipeline.inference.encode import SUFFIXES, OutputFormat, same_format
 
     def output_format(source: Path) -> OutputFormat:
@@ -132,37 +132,23 @@ def plan(args) -> list:
         if paths[0].resolve() == args.output.resolve():
             raise ConfigError(f"-o {args.output} is the input itself: inputs are never written to")
         fmt = OutputFormat(same_format(args.output) if args.format == "same" else args.format, args.quality)
-        mask = _mask_of(paths[0], args)
+        mask = None
+        if args.mode == "masked":
+            in_folder = args.mask is not None and args.mask.is_dir()
+            mask = find_mask(args.mask, Path(paths[0].name)) if in_folder else args.mask or mask_beside(paths[0])
         check_output(args.output.parent if str(args.output.parent) else Path("."), [args.output])
         return [Job(paths[0], mask, args.output, fmt)]
     jobs, seen = [], set()
     for path in paths:
         folder = args.output / path.resolve().name if path.is_dir() else args.output
-        mask = args.mask if args.mask is not None else (None if path.is_dir() else _mask_of(path, args))
         suffix = lambda source: SUFFIXES[output_format(source).format]  # noqa: E731
-        for job in plan_jobs(path, folder, mask, args.mode, suffix):
-            if args.mode == "masked" and job.mask is None and args.mask is None:
-                job.mask = _mask_of(job.source, args)
+        for job in plan_jobs(path, folder, args.mask, args.mode, suffix):
             if job.target in seen:
                 raise ConfigError(f"two photos would both be written to {job.target}: repair them in separate runs")
             seen.add(job.target)
             job.format = output_format(job.source)
             jobs.append(job)
     return jobs
-
-
-def _mask_of(photo: Path, args) -> Path | None:
-    """Masked mode's mask for ``photo``: ``--mask`` where it is a file, else LaMa's
-    ``<name>_mask001.png`` or ``<name>_mask.png`` beside the photo, else None (the photo's
-    pure-green paint is the hole)."""
-    if args.mode != "masked":
-        return None
-    if args.mask is not None and args.mask.is_file():
-        return args.mask
-    for name in (f"{photo.stem}_mask001.png", f"{photo.stem}_mask.png"):
-        if (photo.parent / name).is_file():
-            return photo.parent / name
-    return None
 
 
 def repair(args) -> int:

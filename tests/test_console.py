@@ -112,3 +112,22 @@ def test_a_users_own_modules_named_like_ours_do_not_shadow_them(tmp_path):
     proc = blindfill("repair", "photo.png", "-o", "out", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "photo.png").is_file()
+
+
+def test_masked_mode_finds_lamas_mask_beside_the_photo_and_does_not_repair_the_mask(tmp_path):
+    """LaMa's layout: ``<name>_mask001.png`` beside ``<name>.png``; the mask is the hole, not one
+    more photo to repair (``pipeline.inpaint`` plans the same way: one code path)."""
+    folder = tmp_path / "lama"
+    folder.mkdir()
+    photo = _damaged()
+    Image.fromarray(photo).save(folder / "photo.png")
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[30:70, 5:100] = 255
+    Image.fromarray(hole).save(folder / "photo_mask001.png")
+    proc = blindfill("repair", "lama", "--mode", "masked", "-o", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("lama/photo.png: repaired")
+    share = float(lines[0].split("repaired ")[1].split(" %")[0]) / 100
+    assert abs(share - (hole > 0).mean()) < 0.02  # the given hole, not a found one
+    assert sorted(p.name for p in (tmp_path / "out" / "lama").iterdir()) == ["photo.png"]

@@ -46,7 +46,8 @@ class Job:
     format: OutputFormat | None = None
 
 
-def _find_mask(mask_root: Path, relative: Path) -> Path | None:
+def find_mask(mask_root: Path, relative: Path) -> Path | None:
+    """The mask of the photo at ``relative`` in a mask folder: ``<name>.*`` or ``<name>_mask.*``."""
     for name in (relative.stem, f"{relative.stem}_mask"):
         for ext in IMAGE_EXTENSIONS:
             for candidate in (
@@ -58,12 +59,23 @@ def _find_mask(mask_root: Path, relative: Path) -> Path | None:
     return None
 
 
+def mask_beside(photo: Path) -> Path | None:
+    """The mask file LaMa's layout puts beside ``photo``: ``<name>_mask001.png`` (LaMa numbers its
+    masks), else ``<name>_mask.png``; None where there is neither (the photo's pure-green paint is
+    then the hole)."""
+    for name in (f"{photo.stem}_mask001.png", f"{photo.stem}_mask.png"):
+        if (photo.parent / name).is_file():
+            return photo.parent / name
+    return None
+
+
 def plan_jobs(
     input_path: Path, output: Path, mask: Path | None, mode: str, suffix: str | Callable[[Path], str] = ".png"
 ) -> list[Job]:
     """The images under ``input_path`` with their masks and result paths (``<stem><suffix>``;
     ``suffix`` may be a function of the image's path); refuses an output folder that is the input
-    folder or inside it."""
+    folder or inside it. In masked mode each photo's mask is ``mask`` (a file, or the file of the
+    same name in a folder), else the one beside it (:func:`mask_beside`), else its green paint."""
     if not input_path.exists():
         raise ConfigError(f"input {input_path} does not exist")
     if not (input_path.is_file() or input_path.is_dir()):  # a FIFO or a device would block the reader forever
@@ -92,6 +104,10 @@ def plan_jobs(
     else:
         files = [input_path]
 
+    beside = {}  # masked mode without mask=: LaMa's <name>_mask001.png (or <name>_mask.png) beside the photo
+    if mode == "masked" and mask is None:
+        beside = {source: found for source in files if (found := mask_beside(source)) is not None}
+        files = [source for source in files if source not in set(beside.values())]  # a mask is not a photo
     jobs, targets = [], {}
     for source in files:
         relative = source.relative_to(input_root)
@@ -100,9 +116,9 @@ def plan_jobs(
         if target in targets:  # photo.jpg and photo.png: keep both
             target = output / relative.parent / f"{relative.stem}_{source.suffix.lstrip('.').lower()}{ending}"
         targets[target] = source
-        mask_file = None
+        mask_file = beside.get(source)
         if mode == "masked" and mask is not None:
-            mask_file = mask if mask.is_file() else _find_mask(mask, relative)
+            mask_file = mask if mask.is_file() else find_mask(mask, relative)
             if mask_file is None:
                 raise ConfigError(
                     f"no mask for {source} in {mask} (looked for {relative.stem}.* and {relative.stem}_mask.*)"
