@@ -28,6 +28,7 @@ TINY = [
     "photos.folder=2",
     "photos.baseline_size=48",
     "photos.baselines=[telea]",
+    "skip=[startup]",  # its own test below
     "photos.repeats=1",
 ]
 
@@ -144,7 +145,7 @@ def test_parts_can_be_skipped(tmp_path):
         *TINY,
         "stages=[mpn]",
         "variants=[fp32]",
-        "skip=[train,pipeline,data,photos]",
+        "skip=[train,pipeline,data,photos,startup]",
         f"out={out}",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
@@ -154,13 +155,28 @@ def test_parts_can_be_skipped(tmp_path):
     assert [(r["stage"], r["variant"]) for r in report["inference"]] == [("mpn", "fp32")]
 
 
+def test_startup_is_measured_for_the_console_command_and_hydras(tmp_path):
+    """``skip`` all but ``startup``: a fresh process answering ``--help``, ``blindfill`` (nothing
+    heavy imported first) and ``python -m pipeline.inpaint`` (Hydra composing its config)."""
+    out = tmp_path / "b.json"
+    result = run_module(
+        "pipeline.benchmark", "device=cpu", "skip=[peak,data,train,inference,pipeline,photos]", "repeats=1",
+        f"out={out}", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["command"]: r["time_s"] for r in json.loads(out.read_text())["startup"]}
+    assert set(rows) == {"blindfill --help", "python -m pipeline.inpaint --help"}
+    assert all(t["repeats"] == 1 and t["median"] > 0 for t in rows.values())
+    assert rows["blindfill --help"]["median"] < rows["python -m pipeline.inpaint --help"]["median"]
+
+
 def test_the_other_systems_stages_are_measured(tmp_path):
     """pconv, GLCIC, the parallel-attention network, the DCGAN and the CIFAR GAN: training steps of each network
     and inference — the DCGAN's is a latent search (autograd inside, under the FLOP counter)."""
     out = tmp_path / "b.json"
     result = run_module(
         "pipeline.benchmark", *TINY, "stages=[pconv,glcic,parallel_attention,dcgan,cifar_gan]", "variants=[fp32]",
-        "skip=[pipeline,data,photos,peak]", "models.dcgan.module.search_steps=3",
+        "skip=[pipeline,data,photos,peak,startup]", "models.dcgan.module.search_steps=3",
         "models.glcic.discriminator.global_layers=4", "models.glcic.discriminator.local_layers=3",
         "models.parallel_attention.discriminator.local_size=16",
         f"out={out}", f"hydra.run.dir={tmp_path / 'run'}",

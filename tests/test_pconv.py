@@ -241,7 +241,7 @@ def test_the_benchmark_measures_the_stage(tmp_path):
     out = tmp_path / "b.json"
     result = run_module(
         "pipeline.benchmark", "stages=[pconv]", "width_mult=0.0625", "sizes=[32]", "variants=[fp32]",
-        "skip=[peak,data,pipeline,photos]", "train.batch_size=2", "train.size=32", "warmup=0", "repeats=1",
+        "skip=[peak,data,pipeline,photos,startup]", "train.batch_size=2", "train.size=32", "warmup=0", "repeats=1",
         "threads=1", f"out={out}", f"hydra.run.dir={tmp_path / 'run'}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -62,6 +62,8 @@ import functools
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -95,7 +97,7 @@ from pipeline.model import BlindPipeline
 
 STAGES = ("mpn", "epn", "ipn")
 VARIANTS = ("fp32", "bf16", "channels_last")
-PARTS = ("peak", "data", "train", "inference", "pipeline", "photos")
+PARTS = ("peak", "data", "train", "inference", "pipeline", "photos", "startup")
 DEVICES = ("auto", "cpu", "cuda")
 
 # The first output of each stage's ``generate``: what inference of that stage produces.
@@ -572,6 +574,7 @@ class Benchmark:
             "inference": [],
             "pipeline": [],
             "photos": [],
+            "startup": [],
         }
         self.results["settings"]["variants_run"] = self.variants
 
@@ -637,8 +640,30 @@ class Benchmark:
             self.measure_pipeline()
         if "photos" not in self.skip:
             self.measure_photos()
+        if "startup" not in self.skip:
+            self.measure_startup()
         self.save()
         return self.results
+
+    def measure_startup(self) -> None:
+        """Wall time of a fresh process answering ``--help``: the console command (``blindfill``,
+        imports nothing heavy first) and ``python -m pipeline.inpaint`` (Hydra's, which composes
+        the inference config), the median of ``repeats`` runs after one warm-up."""
+        script = Path(sys.executable).parent / "blindfill"
+        commands = {
+            "blindfill --help": [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.console"],
+            "python -m pipeline.inpaint --help": [sys.executable, "-m", "pipeline.inpaint"],
+        }
+        for name, command in commands.items():
+            seconds = []
+            for _ in range(1 + self.repeats):
+                start = time.perf_counter()
+                subprocess.run([*command, "--help"], capture_output=True, check=True, timeout=300)
+                seconds.append(time.perf_counter() - start)
+            row = {"command": name, "time_s": asdict(Timing.of(seconds[1:]))}
+            self.results["startup"].append(row)
+            self.save()
+            print(f"startup  {name}: {row['time_s']['median']:.2f} s (median of {len(seconds) - 1})")
 
     def measure_peak(self) -> None:
         sizes = _positive_ints(self.cfg.peak.matmul_sizes, "peak.matmul_sizes")

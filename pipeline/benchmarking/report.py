@@ -295,4 +295,6 @@ def print_report(results: dict, out: Path) -> None:
         console.print(inference_table(results["inference"] + results["pipeline"]))
     if results.get("photos"):
         console.print(photos_table(results["photos"]))
+    for row in results.get("startup", []):
+        console.print(f"start-up, a fresh process answering --help: {row['command']}: {row['time_s']['median']:.2f} s")
     console.print(f"results: {out}")
