@@ -195,6 +195,34 @@ def test_upload_correct_repair_and_download(server, browser, tmp_path, request):
     assert (mask > 0).sum() >= after_stroke * 0.9  # the mask sent is the one drawn (the view is full size here)
 
 
+def test_a_mask_file_becomes_the_hole_and_one_of_another_size_is_explained(server, browser, tmp_path):
+    """Load a mask file (white = hole) for the photo: the page switches to masked mode with that
+    hole, repairs it, and a mask of another size is refused on the page, saying both sizes."""
+    photo = tmp_path / "bridge.png"
+    damaged_photo(photo)
+    height, width = np.asarray(Image.open(photo)).shape[:2]
+    hole = np.zeros((height, width), np.uint8)
+    hole[height // 4 : height // 2, width // 4 : width // 2] = 255
+    Image.fromarray(hole).save(tmp_path / "bridge_mask.png")
+    Image.fromarray(hole[: height // 2]).save(tmp_path / "small_mask.png")
+    browser.get(server)
+    browser.find_element(By.ID, "file-input").send_keys(str(photo))
+    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element(By.ID, "error").text
+    browser.find_element(By.ID, "mask-file").send_keys(str(tmp_path / "small_mask.png"))
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert f"{width} × {height // 2}, the photo {width} × {height}" in browser.find_element(By.ID, "error").text
+    browser.find_element(By.ID, "mask-file").send_keys(str(tmp_path / "bridge_mask.png"))
+    WebDriverWait(browser, 10).until(
+        lambda d: Select(d.find_element(By.ID, "mode")).first_selected_option.text.startswith("masked")
+    )
+    overlay = browser.find_element(By.ID, "overlay")
+    view_w, view_h = browser.execute_script("const c = arguments[0]; return [c.width, c.height];", overlay)
+    expected = (hole > 0).mean() * view_w * view_h
+    assert abs(painted_pixels(browser) - expected) < 0.05 * expected
+    browser.find_element(By.ID, "repair").click()
+    assert wait_for_state(browser, "done", "error") == "done", browser.find_element(By.ID, "error").text
+
+
 def test_a_file_that_is_not_an_image_is_explained_on_the_page(server, browser, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not a picture")

@@ -360,3 +360,15 @@ def test_the_serve_command_prints_its_address_and_answers(tmp_path):
         process.terminate()
         process.wait(timeout=30)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_api_reference_page_is_served_locally_and_lists_every_endpoint(client):
+    page = client.get("/api")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    text = page.text
+    for endpoint in ("GET /api/health", "POST /api/mask", "POST /api/inpaint"):
+        assert endpoint in text
+    for field in ("image", "mask", "mode", "format", "quality", "keep_metadata", "view"):
+        assert f"<code>{field}</code>" in text
+    assert "The repaired photo" in text  # each endpoint's description
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", text)  # nothing fetched from elsewhere

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import json
 import logging
 import re
@@ -37,7 +38,7 @@ import cv2
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -274,6 +275,44 @@ def preview_data_url(image: np.ndarray, size: tuple[int, int]) -> str:
     return data_url(image, PREVIEW)
 
 
+def api_reference(openapi: dict) -> str:
+    """An HTML page of the HTTP API from its OpenAPI description (``/api``): each endpoint, what it
+    does, its fields and its answers. Nothing is fetched from anywhere (FastAPI's own docs pages
+    load their scripts from a CDN, so they are off)."""
+    esc = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>blindfill HTTP API</title>",
+        "<link rel='stylesheet' href='/static/style.css'></head><body class='reference'><main>",
+        f"<h1>{esc(openapi['info']['title'])} HTTP API</h1>",
+        "<p>Every request comes from this machine (the server refuses other hosts and pages); errors are "
+        '<code>{"error": "..."}</code> with a 4xx or 5xx status. The machine-readable description: '
+        "<a href='/api/openapi.json'>/api/openapi.json</a>. Back to <a href='/'>the page</a>.</p>",
+    ]
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for path, methods in openapi["paths"].items():
+        for method, operation in methods.items():
+            parts.append(f"<section><h2><code>{method.upper()} {esc(path)}</code></h2>")
+            parts.append(f"<p>{esc(operation.get('description', ''))}</p>")
+            body = operation.get("requestBody", {}).get("content", {})
+            for content in body.values():
+                ref = content["schema"].get("$ref", "").rsplit("/", 1)[-1]
+                schema = schemas.get(ref, content["schema"])
+                required = set(schema.get("required", []))
+                rows = []
+                for name, spec in schema.get("properties", {}).items():
+                    default = f" (default {spec['default']!r})" if "default" in spec else ""
+                    need = "required" if name in required else f"optional{default}"
+                    rows.append(
+                        f"<tr><td><code>{esc(name)}</code></td><td>{need}</td>"
+                        f"<td>{esc(spec.get('description', ''))}</td></tr>"
+                    )
+                parts.append("<table><tr><th>form field</th><th></th><th></th></tr>" + "".join(rows) + "</table>")
+            answers = ", ".join(f"{code} {esc(r.get('description', ''))}" for code, r in operation["responses"].items())
+            parts.append(f"<p>Answers: {answers}.</p></section>")
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
 def model_info(inpainter: BlindInpainter | None, name: str) -> dict:
     if inpainter is None:
         return {"name": name, "settings": {}}
@@ -312,8 +351,14 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
+    @app.get("/api", include_in_schema=False)
+    async def reference():
+        return HTMLResponse(api_reference(app.openapi()), headers={"Cache-Control": "no-cache"})
+
     @app.get("/api/health")
     async def health():
+        """The model loaded (or why it failed to load), the device, the modes, the upload limits,
+        the queue, and the measured seconds per megapixel of a repair."""
         inpainter = queue.inpainter
         return {
             "status": "ok" if inpainter is not None else "error",
@@ -334,6 +379,10 @@ def create_app(
         format: Annotated[str, Form()] = "png",
         view: Annotated[int, Form(ge=16, le=8192)] = 2048,
     ):
+        """The damage the model finds in ``image`` (``mode`` blind or denoise): with ``format=png``
+        the mask itself (white = hole, the photo's size); with ``format=json`` the mask and the
+        MPN's soft mask as PNG data URLs at most ``view`` px on the long side, a preview, the sizes,
+        the share of the photo found damaged and the seconds it took."""
         if mode not in ("blind", "denoise"):
             raise RequestError(400, f"mode must be blind or denoise for a mask, got {mode!r}")
         if format not in ("png", "json"):
@@ -370,6 +419,11 @@ def create_app(
         quality: Annotated[int, Form()] = 95,
         keep_metadata: Annotated[str, Form()] = "true",
     ):
+        """The repaired photo (the file itself: ``format`` png, jpeg, webp or avif at ``quality``,
+        EXIF and ICC kept unless ``keep_metadata=false``). ``mode`` blind (default without a mask:
+        the damage is found), masked (default with ``mask``: a mask file of the photo's size,
+        ``soft=true`` keeps a gray mask's weights) or denoise. Headers ``X-Blindfill-Seconds`` and
+        ``X-Blindfill-Mode`` say how long it took and what was done."""
         mode = mode or ("masked" if mask is not None else "blind")
         if mode not in MODES:
             raise RequestError(400, f"mode must be one of {', '.join(MODES)}, got {mode!r}")

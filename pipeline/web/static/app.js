@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const el = {
   fileInput: $('file-input'), fileName: $('file-name'), mode: $('mode'), brush: $('tool-brush'), eraser: $('tool-eraser'),
   brushSize: $('brush-size'), brushSizeValue: $('brush-size-value'),
-  undo: $('undo'), redo: $('redo'), clear: $('clear'),
+  undo: $('undo'), redo: $('redo'), clear: $('clear'), maskFile: $('mask-file'),
   showMask: $('show-mask'), heatmap: $('heatmap'),
   format: $('format'), quality: $('quality'), qualityValue: $('quality-value'),
   repair: $('repair'), progress: $('progress'), status: $('status'),
@@ -54,6 +54,7 @@ function updateControls() {
   el.repair.disabled = !editable || state() === 'repairing';
   el.mode.disabled = state() === 'analysing' || state() === 'repairing';
   el.clear.disabled = !editable;
+  el.maskFile.disabled = !editable;
   el.undo.disabled = !editable || app.undoStack.length === 0;
   el.redo.disabled = !editable || app.redoStack.length === 0;
   el.stage.classList.toggle('editable', editable);
@@ -211,6 +212,56 @@ function clearMask() {
   if (!hasMask()) return;
   remember();
   overlayContext.clearRect(0, 0, el.overlay.width, el.overlay.height);
+}
+
+// A mask file as the hole, read as the command line reads one (data/io.py, read_mask): with
+// transparency, opaque = hole; a gray image, white = hole; a colour photo, its pure-green paint.
+function holeFromMaskImage(image, width, height) {
+  const canvas = Object.assign(document.createElement('canvas'), { width, height });
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  context.drawImage(image, 0, 0, width, height);
+  const { data } = context.getImageData(0, 0, width, height);
+  canvas.width = canvas.height = 0;
+  let transparent = false;
+  let colour = false;
+  for (let i = 0; i < data.length; i += 4) {
+    transparent ||= data[i + 3] < 255;
+    colour ||= Math.max(data[i], data[i + 1], data[i + 2]) - Math.min(data[i], data[i + 1], data[i + 2]) > 12;
+  }
+  const gray = new ImageData(width, height);
+  for (let i = 0; i < data.length; i += 4) {
+    const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+    let hole;
+    if (transparent) hole = a > 127;
+    else if (colour) hole = r <= 40 && g >= 215 && b <= 40;
+    else hole = (r + g + b) / 3 > 127;
+    gray.data.fill(hole ? 255 : 0, i, i + 4);
+  }
+  return gray;
+}
+
+async function loadMaskFile(file) {
+  if (!file || !hasMask()) return;
+  clearError();
+  const url = URL.createObjectURL(file);
+  try {
+    const image = await loadImage(url);
+    const { width, height, view_width: w, view_height: h } = app.info;
+    if (image.naturalWidth !== width || image.naturalHeight !== height) {
+      showError(`the mask ${file.name} is ${image.naturalWidth} × ${image.naturalHeight}, the photo ${width} × ${height}: they must be the same size`);
+      return;
+    }
+    remember();
+    el.mode.value = 'masked';
+    app.mode = 'masked';
+    overlayContext.putImageData(recolor(holeFromMaskImage(image, w, h), MASK_COLORS), 0, 0);
+    showStatus(`The hole is ${file.name}: correct it with the brush, or Repair.`);
+  } catch (err) {
+    showError(`could not read the mask ${file.name}: ${err.message}`);
+  } finally {
+    URL.revokeObjectURL(url);
+    el.maskFile.value = '';
+  }
 }
 
 // -- loading a photo and its starting mask ----------------------------------------------------------
@@ -604,6 +655,7 @@ function wire() {
     el.fileInput.value = ''; // choosing the same file again reloads it
   });
   el.mode.addEventListener('change', changeMode);
+  el.maskFile.addEventListener('change', () => loadMaskFile(el.maskFile.files[0]));
   const clicks = { brush: () => setTool('brush'), eraser: () => setTool('eraser'), undo, redo, clear: clearMask, repair };
   for (const [name, handler] of Object.entries(clicks)) el[name].addEventListener('click', handler);
   el.brushSize.addEventListener('input', () => setBrushSize(brushSize()));
