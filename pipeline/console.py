@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="--mode masked: a mask (white = hole) or a folder of them; default: <name>_mask001.png or "
         "<name>_mask.png beside the photo, else pure-green (0, 255, 0) paint in it",
     )  # fmt: skip
+    repair.add_argument(
+        "--mask-resize", action="store_true",
+        help="resize a mask of another size to the photo's (nearest neighbour); without it such a photo is skipped",
+    )  # fmt: skip
+    repair.add_argument(
+        "--union", action="store_true", help="--mode masked: the hole is the mask plus the damage the model finds"
+    )
     repair.add_argument("--format", choices=("same", "png", "jpeg", "webp", "avif"), default="same")
     repair.add_argument("--quality", type=int, default=95, help="JPEG/WebP/AVIF quality 1-100 (default 95)")
     repair.add_argument("--model", help="a model file or training run folder (default: the shipped model)")
@@ -137,7 +144,7 @@ def plan(args) -> list:
             in_folder = args.mask is not None and args.mask.is_dir()
             mask = find_mask(args.mask, Path(paths[0].name)) if in_folder else args.mask or mask_beside(paths[0])
         check_output(args.output.parent if str(args.output.parent) else Path("."), [args.output])
-        return [Job(paths[0], mask, args.output, fmt)]
+        return [Job(paths[0], mask, args.output, fmt, args.mask_resize, args.union)]
     jobs, seen = [], set()
     for path in paths:
         folder = args.output / path.resolve().name if path.is_dir() else args.output
@@ -147,6 +154,7 @@ def plan(args) -> list:
                 raise ConfigError(f"two photos would both be written to {job.target}: repair them in separate runs")
             seen.add(job.target)
             job.format = output_format(job.source)
+            job.mask_resize, job.union = args.mask_resize, args.union
             jobs.append(job)
     return jobs
 
@@ -162,6 +170,8 @@ def repair(args) -> int:
         raise ConfigError(f"--quality must be in 1..100, got {args.quality}")
     if args.mask is not None and args.mode != "masked":
         raise ConfigError("--mask is used with --mode masked")
+    if (args.union or args.mask_resize) and args.mode != "masked":
+        raise ConfigError(f"--{'union' if args.union else 'mask-resize'} is used with --mode masked")
     jobs = plan(args)
     settings = InpaintSettings(mode=args.mode)
     inpainter = build_inpainter(args.method, args.model, None, settings, resolve_device(args.device))
@@ -181,7 +191,7 @@ def repair(args) -> int:
             print(photo["line"])
         print(
             f"{summary['repaired']} repaired, {summary['clean']} without damage found, {summary['kept']} kept "
-            f"(already there), {summary['skipped']} skipped (unreadable)"
+            f"(already there), {summary['skipped']} skipped"
         )
     return 1 if report["failed"] and not report["written"] and not report["skipped"] else 0
 

@@ -51,7 +51,7 @@ def test_repair_takes_plain_paths_and_keeps_each_photos_format(odd_inputs, tmp_p
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 8  # a line per photo (the unreadable one too) and the summary last
-    assert lines[-1] == "6 repaired, 0 without damage found, 0 kept (already there), 1 skipped (unreadable)"
+    assert lines[-1] == "6 repaired, 0 without damage found, 0 kept (already there), 1 skipped"
     assert any(line.startswith("album/broken.jpg: skipped:") for line in lines)
     expected = {  # HEIC is read, not written: its result is a PNG
         "IMG 1 (copy).png": "PNG", "a,b.jpg": "JPEG", "été.webp": "WEBP", "iphone.png": "PNG",
@@ -131,3 +131,24 @@ def test_masked_mode_finds_lamas_mask_beside_the_photo_and_does_not_repair_the_m
     share = float(lines[0].split("repaired ")[1].split(" %")[0]) / 100
     assert abs(share - (hole > 0).mean()) < 0.02  # the given hole, not a found one
     assert sorted(p.name for p in (tmp_path / "out" / "lama").iterdir()) == ["photo.png"]
+
+
+def test_a_mask_of_another_size_is_refused_or_resized_and_union_adds_what_the_model_finds(tmp_path):
+    """A mask of another size: skipped with a line naming both sizes, or with ``--mask-resize``
+    resized (nearest) and used; ``--union``: that hole plus the damage the model finds (the text)."""
+    photo = _damaged()
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    half = np.zeros((photo.shape[0] // 2, photo.shape[1] // 2), np.uint8)
+    half[5:15, 5:25] = 255
+    Image.fromarray(half).save(tmp_path / "small.png")
+    common = ("repair", "photo.png", "--mode", "masked", "--mask", "small.png")
+    refused = blindfill(*common, "-o", "a", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "the mask is 64 × 48, the photo 128 × 96" in refused.stdout.splitlines()[0]
+    shares = {}
+    for name, extra in (("resized", ["--mask-resize"]), ("union", ["--mask-resize", "--union"])):
+        proc = blindfill(*common, *extra, "-o", name, "--json", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        shares[name] = json.loads(proc.stdout)["photos"][0]["repaired_share"]
+    assert abs(shares["resized"] - (half > 0).mean()) < 0.01
+    assert shares["union"] > shares["resized"] + 0.01  # the text the model found was added

@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -37,13 +38,17 @@ log = logging.getLogger("pipeline.inpaint")
 
 @dataclass
 class Job:
-    """One image to repair: its file, its mask file (or None), where its results go, and in what
-    format (None: the run's)."""
+    """One image to repair: its file, its mask file (or None), where its results go, in what
+    format (None: the run's); in masked mode whether a mask of another size is resized to the
+    photo's (nearest) rather than refused, and whether the hole is the mask plus the damage the
+    model finds (``union``)."""
 
     source: Path
     mask: Path | None
     target: Path
     format: OutputFormat | None = None
+    mask_resize: bool = False
+    union: bool = False
 
 
 def find_mask(mask_root: Path, relative: Path) -> Path | None:
@@ -170,8 +175,14 @@ def load_job(job: Job, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
     mask = read_mask(job.mask) if job.mask is not None else green_mask(image)
     if job.mask is None and mask.sum() == 0:
         raise ImageReadError(f"{job.source}: mode=masked needs mask= or a hole painted pure green (0, 255, 0)")
-    if mask.shape != image.shape[:2]:
-        raise ImageReadError(f"{job.mask}: mask is {mask.shape}, image {image.shape[:2]}")
+    height, width = image.shape[:2]
+    if mask.shape != (height, width) and job.mask_resize:
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    if mask.shape != (height, width):
+        raise ImageReadError(
+            f"{job.mask}: the mask is {mask.shape[1]} × {mask.shape[0]}, the photo {width} × {height} "
+            "(give a mask of the photo's size, or resize it: --mask-resize)"
+        )
     return image, mask
 
 
@@ -182,6 +193,12 @@ def _write_results(job: Job, result: dict, save_intermediates: bool, sixteen_bit
     if save_intermediates:  # masks and edges are data: always PNG, at the photo's depth
         write_image(result["mask"], job.target.with_name(f"{job.target.stem}_mask.png"))
         write_image(result["edges"], job.target.with_name(f"{job.target.stem}_edges.png"))
+
+
+def _with_found(inpainter: BlindInpainter, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``union``: the given hole ``(H, W)`` plus the damage the model finds in ``image`` (the blind
+    mask rule's mask at the photo's size, :meth:`~pipeline.inference.inpainter.BlindInpainter.mask_array`)."""
+    return np.maximum(mask, inpainter.mask_array(image, "blind")["mask"]).astype(np.float32)
 
 
 def _load_group(group: list[Job], mode: str) -> tuple[list[tuple], list[tuple[Job, ImageReadError]]]:
@@ -251,6 +268,9 @@ def run(
                 bar.update(1)
             if not loaded:
                 continue
+            loaded = [
+                (job, image, _with_found(inpainter, image, mask) if job.union else mask) for job, image, mask in loaded
+            ]
             if len(loaded) == 1:
                 job, image, mask = loaded[0]
                 del loaded  # the photo's only reference is ``image``, repaired in place
