@@ -223,6 +223,49 @@ def test_a_mask_file_becomes_the_hole_and_one_of_another_size_is_explained(serve
     assert wait_for_state(browser, "done", "error") == "done", browser.find_element(By.ID, "error").text
 
 
+def test_zoom_and_pan_keep_the_brush_on_the_pixel_under_it(server, browser, tmp_path):
+    """The wheel zooms in where the pointer is, Space+drag moves the zoomed photo, 0 shows it whole
+    again; a click paints the canvas pixel under the pointer whatever the zoom."""
+    photo = tmp_path / "bridge.png"
+    damaged_photo(photo)
+    browser.get(server)
+    browser.find_element(By.ID, "file-input").send_keys(str(photo))
+    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element(By.ID, "error").text
+    Select(browser.find_element(By.ID, "mode")).select_by_value("masked")  # an empty mask to paint on
+    WebDriverWait(browser, 10).until(lambda d: painted_pixels(d) == 0)
+    stage = browser.find_element(By.ID, "stage")
+    box = stage.rect
+    zoom = "return getComputedStyle(document.getElementById('layers')).transform"
+    for _ in range(3):  # three notches at the stage's centre: 1.25³
+        browser.execute_script(
+            "const r = arguments[0].getBoundingClientRect(); arguments[0].dispatchEvent(new WheelEvent('wheel', {"
+            "deltaY: -100, clientX: r.left + r.width / 2, clientY: r.top + r.height / 2, bubbles: true, "
+            "cancelable: true}))",
+            stage,
+        )
+    scale = float(browser.execute_script(zoom).split("(")[1].split(",")[0])
+    assert abs(scale - 1.25**3) < 1e-3
+    browser.find_element(By.ID, "tool-brush").click()
+    # a click a quarter of the stage right of its centre lands on the canvas pixel there, zoomed
+    ActionChains(browser).move_to_element_with_offset(stage, box["width"] / 4, 0).click().perform()
+    overlay = browser.find_element(By.ID, "overlay")
+    width, height = browser.execute_script("const c = arguments[0]; return [c.width, c.height];", overlay)
+    expected_x = width / 2 + (width / 4) / scale
+    alpha = browser.execute_script(
+        "const c = arguments[0].getContext('2d'); return c.getImageData(arguments[1], arguments[2], 1, 1).data[3];",
+        overlay, round(expected_x), round(height / 2),
+    )  # fmt: skip
+    assert alpha > 0, "the dot is not under the pointer"
+    # Space + drag pans; 0 shows the whole photo again
+    ActionChains(browser).move_to_element(stage).key_down(Keys.SPACE).click_and_hold().move_by_offset(
+        -40, 0
+    ).release().key_up(Keys.SPACE).perform()
+    moved = browser.execute_script(zoom)
+    assert float(moved.split(",")[4]) != 0 or float(moved.split(",")[5].rstrip(")")) != 0
+    ActionChains(browser).send_keys("0").perform()
+    assert browser.execute_script(zoom) in ("none", "matrix(1, 0, 0, 1, 0, 0)")
+
+
 def test_a_file_that_is_not_an_image_is_explained_on_the_page(server, browser, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not a picture")

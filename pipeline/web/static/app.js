@@ -12,7 +12,7 @@ const el = {
   repair: $('repair'), progress: $('progress'), status: $('status'),
   downloadResult: $('download-result'), downloadMask: $('download-mask'),
   error: $('error'), placeholder: $('placeholder'), placeholderText: $('placeholder-text'), editor: $('editor'), stage: $('stage'),
-  photo: $('photo'), overlay: $('overlay'), heat: $('heat'), cursor: $('brush-cursor'),
+  photo: $('photo'), overlay: $('overlay'), heat: $('heat'), cursor: $('brush-cursor'), layers: $('layers'),
   result: $('result'), compare: $('compare'), before: $('compare-before'), after: $('compare-after'),
   divider: $('compare-divider'), slider: $('compare-slider'),
 };
@@ -29,6 +29,7 @@ const app = {
   mode: 'blind',           // the mode whose starting mask was applied last
   generation: 0,           // bumped per file: answers for an older file are dropped
   tool: 'brush', stroke: null, undoStack: [], redoStack: [],
+  zoom: { z: 1, x: 0, y: 0 }, pan: null, spaceDown: false,  // the view: zoom and pan
   secondsPerMegapixel: null, resultUrl: null, maskUrl: null,
 };
 
@@ -177,6 +178,57 @@ function fitStage() {
     box.style.width = `${Math.floor(w * scale)}px`;
     box.style.height = `${Math.floor(h * scale)}px`;
   }
+  panBy(0, 0); // keep the zoomed photo covering the resized stage
+}
+
+// -- zoom and pan: the layers are scaled by z and moved by (x, y) CSS pixels inside the stage, which
+// keeps its place and size; brush points are read through the scaled overlay, so painting stays exact.
+
+const MAX_ZOOM = 16;
+
+function applyZoom() {
+  const { z, x, y } = app.zoom;
+  el.layers.style.transform = `translate(${x}px, ${y}px) scale(${z})`;
+}
+
+// Zoom by `factor` keeping the stage point (px, py) where it is; the photo always covers the stage.
+function zoomAt(factor, px, py) {
+  const { z, x, y } = app.zoom;
+  const next = Math.min(MAX_ZOOM, Math.max(1, z * factor));
+  app.zoom = { z: next, x: px - ((px - x) * next) / z, y: py - ((py - y) * next) / z };
+  panBy(0, 0);
+}
+
+function panBy(dx, dy) {
+  const { z, x, y } = app.zoom;
+  const { width, height } = el.stage.getBoundingClientRect();
+  const clamp = (v, size) => Math.min(0, Math.max(size - size * z, v));
+  app.zoom = { z, x: clamp(x + dx, width), y: clamp(y + dy, height) };
+  applyZoom();
+}
+
+function resetZoom() {
+  app.zoom = { z: 1, x: 0, y: 0 };
+  applyZoom();
+}
+
+function zoomWithWheel(event) {
+  if (!app.info) return;
+  event.preventDefault();
+  const rect = el.stage.getBoundingClientRect();
+  zoomAt(event.deltaY < 0 ? 1.25 : 1 / 1.25, event.clientX - rect.left, event.clientY - rect.top);
+}
+
+function zoomAtCentre(factor) {
+  const { width, height } = el.stage.getBoundingClientRect();
+  zoomAt(factor, width / 2, height / 2);
+}
+
+function startPan(event) {
+  event.preventDefault();
+  el.stage.setPointerCapture(event.pointerId);
+  app.pan = { pointerId: event.pointerId, x: event.clientX, y: event.clientY };
+  el.stage.classList.add('panning');
 }
 
 function updateLayers() {
@@ -308,6 +360,7 @@ async function loadFile(file) {
 function showPhoto(preview, predicted) {
   const { view_width: w, view_height: h } = app.info;
   for (const canvas of [el.photo, el.overlay, el.heat]) Object.assign(canvas, { width: w, height: h });
+  resetZoom();
   el.photo.getContext('2d').drawImage(preview, 0, 0, w, h);
   el.heat.getContext('2d').putImageData(recolor(grayPixels(predicted, w, h), HEAT_COLORS), 0, 0);
   el.before.src = app.info.preview;
@@ -408,6 +461,7 @@ function paintSegment(from, to) {
 }
 
 function startStroke(event) {
+  if (app.info && (event.button === 1 || (event.button === 0 && app.spaceDown))) return startPan(event);
   if (!hasMask() || event.button !== 0) return;
   event.preventDefault();
   el.stage.setPointerCapture(event.pointerId);
@@ -419,6 +473,11 @@ function startStroke(event) {
 }
 
 function continueStroke(event) {
+  if (app.pan && event.pointerId === app.pan.pointerId) {
+    panBy(event.clientX - app.pan.x, event.clientY - app.pan.y);
+    Object.assign(app.pan, { x: event.clientX, y: event.clientY });
+    return;
+  }
   moveCursor(event);
   if (!app.stroke || event.pointerId !== app.stroke.pointerId) return;
   const samples = event.getCoalescedEvents?.() ?? [];
@@ -430,6 +489,10 @@ function continueStroke(event) {
 }
 
 function endStroke(event) {
+  if (app.pan && event.pointerId === app.pan.pointerId) {
+    app.pan = null;
+    el.stage.classList.toggle('panning', Boolean(app.spaceDown));
+  }
   if (app.stroke && event.pointerId === app.stroke.pointerId) app.stroke = null;
   overlayContext.globalCompositeOperation = 'source-over';
 }
@@ -440,7 +503,7 @@ function moveCursor(event) {
     return;
   }
   const rect = el.stage.getBoundingClientRect();
-  const diameter = (brushSize() * rect.width) / el.overlay.width;
+  const diameter = (brushSize() * el.overlay.getBoundingClientRect().width) / el.overlay.width; // zoomed too
   const [left, top] = [event.clientX - rect.left, event.clientY - rect.top];
   Object.assign(el.cursor.style, { width: `${diameter}px`, height: `${diameter}px`, left: `${left}px`, top: `${top}px` });
   el.cursor.hidden = false;
@@ -620,6 +683,10 @@ function onKey(event) {
       '[': () => setBrushSize(brushSize() - Math.max(1, brushSize() * 0.15)),
       ']': () => setBrushSize(brushSize() + Math.max(1, brushSize() * 0.15)),
       h: () => toggle(el.heatmap),
+      '+': () => zoomAtCentre(1.25),
+      '=': () => zoomAtCentre(1.25),
+      '-': () => zoomAtCentre(1 / 1.25),
+      0: resetZoom,
       m: () => toggle(el.showMask),
       // Enter on a button, link, list or file chooser does its own thing.
       enter: event.target.matches?.('button, a, select, label, input[type="file"]') ? null : repair,
@@ -670,6 +737,15 @@ function wire() {
   for (const [type, handler] of Object.entries(pointer)) el.stage.addEventListener(type, handler);
   el.stage.addEventListener('pointerleave', () => { el.cursor.hidden = true; });
   document.addEventListener('keydown', onKey);
+  el.stage.addEventListener('wheel', zoomWithWheel, { passive: false });
+  const space = (down) => (event) => {
+    if (event.key !== ' ' || event.target.matches?.(TEXT_FIELDS) || event.target.matches?.('button, select')) return;
+    event.preventDefault();
+    app.spaceDown = down;
+    el.stage.classList.toggle('panning', down || Boolean(app.pan));
+  };
+  document.addEventListener('keydown', space(true));
+  document.addEventListener('keyup', space(false));
   new ResizeObserver(fitStage).observe(el.editor.parentElement);
   window.addEventListener('resize', fitStage);
 }
