@@ -28,7 +28,7 @@ REPAIR_EXAMPLES = """examples:
   blindfill repair photo.png --mode masked --mask photo_mask001.png
   blindfill repair photos/ --json > report.json
 
-The output keeps each photo's format (JPEG, PNG, WebP and AVIF; others become PNG) unless --format
+The output keeps each photo's format (JPEG, PNG, WebP, AVIF, HEIC; others become PNG) unless --format
 says otherwise, and its EXIF and ICC profile. Inputs are never written to, and existing results
 are kept unless --overwrite."""
 
@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument(
         "--union", action="store_true", help="--mode masked: the hole is the mask plus the damage the model finds"
     )
-    repair.add_argument("--format", choices=("same", "png", "jpeg", "webp", "avif"), default="same")
-    repair.add_argument("--quality", type=int, default=95, help="JPEG/WebP/AVIF quality 1-100 (default 95)")
+    repair.add_argument("--format", choices=("same", "png", "jpeg", "webp", "avif", "heif"), default="same")
+    repair.add_argument("--quality", type=int, default=95, help="JPEG/WebP/AVIF/HEIC quality 1-100 (default 95)")
     repair.add_argument("--model", help="a model file or training run folder (default: the shipped model)")
     repair.add_argument("--method", default="ours", help="another system's trained stage fills the hole (with --model)")
     repair.add_argument("--overwrite", action="store_true", help="replace existing results")

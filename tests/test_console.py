@@ -53,8 +53,8 @@ def test_repair_takes_plain_paths_and_keeps_each_photos_format(odd_inputs, tmp_p
     assert len(lines) == 8  # a line per photo (the unreadable one too) and the summary last
     assert lines[-1] == "6 repaired, 0 without damage found, 0 kept (already there), 1 skipped"
     assert any(line.startswith("album/broken.jpg: skipped:") for line in lines)
-    expected = {  # HEIC is read, not written: its result is a PNG
-        "IMG 1 (copy).png": "PNG", "a,b.jpg": "JPEG", "été.webp": "WEBP", "iphone.png": "PNG",
+    expected = {
+        "IMG 1 (copy).png": "PNG", "a,b.jpg": "JPEG", "été.webp": "WEBP", "iphone.heic": "HEIF",
         "x.avif": "AVIF", "album/inner [1].png": "PNG",
     }  # fmt: skip
     for name, fmt in expected.items():

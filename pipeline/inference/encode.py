@@ -7,7 +7,8 @@ page (:mod:`pipeline.web.server`) give the same file for the same photo and the 
   EXIF (``eXIf``) chunks are inserted after the header.
 - JPEG is 8-bit (a 16-bit result is rounded to 8 bits), written by Pillow at ``quality`` with
   4:4:4 chroma at quality ≥ 90 (the fill's fine colour is what a user looks at) and 4:2:0 below.
-- WebP and AVIF are 8-bit too, written by Pillow at ``quality`` (WebP at 100: lossless).
+- WebP, AVIF and HEIC are 8-bit too, written by Pillow at ``quality`` (WebP at 100: lossless;
+  HEIC through pillow-heif, which :mod:`data.io` registers).
 
 :func:`same_format` is the format a result keeps by default: the input's own where it is one of
 these, else PNG (lossless).
@@ -31,9 +32,15 @@ from PIL import Image
 from common.errors import ConfigError
 from data.io import ImageMetadata, to_pixels
 
-FORMATS = ("png", "jpeg", "webp", "avif")
-SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}
-MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif"}
+FORMATS = ("png", "jpeg", "webp", "avif", "heif")
+SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "heif": ".heic"}
+MEDIA_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "avif": "image/avif",
+    "heif": "image/heic",
+}
 # An input's suffix -> the format its result keeps (same_format); others give PNG.
 KEPT = {
     ".png": "png",
@@ -43,6 +50,8 @@ KEPT = {
     ".jfif": "jpeg",
     ".webp": "webp",
     ".avif": "avif",
+    ".heic": "heif",
+    ".heif": "heif",
 }
 
 
