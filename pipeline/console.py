@@ -124,12 +124,12 @@ def plan(args) -> list:
     with an image suffix that one file."""
     from common.errors import ConfigError
     from data.io import IMAGE_EXTENSIONS
-    from pipeline.inference.batch import Job, check_output, find_mask, mask_beside, plan_jobs
-    from pipeline.inference.encode import SUFFIXES, OutputFormat, same_format
+    from pipeline.inference.batch import Job, check_mask, check_output, given_mask, mask_beside, plan_jobs
+    from pipeline.inference.encode import OutputFormat, same_format
 
-    def output_format(source: Path) -> OutputFormat:
-        chosen = same_format(source) if args.format == "same" else args.format
-        return OutputFormat(chosen, args.quality)
+    def output_format(path: Path) -> OutputFormat:
+        """``--format``, or with ``same`` the format of ``path`` (a photo, or the ``-o`` file)."""
+        return OutputFormat(same_format(path) if args.format == "same" else args.format, args.quality)
 
     paths = [Path(p).expanduser() for p in args.paths]
     single_file = args.output.suffix.lower() in IMAGE_EXTENSIONS and not args.output.is_dir()
@@ -138,22 +138,20 @@ def plan(args) -> list:
             raise ConfigError(f"-o {args.output} is a file name: give exactly one photo, or a folder for -o")
         if paths[0].resolve() == args.output.resolve():
             raise ConfigError(f"-o {args.output} is the input itself: inputs are never written to")
-        fmt = OutputFormat(same_format(args.output) if args.format == "same" else args.format, args.quality)
+        check_mask(args.mask)
         mask = None
         if args.mode == "masked":
-            in_folder = args.mask is not None and args.mask.is_dir()
-            mask = find_mask(args.mask, Path(paths[0].name)) if in_folder else args.mask or mask_beside(paths[0])
-        check_output(args.output.parent if str(args.output.parent) else Path("."), [args.output])
-        return [Job(paths[0], mask, args.output, fmt, args.mask_resize, args.union)]
+            photo = paths[0]
+            mask = mask_beside(photo) if args.mask is None else given_mask(args.mask, photo, Path(photo.name))
+        check_output(args.output.parent, [args.output])
+        return [Job(paths[0], mask, args.output, output_format(args.output), args.mask_resize, args.union)]
     jobs, seen = [], set()
     for path in paths:
         folder = args.output / path.resolve().name if path.is_dir() else args.output
-        suffix = lambda source: SUFFIXES[output_format(source).format]  # noqa: E731
-        for job in plan_jobs(path, folder, args.mask, args.mode, suffix):
+        for job in plan_jobs(path, folder, args.mask, args.mode, formats=output_format):
             if job.target in seen:
                 raise ConfigError(f"two photos would both be written to {job.target}: repair them in separate runs")
             seen.add(job.target)
-            job.format = output_format(job.source)
             job.mask_resize, job.union = args.mask_resize, args.union
             jobs.append(job)
     return jobs

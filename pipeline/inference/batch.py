@@ -74,13 +74,37 @@ def mask_beside(photo: Path) -> Path | None:
     return None
 
 
+def check_mask(mask: Path | None) -> None:
+    """A given ``mask`` (a file or a folder of them) must exist and be a regular file or a folder."""
+    if mask is not None and not mask.exists():
+        raise ConfigError(f"mask {mask} does not exist")
+    if mask is not None and not (mask.is_file() or mask.is_dir()):
+        raise ConfigError(f"mask {mask} is not a regular file or a folder")
+
+
+def given_mask(mask: Path, source: Path, relative: Path) -> Path:
+    """The mask file of the photo ``source`` (at ``relative`` under its input folder) from a given
+    ``mask``: the file itself, or the file of the photo's name in a mask folder (:func:`find_mask`)."""
+    if mask.is_file():
+        return mask
+    found = find_mask(mask, relative)
+    if found is None:
+        raise ConfigError(f"no mask for {source} in {mask} (looked for {relative.stem}.* and {relative.stem}_mask.*)")
+    return found
+
+
 def plan_jobs(
-    input_path: Path, output: Path, mask: Path | None, mode: str, suffix: str | Callable[[Path], str] = ".png"
+    input_path: Path,
+    output: Path,
+    mask: Path | None,
+    mode: str,
+    suffix: str = ".png",
+    formats: Callable[[Path], OutputFormat] | None = None,
 ) -> list[Job]:
-    """The images under ``input_path`` with their masks and result paths (``<stem><suffix>``;
-    ``suffix`` may be a function of the image's path); refuses an output folder that is the input
-    folder or inside it. In masked mode each photo's mask is ``mask`` (a file, or the file of the
-    same name in a folder), else the one beside it (:func:`mask_beside`), else its green paint."""
+    """The images under ``input_path`` with their masks and result paths (``<stem><suffix>``, or
+    with ``formats`` each photo's own format and its suffix); refuses an output folder that is the
+    input folder or inside it. In masked mode each photo's mask is ``mask`` (:func:`given_mask`),
+    else the one beside it (:func:`mask_beside`), else its green paint."""
     if not input_path.exists():
         raise ConfigError(f"input {input_path} does not exist")
     if not (input_path.is_file() or input_path.is_dir()):  # a FIFO or a device would block the reader forever
@@ -92,10 +116,7 @@ def plan_jobs(
             f"output {output} is {'the input folder' if out == root else 'inside the input folder'}: "
             "choose another folder (inputs are never written to)"
         )
-    if mask is not None and not mask.exists():
-        raise ConfigError(f"mask {mask} does not exist")
-    if mask is not None and not (mask.is_file() or mask.is_dir()):
-        raise ConfigError(f"mask {mask} is not a regular file or a folder")
+    check_mask(mask)
     if mask is not None:
         mask_root = (mask if mask.is_dir() else mask.parent).resolve()
         if out == mask_root or (mask.is_dir() and out.is_relative_to(mask_root)):
@@ -116,19 +137,14 @@ def plan_jobs(
     jobs, targets = [], {}
     for source in files:
         relative = source.relative_to(input_root)
-        ending = suffix(source) if callable(suffix) else suffix
+        output_format = formats(source) if formats else None
+        ending = output_format.suffix if output_format else suffix
         target = output / relative.parent / f"{relative.stem}{ending}"
         if target in targets:  # photo.jpg and photo.png: keep both
             target = output / relative.parent / f"{relative.stem}_{source.suffix.lstrip('.').lower()}{ending}"
         targets[target] = source
-        mask_file = beside.get(source)
-        if mode == "masked" and mask is not None:
-            mask_file = mask if mask.is_file() else find_mask(mask, relative)
-            if mask_file is None:
-                raise ConfigError(
-                    f"no mask for {source} in {mask} (looked for {relative.stem}.* and {relative.stem}_mask.*)"
-                )
-        jobs.append(Job(source, mask_file, target))
+        mask_file = given_mask(mask, source, relative) if mode == "masked" and mask is not None else beside.get(source)
+        jobs.append(Job(source, mask_file, target, output_format))
     check_output(output, [job.target for job in jobs])
     return jobs
 
